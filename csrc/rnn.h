@@ -1,0 +1,70 @@
+// fastrnn: the op contract every backend implements, and the math, written once.
+//
+// ---------------------------------------------------------------------------
+// Shapes (one layer, one direction; time-major, contiguous)
+//   T = sequence length, B = batch, I = input features, H = hidden features
+//   input      x   [T, B, I]
+//   hx         h0  [B, H]
+//   weight_ih  Wx  [H, I]        bias_ih  bx  [H]   (optional; both or neither)
+//   weight_hh  Wh  [H, H]        bias_hh  bh  [H]
+//   lengths    L   [B] int64     (optional; on the device of x; any value is safe:
+//                                 L_b <= 0 never updates row b, L_b >= T always does)
+//   output     y   [T, B, H]
+//
+// Forward (reverse=false visits t = 0 .. T-1; reverse=true visits t = T-1 .. 0;
+// "prev(t)" is the step visited before t, and h_prev(first) = h0):
+//   active(t, b) = lengths is None or t < L_b
+//   z_t = x_t Wx^T + bx + bh + h_prev(t) Wh^T                     (pre-activation)
+//   y_t = active ? act(z_t) : h_prev(t)                            (act = tanh | relu)
+// An inactive row carries its state unchanged, so the last visited step holds
+// every row's final state: h_n = y[T-1] (forward) or y[0] (reverse), for all rows,
+// packed or not. Reverse + lengths starts each row at its own last step L_b - 1,
+// which is exactly the backward direction of a packed sequence.
+//
+// Backward (BPTT). Given dy = dLoss/dy [T, B, H] (the gradient of h_n already
+// added into the last visited step of dy), visit the steps in the opposite order
+// and carry g, the total gradient reaching h_t:
+//   g     = dy_t + carry                         (carry starts at 0)
+//   dz_t  = active ? g * act'(y_t) : 0           tanh' = 1 - y^2,  relu' = [y > 0]
+//   carry = dz_t Wh + (active ? 0 : g)           = dLoss/dh_prev(t)
+// and after the loop, as batched GEMMs over all T*B rows:
+//   d_hx = carry                                  [B, H]
+//   dx   = dz Wx                                  [T, B, I]
+//   dWx  = dz^T x                                 [H, I]
+//   dWh  = sum_t dz_t^T h_prev(t)                 [H, H]
+//   dbx  = dbh = sum_{t,b} dz                     [H]
+// Only x, h0, the weights and y are needed: act' is a function of y, and
+// h_prev(t) is y of the previously visited step (or h0).
+//
+// Reduced precision: float16 / bfloat16 tensors are computed in float32 and the
+// results rounded once at the end of each op.
+// ---------------------------------------------------------------------------
+#pragma once
+
+#include <ATen/core/Tensor.h>
+#include <c10/util/Optional.h>
+
+#include <string_view>
+
+namespace fastrnn {
+
+enum class Activation { Tanh, Relu };
+
+// Parses the schema's `nonlinearity` string; errors name the argument.
+Activation parse_activation(std::string_view nonlinearity);
+
+// Argument checks shared by every device's forward and backward:
+// ranks, sizes, dtypes, devices and contiguity-independent strides. Throws c10::Error (ValueError /
+// RuntimeError on the Python side) naming the offending argument.
+void check_forward_args(const at::Tensor& input, const at::Tensor& hx,
+                        const at::Tensor& weight_ih, const at::Tensor& weight_hh,
+                        const std::optional<at::Tensor>& bias_ih,
+                        const std::optional<at::Tensor>& bias_hh,
+                        const std::optional<at::Tensor>& lengths);
+
+void check_backward_args(const at::Tensor& grad_output, const at::Tensor& input,
+                         const at::Tensor& hx, const at::Tensor& weight_ih,
+                         const at::Tensor& weight_hh, const at::Tensor& output,
+                         const std::optional<at::Tensor>& lengths);
+
+}  // namespace fastrnn

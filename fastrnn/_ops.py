@@ -1,0 +1,79 @@
+"""Where Python meets the C++ ops: fake (meta) kernels and autograd for ``fastrnn::*``.
+
+The schemas live in ``csrc/rnn_ops.cpp``; shapes and math in ``csrc/rnn.h``.
+"""
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from . import _C  # noqa: F401  (loading the library registers the ops)
+
+rnn_forward = torch.ops.fastrnn.rnn_forward
+rnn_backward = torch.ops.fastrnn.rnn_backward
+
+
+def has_kernel(device_type: str) -> bool:
+    """True when the native ops have a kernel for this device type ("cpu", "cuda")."""
+    key = {"cpu": "CPU", "cuda": "CUDA"}.get(device_type)
+    return key is not None and torch._C._dispatch_has_kernel_for_dispatch_key(
+        "fastrnn::rnn_forward", key
+    )
+
+
+@torch.library.register_fake("fastrnn::rnn_forward")
+def _rnn_forward_fake(input, hx, weight_ih, weight_hh, bias_ih, bias_hh, lengths, reverse, nonlinearity):
+    torch._check(input.dim() == 3, lambda: f"fastrnn: input must be 3-D [T, B, I], got {input.dim()}-D")
+    torch._check(weight_hh.dim() == 2, lambda: "fastrnn: weight_hh must be 2-D [H, H]")
+    T, B, _ = input.shape
+    return input.new_empty(T, B, weight_hh.shape[0])  # [T, B, H]
+
+
+@torch.library.register_fake("fastrnn::rnn_backward")
+def _rnn_backward_fake(grad_output, input, hx, weight_ih, weight_hh, output, lengths, reverse,
+                       nonlinearity, output_mask):
+    need_input, need_weights = output_mask
+    empty = input.new_empty(0)
+    return (
+        torch.empty_like(input) if need_input else empty,  # [T, B, I]
+        torch.empty_like(hx),  # [B, H]
+        torch.empty_like(weight_ih) if need_weights else empty,  # [H, I]
+        torch.empty_like(weight_hh) if need_weights else empty,  # [H, H]
+        weight_hh.new_empty(weight_hh.shape[0]) if need_weights else empty,  # [H]
+    )
+
+
+def _setup_context(ctx, inputs, output):
+    input, hx, weight_ih, weight_hh, bias_ih, _, lengths, reverse, nonlinearity = inputs
+    # y alone gives act' (tanh' = 1 - y^2, relu' = [y > 0]) and every h_prev.
+    ctx.save_for_backward(input, hx, weight_ih, weight_hh, output, lengths)
+    ctx.has_bias = bias_ih is not None
+    ctx.reverse = reverse
+    ctx.nonlinearity = nonlinearity
+
+
+def _backward(ctx, grad_output: Tensor):
+    input, hx, weight_ih, weight_hh, output, lengths = ctx.saved_tensors
+    needs = ctx.needs_input_grad
+    need_input = needs[0]
+    need_weights = any(needs[2:6])
+    gx, ghx, gw_ih, gw_hh, gb = rnn_backward(
+        grad_output, input, hx, weight_ih, weight_hh, output, lengths,
+        ctx.reverse, ctx.nonlinearity, [need_input, need_weights],
+    )
+    gb = gb if ctx.has_bias and need_weights else None
+    return (
+        gx if need_input else None,
+        ghx if needs[1] else None,
+        gw_ih if need_weights else None,
+        gw_hh if need_weights else None,
+        gb,
+        # A separate tensor: the two .grad fields must not alias (in-place clipping).
+        gb.clone() if gb is not None else None,
+        None,
+        None,
+        None,
+    )
+
+
+torch.library.register_autograd("fastrnn::rnn_forward", _backward, setup_context=_setup_context)

@@ -1,0 +1,132 @@
+"""Functional form of the Elman RNN: one layer/direction, a whole stack, packed sequences.
+
+Data flows one way: modules -> functional -> a backend's ``rnn_forward`` -> the kernel.
+Every backend's ``rnn_forward`` has the contract of ``fastrnn::rnn_forward``
+(``csrc/rnn.h``) and is differentiable.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from . import reference
+
+BACKENDS = ("auto", "native", "triton", "reference")
+
+
+def _native(device_type: str) -> bool:
+    from . import _ops
+
+    return _ops.has_kernel(device_type)
+
+
+def _triton_available() -> bool:
+    from .triton import is_available
+
+    return is_available()
+
+
+def resolve_backend(backend: str, device: torch.device) -> str:
+    """Maps ``auto`` to the fastest backend present for ``device``; checks explicit choices."""
+    if backend not in BACKENDS:
+        raise ValueError(f"fastrnn: backend must be one of {BACKENDS}, got {backend!r}")
+    if backend == "auto":
+        if _native(device.type):
+            return "native"
+        if device.type == "cuda" and _triton_available():
+            return "triton"
+        return "reference"
+    if backend == "native" and not _native(device.type):
+        raise RuntimeError(
+            f"fastrnn: backend='native' has no kernel for device '{device.type}' "
+            "(was fastrnn built with CUDA? see README, 'Install'); use backend='auto'"
+        )
+    return backend
+
+
+def forward_fn(backend: str) -> Callable[..., Tensor]:
+    """The ``rnn_forward`` of a resolved backend name."""
+    if backend == "native":
+        from . import _ops
+
+        return _ops.rnn_forward
+    if backend == "triton":
+        from .triton import rnn_forward
+
+        return rnn_forward
+    return reference.rnn_forward
+
+
+def rnn_layer(
+    input: Tensor,  # [T, B, I]
+    hx: Tensor,  # [B, H]
+    weight_ih: Tensor,  # [H, I]
+    weight_hh: Tensor,  # [H, H]
+    bias_ih: Tensor | None = None,  # [H]
+    bias_hh: Tensor | None = None,  # [H]
+    *,
+    lengths: Tensor | None = None,  # [B] int64
+    reverse: bool = False,
+    nonlinearity: str = "tanh",
+    backend: str = "auto",
+) -> tuple[Tensor, Tensor]:  # y [T, B, H], h_n [B, H]
+    """One layer, one direction."""
+    name = resolve_backend(backend, input.device)
+    y = forward_fn(name)(input, hx, weight_ih, weight_hh, bias_ih, bias_hh, lengths, reverse, nonlinearity)
+    return y, (y[0] if reverse else y[-1])
+
+
+def rnn(
+    input: Tensor,  # [T, B, I], time-major, padded when lengths is given
+    hx: Tensor,  # [L * D, B, H]
+    weights: Sequence[Sequence[Tensor | None]],  # per layer and direction: (w_ih, w_hh, b_ih, b_hh)
+    *,
+    num_layers: int,
+    bidirectional: bool,
+    nonlinearity: str = "tanh",
+    dropout: float = 0.0,
+    training: bool = False,
+    lengths: Tensor | None = None,  # [B] int64, on input's device
+    backend: str = "auto",
+) -> tuple[Tensor, Tensor]:  # output [T, B, D * H], h_n [L * D, B, H]
+    """A stack of layers; dropout between layers in training mode, as in nn.RNN."""
+    name = resolve_backend(backend, input.device)
+    D = 2 if bidirectional else 1
+    layer_input = input
+    h_n: list[Tensor] = []
+    for layer in range(num_layers):
+        outs = []
+        for direction in range(D):
+            k = layer * D + direction
+            y, h = rnn_layer(layer_input, hx[k], *weights[k], lengths=lengths,
+                             reverse=direction == 1, nonlinearity=nonlinearity, backend=name)
+            outs.append(y)
+            h_n.append(h)
+        layer_input = outs[0] if D == 1 else torch.cat(outs, dim=2)
+        if dropout > 0 and training and layer < num_layers - 1:
+            layer_input = F.dropout(layer_input, p=dropout, training=True)
+    return layer_input, torch.stack(h_n)
+
+
+def packed_to_padded(data: Tensor, batch_sizes: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """PackedSequence data [N, I] -> (padded [T, B, I] in sorted order, lengths [B], index [N]).
+
+    ``index`` maps each packed row to its flat position ``t * B + b`` in the padded
+    tensor; ``padded_to_packed`` uses it to go back. Padding is zeros.
+    """
+    T = batch_sizes.numel()
+    B = int(batch_sizes[0])
+    active = torch.arange(B).unsqueeze(0) < batch_sizes.unsqueeze(1)  # [T, B] bool (CPU)
+    index = active.flatten().nonzero().squeeze(1).to(data.device)  # [N]
+    lengths = active.sum(0).to(device=data.device, dtype=torch.int64)  # [B]
+    padded = data.new_zeros(T * B, data.shape[1]).index_copy(0, index, data)
+    return padded.view(T, B, data.shape[1]), lengths, index
+
+
+def padded_to_packed(padded: Tensor, index: Tensor) -> Tensor:
+    """padded [T, B, F] -> packed data [N, F] (inverse of packed_to_padded)."""
+    T, B, Fdim = padded.shape
+    return padded.reshape(T * B, Fdim).index_select(0, index)

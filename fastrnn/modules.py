@@ -1,0 +1,369 @@
+"""``fastrnn.RNN`` and ``fastrnn.RNNCell``: drop-in replacements for their torch.nn namesakes.
+
+Same constructor arguments, parameter names, shapes, registration order and default
+initialization (so the same seed gives the same weights, and ``load_state_dict``
+works in both directions); the same inputs, outputs and errors. Only the kernels differ.
+"""
+from __future__ import annotations
+
+import math
+import numbers
+import warnings
+
+import torch
+from torch import Tensor, nn
+from torch.nn.utils.rnn import PackedSequence
+
+from . import functional
+
+_NONLINEARITIES = ("tanh", "relu")
+
+
+def _check_nonlinearity(nonlinearity) -> None:
+    if nonlinearity not in _NONLINEARITIES:
+        raise ValueError(f"Unknown nonlinearity '{nonlinearity}'. Select from 'tanh' or 'relu'.")
+
+
+def _check_size(name: str, value) -> None:
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise TypeError(f"{name} should be of type int, got: {type(value).__name__}")
+    if value <= 0:
+        raise ValueError(f"{name} must be greater than zero")
+
+
+def _check_input_dtype(input: Tensor, weight: Tensor) -> None:
+    if not input.is_floating_point():
+        raise ValueError(f"fastrnn: input must be a floating point tensor, got dtype {input.dtype}")
+    if input.dtype != weight.dtype and not torch._C._is_any_autocast_enabled():
+        raise ValueError(
+            f"RNN input dtype ({input.dtype}) does not match weight dtype ({weight.dtype}). "
+            f"Convert input: input.to({weight.dtype}), or convert model: model.to({input.dtype})"
+        )
+
+
+class RNN(nn.Module):
+    r"""Multi-layer Elman RNN, :math:`h_t = \mathrm{act}(x_t W_{ih}^T + b_{ih} + h_{t-1} W_{hh}^T + b_{hh})`.
+
+    A drop-in for :class:`torch.nn.RNN`: see its documentation for the arguments,
+    inputs and outputs. The one addition is the keyword ``backend``:
+
+    * ``"auto"`` (default): the fused native kernel for the device (C++ on CPU, CUDA on
+      GPU when built with CUDA), else Triton on GPU, else the reference loop;
+    * ``"native"``, ``"triton"``, ``"reference"``: that backend, or an error if it cannot run.
+    """
+
+    def __init__(
+        self,
+        input_size: int,
+        hidden_size: int,
+        num_layers: int = 1,
+        nonlinearity: str = "tanh",
+        bias: bool = True,
+        batch_first: bool = False,
+        dropout: float = 0.0,
+        bidirectional: bool = False,
+        device=None,
+        dtype=None,
+        *,
+        backend: str = "auto",
+    ) -> None:
+        super().__init__()
+        _check_size("input_size", input_size)
+        _check_size("hidden_size", hidden_size)
+        if not isinstance(num_layers, int) or isinstance(num_layers, bool) or num_layers <= 0:
+            raise ValueError(f"num_layers must be greater than zero, got {num_layers!r}")
+        _check_nonlinearity(nonlinearity)
+        if not isinstance(dropout, numbers.Number) or isinstance(dropout, bool) or not 0 <= dropout <= 1:
+            raise ValueError(
+                "dropout should be a number in range [0, 1] representing the probability of an "
+                f"element being zeroed, got {dropout!r}"
+            )
+        for name, flag in (("bias", bias), ("batch_first", batch_first), ("bidirectional", bidirectional)):
+            if not isinstance(flag, bool):
+                raise TypeError(f"{name} should be of type bool, got: {type(flag).__name__}")
+        if backend not in functional.BACKENDS:
+            raise ValueError(f"fastrnn: backend must be one of {functional.BACKENDS}, got {backend!r}")
+        if dropout > 0 and num_layers == 1:
+            warnings.warn(
+                "dropout option adds dropout after all but last recurrent layer, so non-zero dropout "
+                f"expects num_layers greater than 1, but got dropout={dropout} and num_layers={num_layers}",
+                stacklevel=2,
+            )
+        self.input_size = input_size
+        self.hidden_size = hidden_size
+        self.num_layers = num_layers
+        self.nonlinearity = nonlinearity
+        self.bias = bias
+        self.batch_first = batch_first
+        self.dropout = float(dropout)
+        self.bidirectional = bidirectional
+        self.backend = backend
+
+        factory = {"device": device, "dtype": dtype}
+        self._flat_weights_names: list[str] = []
+        for layer in range(num_layers):
+            layer_in = input_size if layer == 0 else hidden_size * self.num_directions
+            for direction in range(self.num_directions):
+                suffix = f"_l{layer}" + ("_reverse" if direction == 1 else "")
+                shapes = [("weight_ih", (hidden_size, layer_in)), ("weight_hh", (hidden_size, hidden_size))]
+                if bias:
+                    shapes += [("bias_ih", (hidden_size,)), ("bias_hh", (hidden_size,))]
+                for kind, shape in shapes:
+                    self.register_parameter(kind + suffix, nn.Parameter(torch.empty(shape, **factory)))
+                    self._flat_weights_names.append(kind + suffix)
+        self.reset_parameters()
+
+    @property
+    def num_directions(self) -> int:
+        return 2 if self.bidirectional else 1
+
+    def reset_parameters(self) -> None:
+        """nn.RNN's initialization, drawn in the same order: U(-1/sqrt(H), 1/sqrt(H))."""
+        stdv = 1.0 / math.sqrt(self.hidden_size)
+        for weight in self.parameters():
+            nn.init.uniform_(weight, -stdv, stdv)
+
+    @property
+    def all_weights(self) -> list[list[nn.Parameter]]:
+        per = 4 if self.bias else 2
+        names = self._flat_weights_names
+        return [[getattr(self, n) for n in names[i : i + per]] for i in range(0, len(names), per)]
+
+    def _layer_weights(self) -> list[tuple[Tensor, Tensor, Tensor | None, Tensor | None]]:
+        return [tuple(w) + ((None, None) if not self.bias else ()) for w in self.all_weights]
+
+    def flatten_parameters(self) -> None:
+        """No-op, for code written for cuDNN's nn.RNN: fastrnn needs no flat weight buffer."""
+
+    def extra_repr(self) -> str:
+        s = f"{self.input_size}, {self.hidden_size}"
+        if self.num_layers != 1:
+            s += f", num_layers={self.num_layers}"
+        if self.nonlinearity != "tanh":
+            s += f", nonlinearity={self.nonlinearity}"
+        if self.bias is not True:
+            s += f", bias={self.bias}"
+        if self.batch_first is not False:
+            s += f", batch_first={self.batch_first}"
+        if self.dropout != 0:
+            s += f", dropout={self.dropout}"
+        if self.bidirectional is not False:
+            s += f", bidirectional={self.bidirectional}"
+        if self.backend != "auto":
+            s += f", backend={self.backend!r}"
+        return s
+
+    def forward(self, input, hx: Tensor | None = None):
+        weight0 = getattr(self, self._flat_weights_names[0])
+        if isinstance(input, PackedSequence):
+            return self._forward_packed(input, hx, weight0)
+        if not isinstance(input, Tensor):
+            raise TypeError(f"fastrnn.RNN: input must be a Tensor or PackedSequence, got {type(input).__name__}")
+        if input.dim() not in (2, 3):
+            raise ValueError(f"RNN: Expected input to be 2D or 3D, got {input.dim()}D tensor instead")
+        _check_input_dtype(input, weight0)
+        batched = input.dim() == 3
+        if batched:
+            if hx is not None and hx.dim() != 3:
+                raise RuntimeError(f"For batched 3-D input, hx should also be 3-D but got {hx.dim()}-D tensor")
+            x = input.transpose(0, 1) if self.batch_first else input  # [T, B, I]
+        else:
+            if hx is not None and hx.dim() != 2:
+                raise RuntimeError(f"For unbatched 2-D input, hx should also be 2-D but got {hx.dim()}-D tensor")
+            x = input.unsqueeze(1)  # [T, 1, I]
+            hx = hx.unsqueeze(1) if hx is not None else None
+        self._check_input(x)
+        hx = self._initial_state(x, hx, x.shape[1])
+        out, h_n = self._run(x, hx, lengths=None)
+        if not batched:
+            return out.squeeze(1), h_n.squeeze(1)
+        return (out.transpose(0, 1) if self.batch_first else out), h_n
+
+    def _forward_packed(self, input: PackedSequence, hx: Tensor | None, weight0: Tensor):
+        data, batch_sizes, sorted_indices, unsorted_indices = input
+        _check_input_dtype(data, weight0)
+        if data.dim() != 2:
+            raise RuntimeError(f"input must have 2 dimensions, got {data.dim()}")
+        padded, lengths, index = functional.packed_to_padded(data, batch_sizes)  # [T, B, I]
+        self._check_input(padded)
+        given = hx is not None
+        hx = self._initial_state(padded, hx, padded.shape[1])
+        if given and sorted_indices is not None:  # the user's batch order -> sorted order
+            hx = hx.index_select(1, sorted_indices)
+        out, h_n = self._run(padded, hx, lengths=lengths)
+        if unsorted_indices is not None:
+            h_n = h_n.index_select(1, unsorted_indices)
+        packed = PackedSequence(functional.padded_to_packed(out, index), batch_sizes, sorted_indices, unsorted_indices)
+        return packed, h_n
+
+    def _check_input(self, x: Tensor) -> None:  # x [T, B, I]
+        if x.shape[-1] != self.input_size:
+            raise RuntimeError(
+                f"input.size(-1) must be equal to input_size. Expected {self.input_size}, got {x.shape[-1]}"
+            )
+        if x.shape[0] == 0:
+            raise RuntimeError("Expected sequence length to be larger than 0 in RNN")
+
+    def _initial_state(self, x: Tensor, hx: Tensor | None, batch: int) -> Tensor:  # -> [L * D, B, H]
+        expected = (self.num_layers * self.num_directions, batch, self.hidden_size)
+        if hx is None:
+            return x.new_zeros(expected)
+        if tuple(hx.shape) != expected:
+            raise RuntimeError(f"Expected hidden size {expected}, got {list(hx.shape)}")
+        if hx.dtype != x.dtype:
+            raise RuntimeError(f"fastrnn: hx must have the dtype of input ({x.dtype}), got {hx.dtype}")
+        if hx.device != x.device:
+            raise RuntimeError(f"fastrnn: hx must be on the device of input ({x.device}), got {hx.device}")
+        return hx
+
+    def _run(self, x: Tensor, hx: Tensor, lengths: Tensor | None) -> tuple[Tensor, Tensor]:
+        weight0 = getattr(self, self._flat_weights_names[0])
+        if x.device != weight0.device:
+            raise RuntimeError(
+                f"fastrnn: input is on {x.device} but the parameters are on {weight0.device}; "
+                "move the module with .to(device) or the input with input.to(device)"
+            )
+        if x.shape[1] == 0:  # empty batch: nothing to compute, shapes as nn.RNN
+            T = x.shape[0]
+            out = x.new_zeros(T, 0, self.hidden_size * self.num_directions)
+            return out, hx
+        return functional.rnn(
+            x, hx, self._layer_weights(),
+            num_layers=self.num_layers, bidirectional=self.bidirectional,
+            nonlinearity=self.nonlinearity, dropout=self.dropout, training=self.training,
+            lengths=lengths, backend=self.backend,
+        )
+
+    @classmethod
+    def from_torch(cls, module: nn.RNN, *, backend: str = "auto") -> "RNN":
+        """A fastrnn.RNN that shares ``module``'s Parameter objects (so optimizers keep working)."""
+        if not isinstance(module, nn.RNN):
+            raise TypeError(f"fastrnn.RNN.from_torch expects a torch.nn.RNN, got {type(module).__name__}")
+        if getattr(module, "proj_size", 0):
+            raise ValueError("fastrnn.RNN.from_torch: proj_size is not supported by nn.RNN either")
+        new = cls(
+            module.input_size, module.hidden_size, module.num_layers, module.nonlinearity,
+            module.bias, module.batch_first, module.dropout, module.bidirectional,
+            device="meta", backend=backend,
+        )
+        for name in new._flat_weights_names:
+            new._parameters[name] = module._parameters[name]
+        new.train(module.training)
+        return new
+
+
+class RNNCell(nn.Module):
+    r"""Elman RNN cell, :math:`h' = \mathrm{act}(x W_{ih}^T + b_{ih} + h W_{hh}^T + b_{hh})`.
+
+    A drop-in for :class:`torch.nn.RNNCell` (one time step of :class:`RNN`), plus ``backend``.
+    """
+
+    def __init__(
+        self,
+        input_size: int,
+        hidden_size: int,
+        bias: bool = True,
+        nonlinearity: str = "tanh",
+        device=None,
+        dtype=None,
+        *,
+        backend: str = "auto",
+    ) -> None:
+        super().__init__()
+        _check_size("input_size", input_size)
+        _check_size("hidden_size", hidden_size)
+        _check_nonlinearity(nonlinearity)
+        if not isinstance(bias, bool):
+            raise TypeError(f"bias should be of type bool, got: {type(bias).__name__}")
+        if backend not in functional.BACKENDS:
+            raise ValueError(f"fastrnn: backend must be one of {functional.BACKENDS}, got {backend!r}")
+        self.input_size = input_size
+        self.hidden_size = hidden_size
+        self.bias = bias
+        self.nonlinearity = nonlinearity
+        self.backend = backend
+        factory = {"device": device, "dtype": dtype}
+        self.weight_ih = nn.Parameter(torch.empty((hidden_size, input_size), **factory))
+        self.weight_hh = nn.Parameter(torch.empty((hidden_size, hidden_size), **factory))
+        if bias:
+            self.bias_ih = nn.Parameter(torch.empty(hidden_size, **factory))
+            self.bias_hh = nn.Parameter(torch.empty(hidden_size, **factory))
+        else:
+            self.register_parameter("bias_ih", None)
+            self.register_parameter("bias_hh", None)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        stdv = 1.0 / math.sqrt(self.hidden_size)
+        for weight in self.parameters():
+            nn.init.uniform_(weight, -stdv, stdv)
+
+    def extra_repr(self) -> str:
+        s = f"{self.input_size}, {self.hidden_size}"
+        if self.bias is not True:
+            s += f", bias={self.bias}"
+        if self.nonlinearity != "tanh":
+            s += f", nonlinearity={self.nonlinearity}"
+        if self.backend != "auto":
+            s += f", backend={self.backend!r}"
+        return s
+
+    def forward(self, input: Tensor, hx: Tensor | None = None) -> Tensor:
+        if input.dim() not in (1, 2):
+            raise ValueError(f"RNNCell: Expected input to be 1D or 2D, got {input.dim()}D instead")
+        if hx is not None and hx.dim() not in (1, 2):
+            raise ValueError(f"RNNCell: Expected hidden to be 1D or 2D, got {hx.dim()}D instead")
+        _check_input_dtype(input, self.weight_ih)
+        batched = input.dim() == 2
+        x = input if batched else input.unsqueeze(0)  # [B, I]
+        if hx is None:
+            h = x.new_zeros(x.shape[0], self.hidden_size)
+        else:
+            h = hx if batched else hx.unsqueeze(0)  # [B, H]
+        if x.shape[1] != self.input_size:
+            raise RuntimeError(
+                f"input has inconsistent input_size: got {x.shape[1]} expected {self.input_size}"
+            )
+        if tuple(h.shape) != (x.shape[0], self.hidden_size):
+            raise RuntimeError(
+                f"Expected hidden size {(x.shape[0], self.hidden_size)}, got {list(h.shape)}"
+            )
+        if x.shape[0] == 0:
+            out = x.new_zeros(0, self.hidden_size)
+        else:
+            out, _ = functional.rnn_layer(
+                x.unsqueeze(0), h, self.weight_ih, self.weight_hh, self.bias_ih, self.bias_hh,
+                nonlinearity=self.nonlinearity, backend=self.backend,
+            )
+            out = out[0]
+        return out if batched else out.squeeze(0)
+
+    @classmethod
+    def from_torch(cls, module: nn.RNNCell, *, backend: str = "auto") -> "RNNCell":
+        """A fastrnn.RNNCell that shares ``module``'s Parameter objects."""
+        if not isinstance(module, nn.RNNCell):
+            raise TypeError(f"fastrnn.RNNCell.from_torch expects a torch.nn.RNNCell, got {type(module).__name__}")
+        new = cls(module.input_size, module.hidden_size, module.bias, module.nonlinearity,
+                  device="meta", backend=backend)
+        for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"):
+            new._parameters[name] = module._parameters[name]
+        new.train(module.training)
+        return new
+
+
+def convert(model: nn.Module, *, backend: str = "auto") -> nn.Module:
+    """Replaces every torch.nn.RNN / nn.RNNCell inside ``model`` (in place) by its fastrnn twin.
+
+    The replacements share the original Parameter objects, so weights, device, dtype,
+    gradients and optimizer state are kept. Returns ``model`` (or its replacement, if
+    ``model`` itself is an nn.RNN / nn.RNNCell).
+    """
+    if isinstance(model, nn.RNN):
+        return RNN.from_torch(model, backend=backend)
+    if isinstance(model, nn.RNNCell):
+        return RNNCell.from_torch(model, backend=backend)
+    for name, child in model.named_children():
+        new = convert(child, backend=backend)
+        if new is not child:
+            setattr(model, name, new)
+    return model
