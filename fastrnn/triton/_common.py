@@ -41,14 +41,7 @@ def activation_grad(y, RELU: tl.constexpr):
 
 
 @triton.jit
-def matmul_acc(a, b, IEEE: tl.constexpr):
-    """a @ b accumulated in float32.
-
-    IEEE (float32 tensors): true fp32 products, no TF32, so results match nn.RNN.
-    Otherwise (float16 / bfloat16): `a` is rounded to b's dtype for the product
-    (tensor cores), the sum is float32.
-    """
-    if IEEE:
-        return tl.dot(a, b, input_precision="ieee")
-    else:
-        return tl.dot(a.to(b.dtype), b, out_dtype=tl.float32)
+def matmul_f32(a, b):
+    """a @ b on float32 operands with true fp32 products (no TF32), so float32 results match
+    nn.RNN and float16 / bfloat16 are computed in float32 as rnn.h requires."""
+    return tl.dot(a, b, input_precision="ieee")

@@ -17,11 +17,13 @@ from .rnn_bwd import rnn_bwd_persistent, rnn_bwd_step
 from .rnn_fwd import rnn_fwd_persistent, rnn_fwd_step
 
 # Largest H whose W_hh tile (next_pow2(H) squared) the persistent kernels keep on chip.
-# fp32: a 128 x 128 tile is 64 KiB = 64 registers per thread at 8 warps; fp16/bf16 halve
-# the bytes, so 256 x 256 fits the same way at 16 warps. Beyond it the W_hh tile would
-# spill to local memory, so the per-step tiled kernels take over (correct at any H).
+# The tile is held in float32 for every input dtype (all math is float32, rnn.h), so the
+# limit is the same: 128 x 128 x 4 B = 64 KiB = 64 registers per thread at 8 warps, which
+# leaves room for the state, the dot operands and the loads. A 256 tile would need 128
+# registers per thread for W_hh alone at 16 warps (the cap at 512 threads) and would spill.
+# Beyond the limit the tiled per-step kernels run (correct at any H, slower).
 # Tests lower these to exercise the fallback at small H.
-MAX_ON_CHIP_H = {torch.float32: 128, torch.float16: 256, torch.bfloat16: 256}
+MAX_ON_CHIP_H = {torch.float32: 128, torch.float16: 128, torch.bfloat16: 128}
 BLOCK_B = 16  # batch rows per program; tl.dot needs at least 16
 STEP_BLOCK_N = 64  # tiled fallback: hidden units per program
 STEP_BLOCK_K = 64  # tiled fallback: reduction chunk streamed from W_hh
@@ -137,7 +139,6 @@ def _rnn_forward_op(
         HAS_BIAS=bias is not None,
         HAS_LENGTHS=lens is not None,
         RELU=nonlinearity == "relu",
-        IEEE=input.dtype == torch.float32,
     )
     n_b = triton.cdiv(B, BLOCK_B)
     if uses_persistent(H, input.dtype):
@@ -204,7 +205,6 @@ def _rnn_backward_op(
         flags = dict(
             HAS_LENGTHS=lens is not None,
             RELU=nonlinearity == "relu",
-            IEEE=dtype == torch.float32,
         )
         n_b = triton.cdiv(B, BLOCK_B)
         if uses_persistent(H, dtype):

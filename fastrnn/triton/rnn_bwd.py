@@ -15,7 +15,7 @@ from __future__ import annotations
 import triton
 import triton.language as tl
 
-from ._common import activation_grad, matmul_acc
+from ._common import activation_grad, matmul_f32
 
 
 @triton.jit(do_not_specialize=["T", "B", "H"])
@@ -32,7 +32,6 @@ def rnn_bwd_persistent(
     HAS_LENGTHS: tl.constexpr,
     REVERSE: tl.constexpr,  # the forward's direction; this loop runs the other way
     RELU: tl.constexpr,
-    IEEE: tl.constexpr,
     BLOCK_B: tl.constexpr,
     BLOCK_H: tl.constexpr,
 ):
@@ -45,6 +44,7 @@ def rnn_bwd_persistent(
 
     # carry = dz W_hh: w[j, k] = W_hh[j, k] as stored; zero padding keeps padded units at 0.
     w = tl.load(w_ptr + rh[:, None] * H + rh[None, :], mask=mh[:, None] & mh[None, :], other=0.0)
+    w = w.to(tl.float32)  # [BLOCK_H, BLOCK_H], upcast once, on chip for all steps
     if HAS_LENGTHS:
         lengths = tl.load(len_ptr + rb, mask=mb, other=0)  # [BLOCK_B]
     carry = tl.zeros([BLOCK_B, BLOCK_H], dtype=tl.float32)
@@ -62,9 +62,9 @@ def rnn_bwd_persistent(
         if HAS_LENGTHS:
             active = (t < lengths)[:, None]
             dz = tl.where(active, dz, 0.0)
-            carry = tl.where(active, matmul_acc(dz, w, IEEE), g)
+            carry = tl.where(active, matmul_f32(dz, w), g)
         else:
-            carry = matmul_acc(dz, w, IEEE)
+            carry = matmul_f32(dz, w)
         tl.store(dz_ptr + off, dz, mask=m2)
     tl.store(dh0_ptr + row, carry, mask=m2)
 
@@ -84,7 +84,6 @@ def rnn_bwd_step(
     H,
     HAS_LENGTHS: tl.constexpr,
     RELU: tl.constexpr,
-    IEEE: tl.constexpr,
     FINAL: tl.constexpr,  # write carry = dLoss/dh0 instead of computing a step
     BLOCK_B: tl.constexpr,
     BLOCK_N: tl.constexpr,
@@ -109,7 +108,7 @@ def rnn_bwd_step(
             mk = kk < H
             dz = tl.load(dz_ptr + t_prev * step + rows + kk[None, :], mask=mb[:, None] & mk[None, :], other=0.0)
             w = tl.load(w_ptr + kk[:, None] * H + rn[None, :], mask=mk[:, None] & mn[None, :], other=0.0)
-            carry += matmul_acc(dz, w, IEEE)
+            carry += matmul_f32(dz, w.to(tl.float32))
         if HAS_LENGTHS:
             g_prev = tl.load(g_ptr + rows + rn[None, :], mask=m2, other=0.0)
             carry = tl.where((t_prev < lengths)[:, None], carry, g_prev)

@@ -18,7 +18,7 @@ from __future__ import annotations
 import triton
 import triton.language as tl
 
-from ._common import activation, matmul_acc
+from ._common import activation, matmul_f32
 
 
 # Sizes equal to 1 must not become constexprs: `.to(tl.int64)` is called on them.
@@ -37,7 +37,6 @@ def rnn_fwd_persistent(
     HAS_LENGTHS: tl.constexpr,
     REVERSE: tl.constexpr,
     RELU: tl.constexpr,
-    IEEE: tl.constexpr,
     BLOCK_B: tl.constexpr,
     BLOCK_H: tl.constexpr,
 ):
@@ -48,8 +47,10 @@ def rnn_fwd_persistent(
     m2 = mb[:, None] & mh[None, :]  # [BLOCK_B, BLOCK_H]
     row = rb.to(tl.int64)[:, None] * H + rh[None, :]  # [BLOCK_B, BLOCK_H] offsets within a step
 
-    # wt[k, n] = W_hh[n, k]; padding is 0 so padded state columns never leak into z.
+    # wt[k, n] = W_hh[n, k], upcast once: it stays on chip in float32 for all steps.
+    # Zero padding keeps padded state columns out of z.
     wt = tl.load(w_ptr + rh[None, :] * H + rh[:, None], mask=mh[:, None] & mh[None, :], other=0.0)
+    wt = wt.to(tl.float32)  # [BLOCK_H, BLOCK_H]
     h = tl.load(h0_ptr + row, mask=m2, other=0.0).to(tl.float32)  # [BLOCK_B, BLOCK_H]
     if HAS_BIAS:
         bias = tl.load(bias_ptr + rh, mask=mh, other=0.0)  # [BLOCK_H]
@@ -63,7 +64,7 @@ def rnn_fwd_persistent(
         else:
             t = s
         off = t * step + row
-        z = tl.load(xw_ptr + off, mask=m2, other=0.0) + matmul_acc(h, wt, IEEE)
+        z = tl.load(xw_ptr + off, mask=m2, other=0.0) + matmul_f32(h, wt)
         if HAS_BIAS:
             z += bias[None, :]
         h_new = activation(z, RELU)
@@ -88,7 +89,6 @@ def rnn_fwd_step(
     HAS_BIAS: tl.constexpr,
     HAS_LENGTHS: tl.constexpr,
     RELU: tl.constexpr,
-    IEEE: tl.constexpr,
     BLOCK_B: tl.constexpr,
     BLOCK_N: tl.constexpr,
     BLOCK_K: tl.constexpr,
@@ -112,7 +112,7 @@ def rnn_fwd_step(
         mk = kk < H
         h = tl.load(prev_ptr + rows + kk[None, :], mask=mb[:, None] & mk[None, :], other=0.0)
         wt = tl.load(w_ptr + rn[None, :] * H + kk[:, None], mask=mk[:, None] & mn[None, :], other=0.0)
-        acc += matmul_acc(h, wt, IEEE)  # [BLOCK_B, BLOCK_N]
+        acc += matmul_f32(h, wt.to(tl.float32))  # [BLOCK_B, BLOCK_N]
     if HAS_BIAS:
         acc += tl.load(bias_ptr + rn, mask=mn, other=0.0)[None, :]
     h_new = activation(acc, RELU)
