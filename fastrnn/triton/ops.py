@@ -1,9 +1,12 @@
 """The Triton backend's ops: argument checks, launch configuration, autograd, torch.compile.
 
-``rnn_forward`` / ``rnn_backward`` are ``torch.library.triton_op``s (namespace
-``fastrnn_triton``) whose kernels are launched through ``wrap_triton``: eager mode runs them
-directly, and torch.compile traces into them (Inductor sees and schedules the kernels)
-instead of treating the op as an opaque call. Contract and math: csrc/rnn.h.
+``rnn_forward`` / ``rnn_backward`` (namespace ``fastrnn_triton``) launch their kernels
+through ``wrap_triton``. With compiled Triton they are ``torch.library.triton_op``s, so
+torch.compile traces into them and Inductor sees the kernels. Under TRITON_INTERPRET=1 they
+are ``torch.library.custom_op``s instead: the interpreter's kernels cannot be traced
+(``wrap_triton`` hands them back unwrapped, and a traced launch would run on fake tensors),
+so compile treats the op as opaque and calls it. Both carry the same fake kernels and
+autograd. Contract and math: csrc/rnn.h.
 """
 from __future__ import annotations
 
@@ -46,6 +49,13 @@ def _interpreted() -> bool:
     from triton.runtime.interpreter import InterpretedFunction
 
     return isinstance(rnn_fwd_persistent, InterpretedFunction)
+
+
+def _define_op(name: str):
+    """triton_op when the kernels are compiled, custom_op under the interpreter (module doc)."""
+    if _interpreted():
+        return torch.library.custom_op(name, mutates_args=())
+    return triton_op(name, mutates_args=())
 
 
 def check_device(input: Tensor) -> None:
@@ -111,7 +121,7 @@ def check_forward_args(input, hx, weight_ih, weight_hh, bias_ih, bias_hh, length
 # ----------------------------------------------------------------------------- forward
 
 
-@triton_op("fastrnn_triton::rnn_forward", mutates_args=())
+@_define_op("fastrnn_triton::rnn_forward")
 def _rnn_forward_op(
     input: Tensor,  # [T, B, I]
     hx: Tensor,  # [B, H]
@@ -176,7 +186,7 @@ def _(input, hx, weight_ih, weight_hh, bias_ih, bias_hh, lengths, reverse, nonli
 # ----------------------------------------------------------------------------- backward
 
 
-@triton_op("fastrnn_triton::rnn_backward", mutates_args=())
+@_define_op("fastrnn_triton::rnn_backward")
 def _rnn_backward_op(
     grad_output: Tensor,  # [T, B, H]
     input: Tensor,  # [T, B, I]
