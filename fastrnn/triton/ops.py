@@ -19,26 +19,45 @@ from .. import reference
 from .rnn_bwd import rnn_bwd_persistent, rnn_bwd_step
 from .rnn_fwd import rnn_fwd_persistent, rnn_fwd_step
 
-# Largest H whose W_hh tile (next_pow2(H) squared) the persistent kernels keep on chip.
-# The tile is held in float32 for every input dtype (all math is float32, rnn.h), so the
-# limit is the same: 128 x 128 x 4 B = 64 KiB = 64 registers per thread at 8 warps, which
-# leaves room for the state, the dot operands and the loads. A 256 tile would need 128
-# registers per thread for W_hh alone at 16 warps (the cap at 512 threads) and would spill.
-# Beyond the limit the tiled per-step kernels run (correct at any H, slower).
+# Largest H whose W_hh the persistent kernels keep on chip. Triton stages the loop-invariant
+# W_hh^T tile (next_pow2(H) squared, upcast once to float32 for every dtype, since all math
+# is float32: rnn.h) in shared memory before the time loop and feeds the dot from there.
+# Compiled here for sm_90 (triton 3.8, BLOCK_B = 16; see README), the kernels use
+#   BLOCK_H   warps   forward smem   backward smem   registers / spills
+#      32       4        6 KiB          14 KiB          126 / none
+#      64       8       20 KiB          36 KiB          178 / none
+#     128      32       72 KiB         104 KiB           61 / none
+#     256      32      272 KiB         272 KiB          spills; exceeds every GPU's shared memory
+# so 128 is the limit for all dtypes, and on a device it also has to fit the per-block
+# shared memory (smem_bytes below; e.g. a 100 KiB consumer GPU runs H = 128 tiled).
+# Beyond it the tiled per-step kernels run: correct at any H, one launch per step.
 # Tests lower these to exercise the fallback at small H.
 MAX_ON_CHIP_H = {torch.float32: 128, torch.float16: 128, torch.bfloat16: 128}
 BLOCK_B = 16  # batch rows per program; tl.dot needs at least 16
 STEP_BLOCK_N = 64  # tiled fallback: hidden units per program
-STEP_BLOCK_K = 64  # tiled fallback: reduction chunk streamed from W_hh
+STEP_BLOCK_K = 32  # tiled fallback: reduction chunk streamed from W_hh
+STEP_WARPS = 8  # 64 x 32 tiles at 8 warps: at most 174 registers, no spills (sm_80)
 
 
 def _num_warps(block_h: int) -> int:
-    return 4 if block_h <= 64 else (8 if block_h <= 128 else 16)
+    # Fewer warps spill at 128 (16 warps: 1 KiB of stack per thread); see the table above.
+    return 4 if block_h <= 32 else (8 if block_h <= 64 else 32)
 
 
-def uses_persistent(hidden_size: int, dtype: torch.dtype) -> bool:
-    """True when the persistent (W_hh on chip) kernels run for this H and dtype."""
-    return hidden_size <= MAX_ON_CHIP_H[dtype]
+def smem_bytes(block_h: int) -> int:
+    """Shared memory the persistent backward kernel (the larger of the two) needs: the
+    float32 W_hh tile plus its staging buffers (fits the measurements above), plus margin."""
+    return 4 * block_h * (block_h + 5 * BLOCK_B) + 8192
+
+
+def uses_persistent(hidden_size: int, dtype: torch.dtype, device: torch.device | None = None) -> bool:
+    """True when the persistent (W_hh on chip) kernels run for this H, dtype and device."""
+    if hidden_size > MAX_ON_CHIP_H[dtype]:
+        return False
+    if device is not None and device.type == "cuda":
+        limit = torch.cuda.get_device_properties(device).shared_memory_per_block_optin
+        return smem_bytes(_pow2(hidden_size)) <= limit
+    return True
 
 
 def _pow2(n: int, lo: int = 16) -> int:
@@ -151,7 +170,7 @@ def _rnn_forward_op(
         RELU=nonlinearity == "relu",
     )
     n_b = triton.cdiv(B, BLOCK_B)
-    if uses_persistent(H, input.dtype):
+    if uses_persistent(H, input.dtype, input.device):
         block_h = _pow2(H)
         wrap_triton(rnn_fwd_persistent)[(n_b,)](
             xw, hx.contiguous(), w_hh, bias, lens, y, T, B, H,
@@ -169,7 +188,7 @@ def _rnn_forward_op(
     for t in order:
         wrap_triton(rnn_fwd_step)[grid](
             xw, h0, w_hh, bias, lens, y32, t, t_prev, B, H,
-            BLOCK_B=BLOCK_B, BLOCK_N=block_n, BLOCK_K=block_k, num_warps=4, **flags,
+            BLOCK_B=BLOCK_B, BLOCK_N=block_n, BLOCK_K=block_k, num_warps=STEP_WARPS, **flags,
         )
         t_prev = t
     if y32 is not y:
@@ -217,7 +236,7 @@ def _rnn_backward_op(
             RELU=nonlinearity == "relu",
         )
         n_b = triton.cdiv(B, BLOCK_B)
-        if uses_persistent(H, dtype):
+        if uses_persistent(H, dtype, input.device):
             block_h = _pow2(H)
             wrap_triton(rnn_bwd_persistent)[(n_b,)](
                 dy, y, w_hh, lens, dz, dh0, T, B, H,
@@ -233,12 +252,12 @@ def _rnn_backward_op(
             for t in order:
                 wrap_triton(rnn_bwd_step)[grid](
                     dy, y, w_hh, lens, dz, g, dh0, t, t_prev, B, H, FINAL=False,
-                    BLOCK_B=BLOCK_B, BLOCK_N=block_n, BLOCK_K=block_k, num_warps=4, **flags,
+                    BLOCK_B=BLOCK_B, BLOCK_N=block_n, BLOCK_K=block_k, num_warps=STEP_WARPS, **flags,
                 )
                 t_prev = t
             wrap_triton(rnn_bwd_step)[grid](
                 dy, y, w_hh, lens, dz, g, dh0, 0, t_prev, B, H, FINAL=True,
-                BLOCK_B=BLOCK_B, BLOCK_N=block_n, BLOCK_K=block_k, num_warps=4, **flags,
+                BLOCK_B=BLOCK_B, BLOCK_N=block_n, BLOCK_K=block_k, num_warps=STEP_WARPS, **flags,
             )
     else:
         dz.zero_()
