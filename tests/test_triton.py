@@ -246,3 +246,38 @@ def test_compile_fullgraph_inductor_cuda():
     grads_ref = grads_of(random_loss([out_ref, h_n_ref]), [x, *ref.parameters()])
     for g, g_ref in zip(grads, grads_ref):
         assert_close(g, g_ref, name="grad")
+
+
+_RESOURCES_SCRIPT = """
+import json
+from fastrnn.triton import ops, resources
+out = {}
+for dtype in ("fp32", "bf16"):
+    for direction in ("fwd", "bwd"):
+        out[f"persistent_{direction}_{dtype}"] = resources.persistent(direction, dtype, 128)
+        out[f"step_{direction}_{dtype}"] = resources.step(direction, dtype)
+print(json.dumps(dict(kernels=out, smem_budget=ops.smem_bytes(128))))
+"""
+
+
+def test_kernels_compile_for_sm90_within_budget():
+    """Compiles the kernels for sm_90 (ptxas ships with triton; no GPU needed) at the largest
+    persistent tile: no spills beyond a few bytes, and ops.smem_bytes, which decides
+    persistent vs tiled on a device, covers the shared memory actually used. Runs without
+    TRITON_INTERPRET in a subprocess, since interpreted kernels cannot be compiled."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    run = subprocess.run([sys.executable, "-c", _RESOURCES_SCRIPT], cwd=root, env=env,
+                         capture_output=True, text=True, timeout=300)
+    if run.returncode != 0 and "ptxas" in run.stderr:
+        pytest.skip(f"no ptxas to compile for sm_90: {run.stderr[-300:]}")
+    assert run.returncode == 0, run.stderr[-2000:]
+    report = json.loads(run.stdout.strip().splitlines()[-1])
+    for name, (regs, stack, smem) in report["kernels"].items():
+        assert stack <= 64, f"{name} spills {stack} bytes per thread"
+        assert smem <= report["smem_budget"], f"{name} uses {smem} B of shared memory"
