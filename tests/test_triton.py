@@ -248,23 +248,39 @@ def test_compile_fullgraph_inductor_cuda():
         assert_close(g, g_ref, name="grad")
 
 
-_RESOURCES_SCRIPT = """
-import json
+# Run in a subprocess without TRITON_INTERPRET, i.e. with compiled Triton, which this
+# process (interpreted kernels) cannot use. Needs no GPU: kernels are compiled for sm_90 with
+# the ptxas of the triton wheel, and ops are traced on CPU tensors without running them.
+_COMPILED_TRITON_SCRIPT = """
+import json, logging
+import torch
+from torch.fx.experimental.proxy_tensor import make_fx
+from torch._subclasses.functional_tensor import dispatch_functionalize
+logging.disable(logging.WARNING)  # tracing without a GPU driver logs the mutation analysis fallback
+import fastrnn
 from fastrnn.triton import ops, resources
-out = {}
+out = dict(kernels={}, smem_budget=ops.smem_bytes(128))
 for dtype in ("fp32", "bf16"):
     for direction in ("fwd", "bwd"):
-        out[f"persistent_{direction}_{dtype}"] = resources.persistent(direction, dtype, 128)
-        out[f"step_{direction}_{dtype}"] = resources.step(direction, dtype)
-print(json.dumps(dict(kernels=out, smem_budget=ops.smem_bytes(128))))
+        out["kernels"][f"persistent_{direction}_{dtype}"] = resources.persistent(direction, dtype, 128)
+        out["kernels"][f"step_{direction}_{dtype}"] = resources.step(direction, dtype)
+x, hx, w_ih, w_hh = torch.zeros(3, 2, 4), torch.zeros(2, 5), torch.zeros(5, 4), torch.zeros(5, 5)
+try:
+    fastrnn.triton.rnn_forward(x, hx, w_ih, w_hh, None, None, None, False, "tanh")
+except RuntimeError as e:
+    out["cpu_error"] = str(e)
+def traced(fn, *args):
+    return make_fx(dispatch_functionalize(fn), tracing_mode="fake")(*args).code
+y = torch.zeros(3, 2, 5)
+out["forward_graph"] = traced(torch.ops.fastrnn_triton.rnn_forward, x, hx, w_ih, w_hh, None, None, None, False, "tanh")
+out["backward_graph"] = traced(lambda *a: torch.ops.fastrnn_triton.rnn_backward(*a, True, True),
+                               y, x, hx, w_ih, w_hh, y, None, False, "relu")
+print(json.dumps(out))
 """
 
 
-def test_kernels_compile_for_sm90_within_budget():
-    """Compiles the kernels for sm_90 (ptxas ships with triton; no GPU needed) at the largest
-    persistent tile: no spills beyond a few bytes, and ops.smem_bytes, which decides
-    persistent vs tiled on a device, covers the shared memory actually used. Runs without
-    TRITON_INTERPRET in a subprocess, since interpreted kernels cannot be compiled."""
+@pytest.fixture(scope="module")
+def compiled_triton():
     import json
     import os
     import subprocess
@@ -272,12 +288,31 @@ def test_kernels_compile_for_sm90_within_budget():
 
     env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    run = subprocess.run([sys.executable, "-c", _RESOURCES_SCRIPT], cwd=root, env=env,
+    run = subprocess.run([sys.executable, "-c", _COMPILED_TRITON_SCRIPT], cwd=root, env=env,
                          capture_output=True, text=True, timeout=300)
     if run.returncode != 0 and "ptxas" in run.stderr:
         pytest.skip(f"no ptxas to compile for sm_90: {run.stderr[-300:]}")
-    assert run.returncode == 0, run.stderr[-2000:]
-    report = json.loads(run.stdout.strip().splitlines()[-1])
-    for name, (regs, stack, smem) in report["kernels"].items():
+    assert run.returncode == 0, run.stderr[-3000:]
+    return json.loads(run.stdout.strip().splitlines()[-1])
+
+
+def test_kernels_compile_for_sm90_within_budget(compiled_triton):
+    """At the largest persistent tile (and for the tiled kernels): no spills beyond a few
+    bytes, and ops.smem_bytes, which picks persistent vs tiled on a device, covers the
+    shared memory the compiled kernels actually use."""
+    for name, (regs, stack, smem) in compiled_triton["kernels"].items():
         assert stack <= 64, f"{name} spills {stack} bytes per thread"
-        assert smem <= report["smem_budget"], f"{name} uses {smem} B of shared memory"
+        assert smem <= compiled_triton["smem_budget"], f"{name} uses {smem} B of shared memory"
+
+
+def test_compiled_ops_are_triton_ops_traced_into_kernels(compiled_triton):
+    """With compiled Triton the ops are triton_ops: functionalized tracing (what
+    torch.compile's AOTAutograd does) sees the kernel launches, not an opaque call."""
+    assert "fastrnn_triton" not in compiled_triton["forward_graph"]
+    assert compiled_triton["forward_graph"].count("triton_kernel_wrapper_functional(") == 1
+    assert compiled_triton["backward_graph"].count("triton_kernel_wrapper_functional(") == 1
+    assert "aten.mm" in compiled_triton["backward_graph"]
+
+
+def test_cpu_tensors_without_interpreter_raise_a_clear_error(compiled_triton):
+    assert "runs on CUDA tensors (or on CPU tensors when TRITON_INTERPRET=1" in compiled_triton["cpu_error"]
