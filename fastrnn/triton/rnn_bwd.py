@@ -107,7 +107,7 @@ def rnn_bwd_step(
             kk = k0 + rk
             mk = kk < H
             dz = tl.load(dz_ptr + t_prev * step + rows + kk[None, :], mask=mb[:, None] & mk[None, :], other=0.0)
-            w = tl.load(w_ptr + kk[:, None] * H + rn[None, :], mask=mk[:, None] & mn[None, :], other=0.0)
+            w = tl.load(w_ptr + kk.to(tl.int64)[:, None] * H + rn[None, :], mask=mk[:, None] & mn[None, :], other=0.0)
             carry += matmul_f32(dz, w.to(tl.float32))
         if HAS_LENGTHS:
             g_prev = tl.load(g_ptr + rows + rn[None, :], mask=m2, other=0.0)

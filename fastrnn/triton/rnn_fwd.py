@@ -111,7 +111,7 @@ def rnn_fwd_step(
         kk = k0 + rk
         mk = kk < H
         h = tl.load(prev_ptr + rows + kk[None, :], mask=mb[:, None] & mk[None, :], other=0.0)
-        wt = tl.load(w_ptr + rn[None, :] * H + kk[:, None], mask=mk[:, None] & mn[None, :], other=0.0)
+        wt = tl.load(w_ptr + rn.to(tl.int64)[None, :] * H + kk[:, None], mask=mk[:, None] & mn[None, :], other=0.0)
         acc += matmul_f32(h, wt.to(tl.float32))  # [BLOCK_B, BLOCK_N]
     if HAS_BIAS:
         acc += tl.load(bias_ptr + rn, mask=mn, other=0.0)[None, :]
