@@ -37,7 +37,10 @@ def _positive_float(text: str) -> float:
 
 
 def _int_list(text: str) -> list[int]:
-    return [_positive_int(v) for v in text.split(",") if v.strip()] or _positive_int(text)
+    values = [_positive_int(v.strip()) for v in text.split(",") if v.strip()]
+    if not values:
+        raise argparse.ArgumentTypeError(f"expected a comma list of positive integers, got {text!r}")
+    return values
 
 
 def _shapes(text: str):
@@ -61,7 +64,8 @@ def build_parser() -> argparse.ArgumentParser:
                     "and speed against nn.RNN (cuDNN on GPU).",
         epilog="Exit status: 0 on success, 1 when a backend fails the parity check, 2 on bad options.",
     )
-    p.add_argument("--quick", action="store_true", help="a small grid and short timings (under a minute on 2 CPU cores)")
+    p.add_argument("--quick", action="store_true",
+                   help="a small grid and short timings (under a minute on 2 CPU cores)")
     p.add_argument("--device", default="auto", help="'auto' (CUDA when present, else CPU), 'cpu', 'cuda' or 'cuda:N'")
     p.add_argument("--dtype", choices=sorted(DTYPES), default="float32")
     p.add_argument("--backends", default=None,
@@ -155,7 +159,7 @@ def main(argv: list[str] | None = None) -> int:
 
     if not args.no_speed:
         timed = [b for b in wanted if b not in interpreted]
-        print(f"\nSpeed against {baseline_label}, {args.dtype}, {torch.get_num_threads()} CPU threads, "
+        print(f"\nSpeed against {baseline_label}, {args.dtype}, CPU threads: {torch.get_num_threads()}, "
               f"{args.num_layers} layer(s){', bidirectional' if args.bidirectional else ''}; "
               "median per call; inference = forward under no_grad, training = forward + backward "
               "(input and weight gradients)")
@@ -182,7 +186,7 @@ def main(argv: list[str] | None = None) -> int:
         T, B = shapes[0].T, shapes[0].B
         title = (f"fastrnn vs {baseline_label}: {args.dtype}, {device}"
                  f" ({env['cuda']['devices'][device.index or 0]['name'] if device.type == 'cuda' else env['cpu']}), "
-                 f"T={T}, B={B}, {torch.get_num_threads()} threads")
+                 f"T={T}, B={B}, threads: {torch.get_num_threads()}")
         _report.plot(result["speed"], args.plot, title, baseline_label)
         print(f"wrote {args.plot}")
     failed = [r for r in result["parity"] if not r["ok"]]

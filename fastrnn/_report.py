@@ -248,18 +248,19 @@ def _bench_fn(impl: str, shape: Shape, mode: str, *, device, dtype, num_layers, 
 
 
 def time_fn(fn: Callable, min_run_time: float, device: torch.device) -> tuple[float, int]:
-    """(median seconds per call, calls measured), after two warm-up calls (lazy init, autograd threads).
+    """(median seconds per call, calls measured), after warm-up calls (lazy init, autograd threads, compiles).
 
     On a GPU each timed block holds enough calls to last about a millisecond, so the
     synchronisation around a block does not dominate small kernels.
     """
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    fn()
+    fn()
     sync()
     start = time.perf_counter()
     fn()
-    fn()
     sync()
-    per_call = (time.perf_counter() - start) / 2
+    per_call = time.perf_counter() - start
     block = max(1, int(1e-3 / per_call)) if device.type == "cuda" else 1
     times: list[float] = []
     deadline = time.perf_counter() + min_run_time
@@ -352,7 +353,8 @@ def environment_text(env: dict, backends: Sequence[dict]) -> str:
 def parity_text(rows: Sequence[dict]) -> str:
     body = []
     for r in rows:
-        config = f"{r['shape']} L{r['num_layers']}{' bi' if r['bidirectional'] else ''}{' packed' if r['packed'] else ''}"
+        config = f"{r['shape']} L{r['num_layers']}" + (" bi" if r["bidirectional"] else "") + (
+            " packed" if r["packed"] else "")
         if "error" in r:
             body.append([r["backend"], config, r["dtype"], "error", "", "", "", r["error"][:60]])
             continue
@@ -401,6 +403,7 @@ def plot(rows: Sequence[dict], path: str, title: str, baseline_label: str) -> No
         ax.set_xscale("log", base=2)
         ax.set_xticks(hs, [str(h) for h in hs])
         ax.set_yscale("log", base=2)
+        ax.margins(y=0.12)  # room for the value labels above the top points
         ax.set_xlabel("hidden size H")
         ax.set_title(mode)
         ax.grid(True, which="both", alpha=0.3)

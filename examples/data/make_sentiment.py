@@ -38,7 +38,8 @@ def clause(rng: random.Random, polarity: int) -> str:
     if kind == 2:  # i loved the plot
         return f"i {rng.choice(LIKE if polarity else DISLIKE)} the {noun}"
     # i did not love the plot
-    return f"i did not {rng.choice(['like', 'enjoy', 'love'] if not polarity else ['hate', 'mind', 'dislike'])} the {noun}"
+    verbs = ["hate", "mind", "dislike"] if polarity else ["like", "enjoy", "love"]
+    return f"i did not {rng.choice(verbs)} the {noun}"
 
 
 def sentence(rng: random.Random, polarity: int) -> str:
