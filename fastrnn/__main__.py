@@ -133,7 +133,11 @@ def main(argv: list[str] | None = None) -> int:
 
     env = _report.environment(device)
     status = _report.backend_status(device)
-    print(_report.environment_text(env, status))
+    by_device = {"cpu": _report.backend_status(torch.device("cpu"))}
+    if torch.cuda.is_available():
+        by_device["cuda"] = _report.backend_status(torch.device("cuda"))
+    by_device[device.type] = status
+    print(_report.environment_text(env, by_device))
     by_name = {s["name"]: s for s in status}
     if wanted is None:
         wanted = [s["name"] for s in status if s["available"]]
@@ -142,7 +146,7 @@ def main(argv: list[str] | None = None) -> int:
             if not by_name[name]["available"]:
                 parser.error(f"--backends: '{name}' cannot run on {device}: {by_name[name]['note']}")
     interpreted = [b for b in wanted if by_name[b]["mode"] == "interpreter"]
-    result = {"environment": env, "backends": status, "dtype": args.dtype, "parity": [], "speed": [],
+    result = {"environment": env, "backends": status, "backends_by_device": by_device, "dtype": args.dtype, "parity": [], "speed": [],
               "shapes": _report.shape_dicts(shapes), "num_layers": args.num_layers,
               "bidirectional": args.bidirectional, "min_run_time": min_run_time}
     baseline_label = "nn.RNN (cuDNN)" if device.type == "cuda" else "nn.RNN"

@@ -136,9 +136,10 @@ def _triton_status(device: torch.device) -> dict:
         status["note"] = f"fastrnn.triton failed to load: {type(exc).__name__}: {exc}"
         return status
     status["available"] = True
-    status["mode"] = "interpreter" if device.type == "cpu" else "GPU"
-    if device.type == "cpu":
-        status["note"] = "TRITON_INTERPRET=1: kernels run in Triton's CPU interpreter (very slow)"
+    # TRITON_INTERPRET=1 interprets every kernel, on a GPU machine too.
+    status["mode"] = "interpreter" if interpret else "GPU"
+    if interpret:
+        status["note"] = "TRITON_INTERPRET=1: kernels run in Triton's interpreter (very slow)"
     return status
 
 
@@ -247,13 +248,15 @@ def _bench_fn(impl: str, shape: Shape, mode: str, *, device, dtype, num_layers, 
     return run
 
 
-def time_fn(fn: Callable, min_run_time: float, device: torch.device) -> tuple[float, int]:
-    """(median seconds per call, calls measured), after warm-up calls (lazy init, autograd threads, compiles).
+def time_fn(fn: Callable, min_run_time: float, device: torch.device) -> tuple[float, int, float]:
+    """(median seconds per call, calls measured, fastest call), after warm-up calls.
+
+    The warm-up absorbs one-time costs: lazy initialisation, autograd threads, kernel compiles.
 
     On a GPU each timed block holds enough calls to last about a millisecond, so the
     synchronisation around a block does not dominate small kernels.
     """
-    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    sync = (lambda: torch.cuda.synchronize(device)) if device.type == "cuda" else (lambda: None)
     fn()
     fn()
     sync()
@@ -271,7 +274,7 @@ def time_fn(fn: Callable, min_run_time: float, device: torch.device) -> tuple[fl
             fn()
         sync()
         times.append((time.perf_counter() - t) / block)
-    return statistics.median(times), len(times) * block
+    return statistics.median(times), len(times) * block, min(times)
 
 
 def speed(shapes: Sequence[Shape], backends: Sequence[str], *, device, dtype, num_layers: int = 1,
@@ -287,7 +290,7 @@ def speed(shapes: Sequence[Shape], backends: Sequence[str], *, device, dtype, nu
         try:
             fn = _bench_fn(impl, shape, mode, device=device, dtype=dtype, num_layers=num_layers,
                            bidirectional=bidirectional, seed=seed)
-            t, n = time_fn(fn, min_run_time, torch.device(device))
+            t, n, fastest = time_fn(fn, min_run_time, torch.device(device))
         except Exception as exc:
             row.update(error=f"{type(exc).__name__}: {exc}", median_ms=None, speedup=None, gflops=None)
             rows.append(row)
@@ -295,7 +298,7 @@ def speed(shapes: Sequence[Shape], backends: Sequence[str], *, device, dtype, nu
         if impl == BASELINE:
             baseline[(shape, mode)] = t
         base = baseline.get((shape, mode))
-        row.update(median_ms=t * 1e3, runs=n, speedup=(base / t) if base else None,
+        row.update(median_ms=t * 1e3, min_ms=fastest * 1e3, runs=n, speedup=(base / t) if base else None,
                    gflops=flops(shape, num_layers, bidirectional, mode) / t / 1e9)
         rows.append(row)
     return rows
@@ -332,7 +335,7 @@ def _fmt(value, spec: str, missing: str = "-") -> str:
     return missing if value is None else format(value, spec)
 
 
-def environment_text(env: dict, backends: Sequence[dict]) -> str:
+def environment_text(env: dict, backends_by_device: dict[str, Sequence[dict]]) -> str:
     lines = [f"fastrnn {env['fastrnn']}  torch {env['torch']}  triton {env['triton'] or 'not installed'}"
              f"  python {env['python']}",
              f"CPU: {env['cpu']} ({env['cpu_count']} logical cores, torch uses {env['threads']} threads)"]
@@ -342,11 +345,12 @@ def environment_text(env: dict, backends: Sequence[dict]) -> str:
                          f"CUDA {env['cuda']['runtime']}, cuDNN {env['cuda']['cudnn']}")
     else:
         lines.append("CUDA: no device")
+    for dev, backends in backends_by_device.items():
+        lines.append(f"Backends on {dev}:")
+        for b in backends:
+            state = f"yes ({b['mode']})" if b["available"] else "no"
+            lines.append(f"  {b['name']:<10} {state:<20} {b['note']}".rstrip())
     lines.append(f"Device under test: {env['device']}")
-    lines.append("Backends:")
-    for b in backends:
-        state = f"yes ({b['mode']})" if b["available"] else "no"
-        lines.append(f"  {b['name']:<10} {state:<20} {b['note']}")
     return "\n".join(lines)
 
 

@@ -72,7 +72,7 @@ def test_plot_is_a_png(report):
 def test_printed_tables(capsys):
     assert cli.main(["--quick", *TINY, "--backends", "reference", "--device", "cpu"]) == 0
     out = capsys.readouterr().out
-    assert "Backends:" in out and "Parity with torch.nn.RNN" in out
+    assert "Backends on cpu:" in out and "Parity with torch.nn.RNN" in out
     assert "median ms" in out and "vs nn.RNN" in out and "GFLOP/s" in out
     assert "7,2,6,16" in out and "training" in out and "inference" in out
 
