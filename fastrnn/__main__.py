@@ -113,6 +113,8 @@ def _resolve(args, parser):
         bad = [b for b in backends if b not in _report.BACKEND_NAMES]
         if bad or not backends:
             parser.error(f"--backends: choose from {','.join(_report.BACKEND_NAMES)}, got {args.backends!r}")
+    if args.plot and args.no_speed:
+        parser.error("--plot needs the speed comparison (drop --no-speed)")
     overrides = (args.seq_len, args.batch, args.input_size, args.hidden_size)
     if args.shapes and any(v is not None for v in overrides):
         parser.error("--shapes cannot be combined with --seq-len/--batch/--input-size/--hidden-size")
@@ -185,8 +187,6 @@ def main(argv: list[str] | None = None) -> int:
             json.dump(result, f, indent=2)
         print(f"\nwrote {args.json}")
     if args.plot:
-        if not result["speed"]:
-            parser.error("--plot needs the speed comparison (drop --no-speed)")
         T, B = shapes[0].T, shapes[0].B
         title = (f"fastrnn vs {baseline_label}: {args.dtype}, {device}"
                  f" ({env['cuda']['devices'][device.index or 0]['name'] if device.type == 'cuda' else env['cpu']}), "

@@ -102,6 +102,7 @@ def test_default_grid_overrides():
     ["--min-run-time", "-1"],
     ["--hidden-size", "8,x"],
     ["--device", "tpu"],
+    ["--no-speed", "--plot", "x.png"],
 ], ids=lambda a: " ".join(a))
 def test_bad_options_are_argparse_errors(argv, capsys):
     with pytest.raises(SystemExit) as exc:
