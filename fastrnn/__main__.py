@@ -7,6 +7,7 @@ The work is done in ``fastrnn/_report.py``; this file only parses the command li
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import sys
@@ -73,10 +74,13 @@ def build_parser() -> argparse.ArgumentParser:
     shape = p.add_argument_group("shapes (speed grid)",
                                  "by default a sweep over the hidden size H with input size = H")
     shape.add_argument("--shapes", type=_shapes, metavar='"T,B,I,H;..."', help="explicit shapes, ';'-separated")
-    shape.add_argument("--seq-len", type=_positive_int, metavar="T")
-    shape.add_argument("--batch", type=_positive_int, metavar="B")
+    shape.add_argument("--seq-len", type=_positive_int, metavar="T",
+                       help="default: 128 on CPU, 256 on CUDA (64 and 128 with --quick)")
+    shape.add_argument("--batch", type=_positive_int, metavar="B",
+                       help="default: 32 on CPU, 64 on CUDA (16 and 32 with --quick)")
     shape.add_argument("--input-size", type=_positive_int, metavar="I", help="default: equal to the hidden size")
-    shape.add_argument("--hidden-size", type=_int_list, metavar="H[,H...]", help="hidden sizes to sweep")
+    shape.add_argument("--hidden-size", type=_int_list, metavar="H[,H...]",
+                       help="hidden sizes to sweep (default: 32..1024 on CPU, 64..2048 on CUDA)")
     shape.add_argument("--num-layers", type=_positive_int, default=1)
     shape.add_argument("--bidirectional", action="store_true")
     p.add_argument("--min-run-time", type=_positive_float, default=None, metavar="SECONDS",
@@ -115,6 +119,8 @@ def _resolve(args, parser):
             parser.error(f"--backends: choose from {','.join(_report.BACKEND_NAMES)}, got {args.backends!r}")
     if args.plot and args.no_speed:
         parser.error("--plot needs the speed comparison (drop --no-speed)")
+    if args.plot and importlib.util.find_spec("matplotlib") is None:
+        parser.error("--plot needs matplotlib: pip install matplotlib (or fastrnn[cli])")
     overrides = (args.seq_len, args.batch, args.input_size, args.hidden_size)
     if args.shapes and any(v is not None for v in overrides):
         parser.error("--shapes cannot be combined with --seq-len/--batch/--input-size/--hidden-size")
