@@ -7,6 +7,7 @@ parses arguments and calls these.
 from __future__ import annotations
 
 import importlib.metadata
+import math
 import os
 import platform
 import statistics
@@ -163,9 +164,13 @@ def _errors(actual: Sequence[torch.Tensor], expected: Sequence[torch.Tensor]) ->
             if a is not e:
                 return float("inf"), float("inf")
             continue
+        if a.shape != e.shape:
+            return float("inf"), float("inf")
         a, e = a.double(), e.double()
         err = (a - e).abs().max().item() if e.numel() else 0.0
         scale = e.abs().max().item() if e.numel() else 0.0
+        if not math.isfinite(err):  # NaN would slip through max(); a NaN or inf is a failure
+            err = float("inf")
         abs_err = max(abs_err, err)
         rel_err = max(rel_err, err / scale if scale > 0 else err)
     return abs_err, rel_err
@@ -197,7 +202,7 @@ def parity(backend: str, shape: Shape, *, device, dtype, num_layers: int = 2, bi
     x = torch.randn(shape.T, shape.B, shape.I, device=device, dtype=dtype, requires_grad=True)
     h0 = torch.randn(num_layers * D, shape.B, shape.H, device=device, dtype=dtype, requires_grad=True)
     lengths = None
-    if packed:  # every length from 1 to T appears when B allows; lengths stay on the CPU
+    if packed:  # random lengths in [1, T], the longest = T; lengths stay on the CPU
         lengths = torch.randint(1, shape.T + 1, (shape.B,), generator=torch.Generator().manual_seed(seed))
         lengths[0] = shape.T
     try:

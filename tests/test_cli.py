@@ -184,3 +184,18 @@ def test_triton_on_cpu_without_interpreter_is_refused(monkeypatch, capsys):
     with pytest.raises(SystemExit) as exc:
         cli.main(["--backends", "triton", "--device", "cpu"])
     assert exc.value.code == 2 and "TRITON_INTERPRET=1" in capsys.readouterr().err
+
+
+def test_nan_from_a_backend_fails_parity(monkeypatch):
+    import fastrnn.reference
+
+    real = fastrnn.reference.rnn_forward
+
+    def poisoned(*args, **kwargs):
+        y = real(*args, **kwargs).clone()
+        y[-1, 0, 0] = float("nan")
+        return y
+
+    monkeypatch.setattr(fastrnn.reference, "rnn_forward", poisoned)
+    row = _report.parity("reference", _report.Shape(3, 2, 4, 5), device=torch.device("cpu"), dtype=torch.float32)
+    assert not row["ok"] and row["output_abs"] == float("inf")
