@@ -400,14 +400,15 @@ def plot(rows: Sequence[dict], path: str, title: str, baseline_label: str) -> No
     fig, axes = plt.subplots(1, len(modes), figsize=(5.5 * len(modes), 4.2), squeeze=False, sharey=True)
     for ax, mode in zip(axes[0], modes):
         ax.axhline(1.0, color="black", linestyle="--", linewidth=1.2, label=f"{baseline_label} = 1")
-        for b in backends:
+        for i, b in enumerate(backends):
             pts = sorted((r["H"], r["speedup"]) for r in rows
                          if r["mode"] == mode and r["backend"] == b and r.get("speedup"))
             if pts:
                 line, = ax.plot(*zip(*pts), marker="o", linewidth=1.8, label=b)
-                for h, v in pts:
-                    ax.annotate(f"{v:.2g}x", (h, v), textcoords="offset points", xytext=(0, 6),
-                                ha="center", fontsize=7, color=line.get_color())
+                for h, v in pts:  # labels above for even backends, below for odd: close lines stay legible
+                    ax.annotate(f"{v:.2f}x" if v < 10 else f"{v:.0f}x", (h, v), textcoords="offset points",
+                                xytext=(0, 6 if i % 2 == 0 else -12), ha="center", fontsize=7,
+                                color=line.get_color())
         hs = sorted({r["H"] for r in rows})
         ax.set_xscale("log", base=2)
         ax.set_xticks(hs, [str(h) for h in hs])
