@@ -1,0 +1,115 @@
+// Persistent forward recurrence: the time loop runs inside one kernel launch.
+// Each lane keeps its slice of W_hh in registers for all T steps; the previous state
+// h_{t-1} of a tile of batch rows is staged in shared memory; bias (already folded into
+// the input projection), activation and the lengths mask are applied in the epilogue.
+// One barrier per step: __syncthreads for a single block, grid.sync() otherwise.
+#include <c10/cuda/CUDAException.h>
+#include <cooperative_groups.h>
+
+#include "kernels.h"
+#include "kpt_dispatch.cuh"
+#include "recurrence.cuh"
+
+namespace fastrnn::cuda_kernels {
+namespace {
+
+template <typename T, int KPT>
+__global__ void __launch_bounds__(plan::kThreads, 2)
+    fwd_persistent_kernel(FwdArgs<T> a, int ks, int rows_per_tile) {
+  extern __shared__ __align__(16) unsigned char smem_raw[];
+  T* s = reinterpret_cast<T*>(smem_raw);  // [rows_per_tile, hp] state tile
+  constexpr int R = pass_rows<T, KPT>();
+  const int tid = threadIdx.x;
+  const int lane = tid & (ks - 1);
+  const int cols = plan::kThreads / ks;
+  const int64_t H = a.hidden, B = a.batch, BH = B * H;
+  const int64_t out = int64_t(blockIdx.x) * cols + tid / ks;
+  const int hp = ks * KPT;
+  T w[KPT];
+  load_weights<T, KPT>(w, a.w_hh, H, out, lane, ks, H, 1);
+  const bool many_blocks = gridDim.x > 1;
+
+  for (int64_t n = 0; n < a.steps; ++n) {
+    const int64_t t = a.reverse ? a.steps - 1 - n : n;
+    // Written by other blocks in the previous step: plain (coherent) loads only.
+    const T* h_prev = n == 0 ? a.h0 : a.y + (a.reverse ? t + 1 : t - 1) * BH;
+    T* y_t = a.y + t * BH;
+    for (int64_t b0 = 0; b0 < B; b0 += rows_per_tile) {
+      for (int e = tid; e < rows_per_tile * hp; e += plan::kThreads) {
+        const int r = e / hp, k = e - r * hp;
+        const int64_t b = b0 + r;
+        s[e] = (b < B && k < H) ? h_prev[b * H + k] : T(0);
+      }
+      __syncthreads();
+      for (int r0 = 0; r0 < rows_per_tile && b0 + r0 < B; r0 += R) {
+        T acc[R];
+        dot_rows<T, KPT, R>(acc, w, s, r0, hp, lane, ks);
+        if (lane == 0 && out < H) {
+#pragma unroll
+          for (int r = 0; r < R; ++r) {
+            const int64_t b = b0 + r0 + r;
+            if (b < B) {
+              const int64_t idx = b * H + out;
+              const T z = y_t[idx] + acc[r];
+              y_t[idx] = row_active(a.lengths, b, t) ? act_fn(z, a.relu)
+                                                     : s[(r0 + r) * hp + out];
+            }
+          }
+        }
+      }
+      __syncthreads();  // the tile is overwritten next
+    }
+    if (many_blocks) cooperative_groups::this_grid().sync();
+  }
+}
+
+template <typename T>
+const void* fwd_kernel_ptr(int kpt) {
+  const void* fn = nullptr;
+  dispatch_kpt<T>(kpt, [&](auto k) { fn = (const void*)&fwd_persistent_kernel<T, k.value>; });
+  return fn;
+}
+
+template <typename T>
+void regs_of(int* regs) {
+  for_each_kpt<T>([&](int i, auto k) {
+    cudaFuncAttributes attr;
+    C10_CUDA_CHECK(cudaFuncGetAttributes(&attr, (const void*)&fwd_persistent_kernel<T, k.value>));
+    regs[i] = attr.numRegs;
+  });
+}
+
+}  // namespace
+
+void fwd_kernel_regs(int elem_size, int* regs) {
+  if (elem_size == 8) regs_of<double>(regs); else regs_of<float>(regs);
+}
+
+int fwd_occupancy(int elem_size, const plan::Plan& p) {
+  const void* fn = elem_size == 8 ? fwd_kernel_ptr<double>(p.kpt) : fwd_kernel_ptr<float>(p.kpt);
+  int n = 0;
+  C10_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, fn, p.threads, p.smem_bytes));
+  return n;
+}
+
+template <typename T>
+void launch_fwd_persistent(const FwdArgs<T>& a, const plan::Plan& p, cudaStream_t stream) {
+  dispatch_kpt<T>(p.kpt, [&](auto k) {
+    auto* fn = &fwd_persistent_kernel<T, k.value>;
+    int ks = p.ks, rows = p.rows_per_tile;
+    if (p.grid == 1) {
+      fn<<<1, p.threads, p.smem_bytes, stream>>>(a, ks, rows);
+      C10_CUDA_KERNEL_LAUNCH_CHECK();
+    } else {
+      FwdArgs<T> args = a;
+      void* params[] = {&args, &ks, &rows};
+      C10_CUDA_CHECK(cudaLaunchCooperativeKernel((const void*)fn, dim3(p.grid), dim3(p.threads),
+                                                 params, size_t(p.smem_bytes), stream));
+    }
+  });
+}
+
+template void launch_fwd_persistent<float>(const FwdArgs<float>&, const plan::Plan&, cudaStream_t);
+template void launch_fwd_persistent<double>(const FwdArgs<double>&, const plan::Plan&, cudaStream_t);
+
+}  // namespace fastrnn::cuda_kernels
