@@ -21,7 +21,11 @@ import sys
 import pytest
 import torch
 
-import fastrnn
+if __name__ == "__main__":  # run as a script from a checkout: import this tree's fastrnn
+    import os
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import fastrnn  # noqa: E402
 
 HAVE_GPU = torch.cuda.is_available() and fastrnn._ops.has_kernel("cuda")
 

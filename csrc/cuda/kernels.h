@@ -36,9 +36,11 @@ struct BwdArgs {
 
 // Registers per thread of each instantiated persistent kernel, in launch_plan's kpt
 // order (plan::kpt_at(elem_size, i)), as the CUDA runtime reports them for the
-// current device. `regs` must have room for plan::num_kpt(elem_size) entries.
-void fwd_kernel_regs(int elem_size, int* regs);
-void bwd_kernel_regs(int elem_size, int* regs);
+// current device; `regs` must have room for plan::num_kpt(elem_size) entries.
+// Returns the largest static shared memory of those kernels (the toolchain may reserve
+// some, e.g. on sm_90), which the dynamic tile must leave room for.
+int fwd_kernel_attrs(int elem_size, int* regs);
+int bwd_kernel_attrs(int elem_size, int* regs);
 
 // Co-resident blocks per SM of the kernel a plan names (cudaOccupancy*), so that a
 // cooperative launch is only attempted when every block fits.

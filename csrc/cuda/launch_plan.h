@@ -79,7 +79,8 @@ inline int kpt_at(int elem_size, int i) {
 // cap that __launch_bounds__(kThreads, 2) gives every persistent kernel. ptxas fills
 // most of it (64-128 measured), so the cap is the honest conservative figure;
 // tests/test_cuda_build.py checks the built kernels against it.
-constexpr int kMaxRegsPerThread = 128;
+constexpr int kMinBlocksPerSm = 2;
+constexpr int kMaxRegsPerThread = 65536 / (kThreads * kMinBlocksPerSm);  // 128
 inline int regs_model(int /*kpt*/, int /*elem_size*/) { return kMaxRegsPerThread; }
 
 // Blocks of kThreads threads that fit on one SM by registers, threads and shared memory.

@@ -16,7 +16,7 @@ namespace fastrnn::cuda_kernels {
 namespace {
 
 template <typename T, int KPT>
-__global__ void __launch_bounds__(plan::kThreads, 2)
+__global__ void __launch_bounds__(plan::kThreads, plan::kMinBlocksPerSm)
     bwd_persistent_kernel(BwdArgs<T> a, int ks, int rows_per_tile) {
   extern __shared__ __align__(16) unsigned char smem_raw[];
   T* s = reinterpret_cast<T*>(smem_raw);  // [rows_per_tile, hp] dz tile
@@ -87,18 +87,21 @@ const void* bwd_kernel_ptr(int kpt) {
 }
 
 template <typename T>
-void regs_of(int* regs) {
+int attrs_of(int* regs) {
+  int static_smem = 0;
   for_each_kpt<T>([&](int i, auto k) {
     cudaFuncAttributes attr;
     C10_CUDA_CHECK(cudaFuncGetAttributes(&attr, (const void*)&bwd_persistent_kernel<T, k.value>));
     regs[i] = attr.numRegs;
+    if (int(attr.sharedSizeBytes) > static_smem) static_smem = int(attr.sharedSizeBytes);
   });
+  return static_smem;
 }
 
 }  // namespace
 
-void bwd_kernel_regs(int elem_size, int* regs) {
-  if (elem_size == 8) regs_of<double>(regs); else regs_of<float>(regs);
+int bwd_kernel_attrs(int elem_size, int* regs) {
+  return elem_size == 8 ? attrs_of<double>(regs) : attrs_of<float>(regs);
 }
 
 int bwd_occupancy(int elem_size, const plan::Plan& p) {

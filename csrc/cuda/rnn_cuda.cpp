@@ -48,19 +48,23 @@ plan::Force forced_path() {
   return f;
 }
 
-// Register counts of the compiled kernels on one device, read once per device.
-const std::array<int, 2 * plan::kNumKptFloat>& kernel_regs(int device, int elem_size,
-                                                           bool backward) {
+struct KernelAttrs {
+  std::array<int, plan::kNumKptFloat> regs{};  // per kpt, launch_plan order
+  int static_smem = 0;                         // bytes, the largest of the kernels
+};
+
+// Attributes of the compiled kernels on one device, read once per device.
+KernelAttrs kernel_attrs(int device, int elem_size, bool backward) {
   static std::mutex mu;
-  static std::unordered_map<int, std::array<int, 2 * plan::kNumKptFloat>> cache;
+  static std::unordered_map<int, KernelAttrs> cache;
   const int key = device * 16 + elem_size * 2 + (backward ? 1 : 0);
   std::lock_guard<std::mutex> lock(mu);
   auto it = cache.find(key);
   if (it == cache.end()) {
-    std::array<int, 2 * plan::kNumKptFloat> regs{};
-    if (backward) ck::bwd_kernel_regs(elem_size, regs.data());
-    else ck::fwd_kernel_regs(elem_size, regs.data());
-    it = cache.emplace(key, regs).first;
+    KernelAttrs a;
+    a.static_smem = backward ? ck::bwd_kernel_attrs(elem_size, a.regs.data())
+                             : ck::fwd_kernel_attrs(elem_size, a.regs.data());
+    it = cache.emplace(key, a).first;
   }
   return it->second;
 }
@@ -69,16 +73,17 @@ const std::array<int, 2 * plan::kNumKptFloat>& kernel_regs(int device, int elem_
 // runtime's occupancy calculator confirms that all of its blocks are co-resident.
 plan::Plan choose_plan(int64_t B, int64_t H, int elem_size, bool backward) {
   const cudaDeviceProp* prop = at::cuda::getCurrentDeviceProperties();
+  const KernelAttrs attrs = kernel_attrs(at::cuda::current_device(), elem_size, backward);
   plan::Device dev;
   dev.sm_count = prop->multiProcessorCount;
-  dev.smem_per_block = int(prop->sharedMemPerBlock);
+  // Dynamic shared memory up to the default per-block limit (no opt-in needed).
+  dev.smem_per_block = int(prop->sharedMemPerBlock) - attrs.static_smem;
   dev.smem_per_sm = int(prop->sharedMemPerMultiprocessor);
   dev.regs_per_sm = prop->regsPerMultiprocessor;
   dev.max_threads_per_sm = prop->maxThreadsPerMultiProcessor;
   dev.max_blocks_per_sm = prop->maxBlocksPerMultiProcessor;
   dev.cooperative_launch = prop->cooperativeLaunch != 0;
-  const auto& regs = kernel_regs(at::cuda::current_device(), elem_size, backward);
-  plan::Plan p = plan::make_plan(B, H, elem_size, dev, regs.data(), forced_path());
+  plan::Plan p = plan::make_plan(B, H, elem_size, dev, attrs.regs.data(), forced_path());
   if (p.path != plan::kGemmFallback) {
     const int occ = backward ? ck::bwd_occupancy(elem_size, p) : ck::fwd_occupancy(elem_size, p);
     if (occ < 1 || (p.grid > 1 && int64_t(occ) * dev.sm_count < p.grid)) {
