@@ -12,13 +12,14 @@
 namespace fastrnn {
 namespace {
 
-// Returns [path, grid, threads, kpt, ks, rows_per_tile, smem_bytes, blocks_per_sm];
-// path: 0 single block, 1 cooperative grid, 2 cuBLAS fallback.
+// Returns [path, grid, threads, kpt, ks, rows_per_tile, smem_bytes, blocks_per_sm, resident];
+// path: 0 single block, 1 cooperative grid, 2 cuBLAS fallback. backward=True plans the
+// BPTT kernel (which has no resident mode).
 std::vector<int64_t> cuda_launch_plan(int64_t B, int64_t H, int64_t elem_size, int64_t sm_count,
                                       int64_t smem_per_block,
                                       at::OptionalIntArrayRef regs_per_kpt,
                                       std::string_view force, int64_t regs_per_sm,
-                                      bool cooperative_launch) {
+                                      bool cooperative_launch, bool backward) {
   TORCH_CHECK_VALUE(elem_size == 4 || elem_size == 8,
                     "fastrnn: elem_size must be 4 (float32 compute) or 8 (float64), got ",
                     elem_size);
@@ -41,9 +42,10 @@ std::vector<int64_t> cuda_launch_plan(int64_t B, int64_t H, int64_t elem_size, i
   dev.regs_per_sm = int(regs_per_sm);
   dev.cooperative_launch = cooperative_launch;
   const plan::Plan p = plan::make_plan(B, H, int(elem_size), dev,
-                                       regs.empty() ? nullptr : regs.data(), f);
+                                       regs.empty() ? nullptr : regs.data(), f,
+                                       /*allow_resident=*/!backward);
   return {p.path, p.grid, p.threads, p.kpt, p.ks, p.rows_per_tile, p.smem_bytes,
-          p.blocks_per_sm};
+          p.blocks_per_sm, p.resident};
 }
 
 // The kpt values kernels are instantiated for (what cuobjdump must list).
@@ -63,7 +65,7 @@ TORCH_LIBRARY_FRAGMENT(fastrnn, m) {
   m.def(
       "_cuda_launch_plan(int B, int H, int elem_size, int sm_count, int smem_per_block, "
       "int[]? regs_per_kpt=None, str force='auto', int regs_per_sm=65536, "
-      "bool cooperative_launch=True) -> int[]",
+      "bool cooperative_launch=True, bool backward=False) -> int[]",
       &cuda_launch_plan);
   m.def("_cuda_kernel_kpts(int elem_size) -> int[]", &cuda_kernel_kpts);
 }

@@ -35,7 +35,7 @@ needs_cuda_build = pytest.mark.skipif(
 
 
 def plan(B, H, elem_size=4, device=H100, **kw):
-    keys = ["path", "grid", "threads", "kpt", "ks", "rows", "smem", "blocks_per_sm"]
+    keys = ["path", "grid", "threads", "kpt", "ks", "rows", "smem", "blocks_per_sm", "resident"]
     return dict(zip(keys, plan_op(B, H, elem_size, device["sm_count"], device["smem_per_block"], **kw)))
 
 
@@ -111,9 +111,21 @@ def test_plan_invariants(elem_size, device):
             assert p["grid"] == math.ceil(H / (THREADS // p["ks"])), where
             assert p["path"] == (SINGLE if p["grid"] == 1 else GRID), where
             assert p["rows"] % 4 == 0 and 4 <= p["rows"] <= math.ceil(B / 4) * 4, where
-            assert p["smem"] == p["rows"] * p["ks"] * p["kpt"] * elem_size, where
+            tiles = 2 if p["resident"] else 1
+            assert p["smem"] == tiles * p["rows"] * p["ks"] * p["kpt"] * elem_size, where
+            if p["resident"]:
+                assert p["path"] == SINGLE and p["rows"] >= B, where
             assert p["smem"] <= device["smem_per_block"], where
             assert p["grid"] <= p["blocks_per_sm"] * device["sm_count"], where
+
+
+def test_state_stays_on_chip_when_the_batch_fits_one_block():
+    # Forward only: two tiles of the whole batch in shared memory, one barrier per step.
+    p = plan(3, 64)
+    assert p["path"] == SINGLE and p["resident"] == 1 and p["rows"] == 4
+    assert plan(3, 64, backward=True)["resident"] == 0
+    assert plan(256, 64, force="single")["resident"] == 0  # 2 x 256 rows do not fit
+    assert plan(3, 256)["resident"] == 0  # a grid re-reads the state from global memory
 
 
 def test_plan_rejects_bad_arguments():

@@ -11,6 +11,9 @@
 //   hidden dimension, each lane holding `kpt` weights in registers, so one block
 //   holds a [cols_per_block, ks * kpt] slice of the (padded) recurrent matrix.
 //   The state of `rows_per_tile` batch rows is staged in shared memory per pass.
+//   `resident` (single block, whole batch in one tile): the forward keeps the state in
+//   two shared-memory tiles across steps instead of re-reading it from global memory,
+//   which leaves one __syncthreads per step.
 #pragma once
 
 #include <cstdint>
@@ -68,6 +71,7 @@ struct Plan {
   int rows_per_tile = 0;  // batch rows staged in shared memory per pass
   int smem_bytes = 0;     // dynamic shared memory per block
   int blocks_per_sm = 0;  // co-resident blocks of this kernel per SM (estimate)
+  int resident = 0;       // 1: state kept in shared memory (two tiles) across steps
 };
 
 inline int num_kpt(int elem_size) { return elem_size == 8 ? kNumKptDouble : kNumKptFloat; }
@@ -108,14 +112,14 @@ inline int next_pow2(int64_t v) {
 // Rough per-step cost of one block in cycles: FMAs and shuffles of a lane, the
 // shared-memory staging of the state, and a grid barrier when there is more than
 // one block (about a microsecond). Only used to rank configurations.
-inline int64_t step_cost(int64_t B, int kpt, int ks, int hp, int grid) {
+inline int64_t step_cost(int64_t B, int kpt, int ks, int hp, int grid, bool resident) {
   const int64_t rows = ceil_div(B, kRowsPerPass) * kRowsPerPass;
   int log_ks = 0;
   while ((1 << log_ks) < ks) ++log_ks;
   const int64_t fma = rows * kpt;
   const int64_t shuffles = rows * log_ks * 2;
-  const int64_t staging = ceil_div(rows * hp, kThreads) * 4;
-  const int64_t barrier = grid > 1 ? 2000 : 100;
+  const int64_t staging = resident ? 0 : ceil_div(rows * hp, kThreads) * 4;
+  const int64_t barrier = grid > 1 ? 2000 : (resident ? 50 : 100);
   return fma + shuffles + staging + barrier;
 }
 
@@ -123,8 +127,10 @@ inline int64_t step_cost(int64_t B, int kpt, int ks, int hp, int grid) {
 // compute type of elem_size bytes (4: float, also used for float16/bfloat16; 8: double).
 // regs_per_kpt[i] is the register count of the kernel instantiated for kpt_at(i), or
 // nullptr for regs_model(). Never returns a persistent plan that would not fit on chip.
+// `resident` is only set when allow_resident (the forward kernel implements it).
 inline Plan make_plan(int64_t B, int64_t H, int elem_size, const Device& dev,
-                      const int* regs_per_kpt = nullptr, Force force = kAuto) {
+                      const int* regs_per_kpt = nullptr, Force force = kAuto,
+                      bool allow_resident = false) {
   Plan best;
   best.path = kGemmFallback;
   if (force == kForceGemm || B <= 0 || H <= 0 || (elem_size != 4 && elem_size != 8)) {
@@ -145,7 +151,11 @@ inline Plan make_plan(int64_t B, int64_t H, int elem_size, const Device& dev,
     const int64_t b_pad = ceil_div(B, kRowsPerPass) * kRowsPerPass;
     if (rows > b_pad) rows = b_pad;
     if (rows < kRowsPerPass) continue;
-    const int smem = int(rows * row_bytes);
+    // Whole batch in one block with room for two tiles: keep the state on chip.
+    const bool resident =
+        allow_resident && grid == 1 && 2 * b_pad * row_bytes <= dev.smem_per_block;
+    if (resident) rows = b_pad;
+    const int smem = int((resident ? 2 : 1) * rows * row_bytes);
     const int regs = regs_per_kpt ? regs_per_kpt[i] : regs_model(kpt, elem_size);
     const int bps = blocks_per_sm(regs, smem, dev);
     if (bps < 1) continue;
@@ -156,7 +166,7 @@ inline Plan make_plan(int64_t B, int64_t H, int elem_size, const Device& dev,
       // Every block must be resident at once, or grid.sync() deadlocks.
       if (!dev.cooperative_launch || grid > int64_t(bps) * dev.sm_count) continue;
     }
-    const int64_t cost = step_cost(B, kpt, ks, hp, int(grid));
+    const int64_t cost = step_cost(B, kpt, ks, hp, int(grid), resident);
     if (best_cost < 0 || cost < best_cost) {
       best_cost = cost;
       best.path = grid == 1 ? kPersistentSingle : kPersistentGrid;
@@ -167,6 +177,7 @@ inline Plan make_plan(int64_t B, int64_t H, int elem_size, const Device& dev,
       best.rows_per_tile = int(rows);
       best.smem_bytes = smem;
       best.blocks_per_sm = bps;
+      best.resident = resident ? 1 : 0;
     }
   }
   return best;

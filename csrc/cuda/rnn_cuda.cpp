@@ -83,7 +83,8 @@ plan::Plan choose_plan(int64_t B, int64_t H, int elem_size, bool backward) {
   dev.max_threads_per_sm = prop->maxThreadsPerMultiProcessor;
   dev.max_blocks_per_sm = prop->maxBlocksPerMultiProcessor;
   dev.cooperative_launch = prop->cooperativeLaunch != 0;
-  plan::Plan p = plan::make_plan(B, H, elem_size, dev, attrs.regs.data(), forced_path());
+  plan::Plan p = plan::make_plan(B, H, elem_size, dev, attrs.regs.data(), forced_path(),
+                                 /*allow_resident=*/!backward);
   if (p.path != plan::kGemmFallback) {
     const int occ = backward ? ck::bwd_occupancy(elem_size, p) : ck::fwd_occupancy(elem_size, p);
     if (occ < 1 || (p.grid > 1 && int64_t(occ) * dev.sm_count < p.grid)) {

@@ -15,7 +15,7 @@ namespace {
 
 template <typename T, int KPT>
 __global__ void __launch_bounds__(plan::kThreads, plan::kMinBlocksPerSm)
-    fwd_persistent_kernel(FwdArgs<T> a, int ks, int rows_per_tile) {
+    fwd_persistent_kernel(FwdArgs<T> a, int ks, int rows_per_tile, bool resident) {
   extern __shared__ __align__(16) unsigned char smem_raw[];
   T* s = reinterpret_cast<T*>(smem_raw);  // [rows_per_tile, hp] state tile
   constexpr int R = pass_rows<T, KPT>();
@@ -28,6 +28,48 @@ __global__ void __launch_bounds__(plan::kThreads, plan::kMinBlocksPerSm)
   T w[KPT];
   load_weights<T, KPT>(w, a.w_hh, H, out, lane, ks, H, 1);
   const bool many_blocks = gridDim.x > 1;
+
+  if (resident) {
+    // One block, all B rows in one tile: h_t goes from the epilogue straight into the
+    // other tile, never back through global memory. The padding (rows >= B, columns
+    // >= H) is zeroed once and never written. One barrier per step: step n reads tile
+    // n % 2 and writes the other, and the barrier separates the two uses of each.
+    T* s_cur = s;
+    T* s_next = s + rows_per_tile * hp;
+    for (int e = tid; e < rows_per_tile * hp; e += plan::kThreads) {
+      const int r = e / hp, k = e - r * hp;
+      s_cur[e] = (r < B && k < H) ? a.h0[r * H + k] : T(0);
+      s_next[e] = T(0);
+    }
+    __syncthreads();
+    for (int64_t n = 0; n < a.steps; ++n) {
+      const int64_t t = a.reverse ? a.steps - 1 - n : n;
+      T* y_t = a.y + t * BH;
+      for (int r0 = 0; r0 < rows_per_tile && r0 < B; r0 += R) {
+        T acc[R];
+        dot_rows<T, KPT, R>(acc, w, s_cur, r0, hp, lane, ks);
+        if (lane == 0 && out < H) {
+#pragma unroll
+          for (int r = 0; r < R; ++r) {
+            const int64_t b = r0 + r;
+            if (b < B) {
+              const int64_t idx = b * H + out;
+              const T z = y_t[idx] + acc[r];
+              const T h = row_active(a.lengths, b, t) ? act_fn(z, a.relu)
+                                                      : s_cur[(r0 + r) * hp + out];
+              y_t[idx] = h;
+              s_next[(r0 + r) * hp + out] = h;
+            }
+          }
+        }
+      }
+      __syncthreads();
+      T* tmp = s_cur;
+      s_cur = s_next;
+      s_next = tmp;
+    }
+    return;
+  }
 
   for (int64_t n = 0; n < a.steps; ++n) {
     const int64_t t = a.reverse ? a.steps - 1 - n : n;
@@ -100,12 +142,13 @@ void launch_fwd_persistent(const FwdArgs<T>& a, const plan::Plan& p, cudaStream_
   dispatch_kpt<T>(p.kpt, [&](auto k) {
     auto* fn = &fwd_persistent_kernel<T, k.value>;
     int ks = p.ks, rows = p.rows_per_tile;
+    bool resident = p.resident != 0;
     if (p.grid == 1) {
-      fn<<<1, p.threads, p.smem_bytes, stream>>>(a, ks, rows);
+      fn<<<1, p.threads, p.smem_bytes, stream>>>(a, ks, rows, resident);
       C10_CUDA_KERNEL_LAUNCH_CHECK();
     } else {
       FwdArgs<T> args = a;
-      void* params[] = {&args, &ks, &rows};
+      void* params[] = {&args, &ks, &rows, &resident};
       C10_CUDA_CHECK(cudaLaunchCooperativeKernel((const void*)fn, dim3(p.grid), dim3(p.threads),
                                                  params, size_t(p.smem_bytes), stream));
     }
