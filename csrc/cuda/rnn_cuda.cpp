@@ -57,7 +57,7 @@ struct KernelAttrs {
 KernelAttrs kernel_attrs(int device, int elem_size, bool backward) {
   static std::mutex mu;
   static std::unordered_map<int, KernelAttrs> cache;
-  const int key = device * 16 + elem_size * 2 + (backward ? 1 : 0);
+  const int key = (device * 16 + elem_size) * 2 + (backward ? 1 : 0);
   std::lock_guard<std::mutex> lock(mu);
   auto it = cache.find(key);
   if (it == cache.end()) {

@@ -2,7 +2,9 @@
 // Each lane keeps its slice of W_hh in registers for all T steps; the previous state
 // h_{t-1} of a tile of batch rows is staged in shared memory; bias (already folded into
 // the input projection), activation and the lengths mask are applied in the epilogue.
-// One barrier per step: __syncthreads for a single block, grid.sync() otherwise.
+// One inter-block barrier per step (grid.sync()) when the columns span several blocks;
+// a single block uses __syncthreads: once per step when the whole batch's state stays
+// in shared memory ("resident"), otherwise twice per tile of batch rows.
 #include <c10/cuda/CUDAException.h>
 #include <cooperative_groups.h>
 
