@@ -231,6 +231,20 @@ def test_every_selectable_kernel_is_built_without_spills():
 
 
 @needs_cuda_build
+def test_no_kernel_in_the_library_uses_local_memory():
+    # Beyond the persistent kernels: the fallback's pointwise kernels too.
+    bad, seen = [], 0
+    for line in _run_cuobjdump("--dump-resource-usage").splitlines():
+        if "REG:" in line:
+            seen += 1
+            f = dict((k, int(v)) for k, v in re.findall(r"(\w+):(\d+)", line))
+            if f["STACK"] or f["LOCAL"]:
+                bad.append(line.strip())
+    assert seen >= 2 * (9 + 9 + 4), "fewer kernels than instantiated"
+    assert not bad, "\n".join(bad)
+
+
+@needs_cuda_build
 def test_built_register_counts_keep_the_plan():
     # The host feeds the real register counts to the plan; with the built kernels an
     # H100 must still run H=2048 fp32 and H=1024 fp64 as a co-resident grid.
