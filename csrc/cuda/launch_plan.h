@@ -109,14 +109,20 @@ inline int next_pow2(int64_t v) {
   return p;
 }
 
-// Rough per-step cost of one block in cycles: FMAs and shuffles of a lane, the
-// shared-memory staging of the state, and a grid barrier when there is more than
-// one block (about a microsecond). Only used to rank configurations.
-inline int64_t step_cost(int64_t B, int kpt, int ks, int hp, int grid, bool resident) {
+// Rough per-step cost of one block in cycles, only used to rank configurations. Per
+// batch row, the larger of the FMA issue time (kThreads/32 warps on 4 schedulers, kpt
+// FMAs each) and the shared-memory time (every warp reads the whole padded state row,
+// at 128 bytes per cycle); then shuffles, staging of the state, and a barrier (a grid
+// barrier is about a microsecond).
+inline int64_t step_cost(int64_t B, int kpt, int ks, int hp, int grid, bool resident,
+                         int elem_size) {
   const int64_t rows = ceil_div(B, kRowsPerPass) * kRowsPerPass;
   int log_ks = 0;
   while ((1 << log_ks) < ks) ++log_ks;
-  const int64_t fma = rows * kpt;
+  constexpr int warps = kThreads / 32;
+  const int64_t fma_row = int64_t(warps) * kpt / 4;
+  const int64_t lds_row = int64_t(warps) * hp * elem_size / 128;
+  const int64_t fma = rows * (fma_row > lds_row ? fma_row : lds_row);
   const int64_t shuffles = rows * log_ks * 2;
   const int64_t staging = resident ? 0 : ceil_div(rows * hp, kThreads) * 4;
   const int64_t barrier = grid > 1 ? 2000 : (resident ? 50 : 100);
@@ -166,7 +172,7 @@ inline Plan make_plan(int64_t B, int64_t H, int elem_size, const Device& dev,
       // Every block must be resident at once, or grid.sync() deadlocks.
       if (!dev.cooperative_launch || grid > int64_t(bps) * dev.sm_count) continue;
     }
-    const int64_t cost = step_cost(B, kpt, ks, hp, int(grid), resident);
+    const int64_t cost = step_cost(B, kpt, ks, hp, int(grid), resident, elem_size);
     if (best_cost < 0 || cost < best_cost) {
       best_cost = cost;
       best.path = grid == 1 ? kPersistentSingle : kPersistentGrid;
