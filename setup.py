@@ -52,7 +52,8 @@ def _gencode_flags() -> list:
 def extensions():
     debug = os.environ.get("FASTRNN_DEBUG", "0") == "1"
     opt = ["-O0", "-g"] if debug else ["-O3", "-DNDEBUG"]
-    sources = ["csrc/rnn_ops.cpp"] + sorted(glob.glob("csrc/cpu/*.cpp"))
+    # cuda_plan_ops.cpp is pure host C++ (the CUDA launch plan as a testable op): every build.
+    sources = ["csrc/rnn_ops.cpp", "csrc/cuda_plan_ops.cpp"] + sorted(glob.glob("csrc/cpu/*.cpp"))
     cxx = opt + ["-fvisibility=hidden"]  # torch sets the C++ standard (C++20)
     kwargs = dict(extra_compile_args={"cxx": cxx}, include_dirs=[os.path.join(HERE, "csrc")])
     if _want_cuda():

@@ -1,0 +1,163 @@
+// Persistent forward recurrence: the time loop runs inside one kernel launch.
+// Each lane keeps its slice of W_hh in registers for all T steps; the previous state
+// h_{t-1} of a tile of batch rows is staged in shared memory; bias (already folded into
+// the input projection), activation and the lengths mask are applied in the epilogue.
+// One inter-block barrier per step (grid.sync()) when the columns span several blocks;
+// a single block uses __syncthreads: once per step when the whole batch's state stays
+// in shared memory ("resident"), otherwise twice per tile of batch rows.
+#include <c10/cuda/CUDAException.h>
+#include <cooperative_groups.h>
+
+#include "kernels.h"
+#include "kpt_dispatch.cuh"
+#include "recurrence.cuh"
+
+namespace fastrnn::cuda_kernels {
+namespace {
+
+template <typename T, int KPT>
+__global__ void __launch_bounds__(plan::kThreads, plan::kMinBlocksPerSm)
+    fwd_persistent_kernel(FwdArgs<T> a, int ks, int rows_per_tile, bool resident) {
+  extern __shared__ __align__(16) unsigned char smem_raw[];
+  T* s = reinterpret_cast<T*>(smem_raw);  // [rows_per_tile, hp] state tile
+  constexpr int R = pass_rows<T, KPT>();
+  const int tid = threadIdx.x;
+  const int lane = tid & (ks - 1);
+  const int cols = plan::kThreads / ks;
+  const int64_t H = a.hidden, B = a.batch, BH = B * H;
+  const int64_t out = int64_t(blockIdx.x) * cols + tid / ks;
+  const int hp = ks * KPT;
+  T w[KPT];
+  load_weights<T, KPT>(w, a.w_hh, H, out, lane, ks, H, 1);
+  const bool many_blocks = gridDim.x > 1;
+
+  if (resident) {
+    // One block, all B rows in one tile: h_t goes from the epilogue straight into the
+    // other tile, never back through global memory. The padding (rows >= B, columns
+    // >= H) is zeroed once and never written. One barrier per step: step n reads tile
+    // n % 2 and writes the other, and the barrier separates the two uses of each.
+    T* s_cur = s;
+    T* s_next = s + rows_per_tile * hp;
+    for (int e = tid; e < rows_per_tile * hp; e += plan::kThreads) {
+      const int r = e / hp, k = e - r * hp;
+      s_cur[e] = (r < B && k < H) ? a.h0[r * H + k] : T(0);
+      s_next[e] = T(0);
+    }
+    __syncthreads();
+    for (int64_t n = 0; n < a.steps; ++n) {
+      const int64_t t = a.reverse ? a.steps - 1 - n : n;
+      T* y_t = a.y + t * BH;
+      for (int r0 = 0; r0 < rows_per_tile && r0 < B; r0 += R) {
+        T acc[R];
+        dot_rows<T, KPT, R>(acc, w, s_cur, r0, hp, lane, ks);
+        if (lane == 0 && out < H) {
+#pragma unroll
+          for (int r = 0; r < R; ++r) {
+            const int64_t b = r0 + r;
+            if (b < B) {
+              const int64_t idx = b * H + out;
+              const T z = y_t[idx] + acc[r];
+              const T h = row_active(a.lengths, b, t) ? act_fn(z, a.relu)
+                                                      : s_cur[(r0 + r) * hp + out];
+              y_t[idx] = h;
+              s_next[(r0 + r) * hp + out] = h;
+            }
+          }
+        }
+      }
+      __syncthreads();
+      T* tmp = s_cur;
+      s_cur = s_next;
+      s_next = tmp;
+    }
+    return;
+  }
+
+  for (int64_t n = 0; n < a.steps; ++n) {
+    const int64_t t = a.reverse ? a.steps - 1 - n : n;
+    // Written by other blocks in the previous step: plain (coherent) loads only.
+    const T* h_prev = n == 0 ? a.h0 : a.y + (a.reverse ? t + 1 : t - 1) * BH;
+    T* y_t = a.y + t * BH;
+    for (int64_t b0 = 0; b0 < B; b0 += rows_per_tile) {
+      for (int e = tid; e < rows_per_tile * hp; e += plan::kThreads) {
+        const int r = e / hp, k = e - r * hp;
+        const int64_t b = b0 + r;
+        s[e] = (b < B && k < H) ? h_prev[b * H + k] : T(0);
+      }
+      __syncthreads();
+      for (int r0 = 0; r0 < rows_per_tile && b0 + r0 < B; r0 += R) {
+        T acc[R];
+        dot_rows<T, KPT, R>(acc, w, s, r0, hp, lane, ks);
+        if (lane == 0 && out < H) {
+#pragma unroll
+          for (int r = 0; r < R; ++r) {
+            const int64_t b = b0 + r0 + r;
+            if (b < B) {
+              const int64_t idx = b * H + out;
+              const T z = y_t[idx] + acc[r];
+              y_t[idx] = row_active(a.lengths, b, t) ? act_fn(z, a.relu)
+                                                     : s[(r0 + r) * hp + out];
+            }
+          }
+        }
+      }
+      __syncthreads();  // the tile is overwritten next
+    }
+    if (many_blocks) cooperative_groups::this_grid().sync();
+  }
+}
+
+template <typename T>
+const void* fwd_kernel_ptr(int kpt) {
+  const void* fn = nullptr;
+  dispatch_kpt<T>(kpt, [&](auto k) { fn = (const void*)&fwd_persistent_kernel<T, k.value>; });
+  return fn;
+}
+
+template <typename T>
+int attrs_of(int* regs) {
+  int static_smem = 0;
+  for_each_kpt<T>([&](int i, auto k) {
+    cudaFuncAttributes attr;
+    C10_CUDA_CHECK(cudaFuncGetAttributes(&attr, (const void*)&fwd_persistent_kernel<T, k.value>));
+    regs[i] = attr.numRegs;
+    if (int(attr.sharedSizeBytes) > static_smem) static_smem = int(attr.sharedSizeBytes);
+  });
+  return static_smem;
+}
+
+}  // namespace
+
+int fwd_kernel_attrs(int elem_size, int* regs) {
+  return elem_size == 8 ? attrs_of<double>(regs) : attrs_of<float>(regs);
+}
+
+int fwd_occupancy(int elem_size, const plan::Plan& p) {
+  const void* fn = elem_size == 8 ? fwd_kernel_ptr<double>(p.kpt) : fwd_kernel_ptr<float>(p.kpt);
+  int n = 0;
+  C10_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, fn, p.threads, p.smem_bytes));
+  return n;
+}
+
+template <typename T>
+void launch_fwd_persistent(const FwdArgs<T>& a, const plan::Plan& p, cudaStream_t stream) {
+  dispatch_kpt<T>(p.kpt, [&](auto k) {
+    auto* fn = &fwd_persistent_kernel<T, k.value>;
+    int ks = p.ks, rows = p.rows_per_tile;
+    bool resident = p.resident != 0;
+    if (p.grid == 1) {
+      fn<<<1, p.threads, p.smem_bytes, stream>>>(a, ks, rows, resident);
+      C10_CUDA_KERNEL_LAUNCH_CHECK();
+    } else {
+      FwdArgs<T> args = a;
+      void* params[] = {&args, &ks, &rows, &resident};
+      C10_CUDA_CHECK(cudaLaunchCooperativeKernel((const void*)fn, dim3(p.grid), dim3(p.threads),
+                                                 params, size_t(p.smem_bytes), stream));
+    }
+  });
+}
+
+template void launch_fwd_persistent<float>(const FwdArgs<float>&, const plan::Plan&, cudaStream_t);
+template void launch_fwd_persistent<double>(const FwdArgs<double>&, const plan::Plan&, cudaStream_t);
+
+}  // namespace fastrnn::cuda_kernels

@@ -1,0 +1,73 @@
+// fastrnn::_cuda_launch_plan: the CUDA path selection (csrc/cuda/launch_plan.h)
+// exposed as an op. Compiled in every build, with or without CUDA, so that CI machines
+// without a GPU unit-test the same function the CUDA host code calls at run time.
+#include <ATen/core/ivalue.h>
+#include <torch/library.h>
+
+#include <string>
+#include <vector>
+
+#include "cuda/launch_plan.h"
+
+namespace fastrnn {
+namespace {
+
+// Returns [path, grid, threads, kpt, ks, rows_per_tile, smem_bytes, blocks_per_sm, resident];
+// path: 0 single block, 1 cooperative grid, 2 cuBLAS fallback. backward=True plans the
+// BPTT kernel (which has no resident mode).
+std::vector<int64_t> cuda_launch_plan(int64_t B, int64_t H, int64_t elem_size, int64_t sm_count,
+                                      int64_t smem_per_block,
+                                      at::OptionalIntArrayRef regs_per_kpt,
+                                      std::string_view force, int64_t regs_per_sm,
+                                      bool cooperative_launch, bool backward) {
+  TORCH_CHECK_VALUE(elem_size == 4 || elem_size == 8,
+                    "fastrnn: elem_size must be 4 (float32 compute) or 8 (float64), got ",
+                    elem_size);
+  TORCH_CHECK_VALUE(sm_count > 0 && smem_per_block > 0 && regs_per_sm > 0,
+                    "fastrnn: sm_count, smem_per_block and regs_per_sm must be positive");
+  plan::Force f = plan::kAuto;
+  TORCH_CHECK_VALUE(plan::parse_force(force, &f),
+                    "fastrnn: force must be auto, single, grid or gemm, got '",
+                    std::string(force), "'");
+  std::vector<int> regs;
+  if (regs_per_kpt.has_value()) {
+    const int n = plan::num_kpt(int(elem_size));
+    TORCH_CHECK_VALUE(int64_t(regs_per_kpt->size()) == n, "fastrnn: regs_per_kpt must have ",
+                      n, " entries (one per kpt), got ", regs_per_kpt->size());
+    regs.assign(regs_per_kpt->begin(), regs_per_kpt->end());
+  }
+  plan::Device dev;
+  dev.sm_count = int(sm_count);
+  dev.smem_per_block = int(smem_per_block);
+  dev.regs_per_sm = int(regs_per_sm);
+  dev.cooperative_launch = cooperative_launch;
+  const plan::Plan p = plan::make_plan(B, H, int(elem_size), dev,
+                                       regs.empty() ? nullptr : regs.data(), f,
+                                       /*allow_resident=*/!backward);
+  return {p.path, p.grid, p.threads, p.kpt, p.ks, p.rows_per_tile, p.smem_bytes,
+          p.blocks_per_sm, p.resident};
+}
+
+// The kpt values kernels are instantiated for (what cuobjdump must list).
+std::vector<int64_t> cuda_kernel_kpts(int64_t elem_size) {
+  TORCH_CHECK_VALUE(elem_size == 4 || elem_size == 8,
+                    "fastrnn: elem_size must be 4 or 8, got ", elem_size);
+  std::vector<int64_t> out;
+  for (int i = 0; i < plan::num_kpt(int(elem_size)); ++i) {
+    out.push_back(plan::kpt_at(int(elem_size), i));
+  }
+  return out;
+}
+
+}  // namespace
+
+TORCH_LIBRARY_FRAGMENT(fastrnn, m) {
+  m.def(
+      "_cuda_launch_plan(int B, int H, int elem_size, int sm_count, int smem_per_block, "
+      "int[]? regs_per_kpt=None, str force='auto', int regs_per_sm=65536, "
+      "bool cooperative_launch=True, bool backward=False) -> int[]",
+      &cuda_launch_plan);
+  m.def("_cuda_kernel_kpts(int elem_size) -> int[]", &cuda_kernel_kpts);
+}
+
+}  // namespace fastrnn

@@ -1,0 +1,258 @@
+"""Checks of the CUDA build that need no GPU: the dispatcher, the cubins, spills, and
+the host's launch plan (csrc/cuda/launch_plan.h, through fastrnn::_cuda_launch_plan).
+
+The plan tests run in every build (the hook is compiled without CUDA too). The others
+inspect fastrnn/_C*.so and are skipped, with the reason, when it has no CUDA kernels.
+"""
+from __future__ import annotations
+
+import math
+import os
+import re
+import shutil
+import subprocess
+
+import pytest
+import torch
+
+import fastrnn
+from fastrnn import _C
+
+plan_op = torch.ops.fastrnn._cuda_launch_plan
+SINGLE, GRID, GEMM = 0, 1, 2
+THREADS = 256          # launch_plan.h kThreads
+MAX_REGS = 128         # launch_plan.h kMaxRegsPerThread (__launch_bounds__(256, 2))
+ARCHS = ("sm_80", "sm_90")
+H100 = dict(sm_count=132, smem_per_block=48 * 1024 - 1024)
+A100 = dict(sm_count=108, smem_per_block=48 * 1024)
+
+HAS_CUDA_KERNELS = fastrnn._ops.has_kernel("cuda")
+needs_cuda_build = pytest.mark.skipif(
+    not HAS_CUDA_KERNELS,
+    reason="fastrnn._C was built without CUDA kernels (no nvcc / CPU-only torch, or "
+           "FASTRNN_BUILD_CUDA=0): there is no CUDA code to inspect",
+)
+
+
+def plan(B, H, elem_size=4, device=H100, **kw):
+    keys = ["path", "grid", "threads", "kpt", "ks", "rows", "smem", "blocks_per_sm", "resident"]
+    return dict(zip(keys, plan_op(B, H, elem_size, device["sm_count"], device["smem_per_block"], **kw)))
+
+
+# ----------------------------------------------------------------------------- launch plan
+
+@pytest.mark.parametrize("H", [1, 17, 64, 128], ids=lambda h: f"H{h}")
+@pytest.mark.parametrize("B", [1, 3], ids=lambda b: f"B{b}")
+def test_small_hidden_small_batch_is_one_block(B, H):
+    p = plan(B, H)
+    assert p["path"] == SINGLE and p["grid"] == 1
+
+
+@pytest.mark.parametrize("H", [129, 256, 1024, 2048], ids=lambda h: f"H{h}")
+def test_larger_hidden_is_a_cooperative_grid(H):
+    p = plan(17, H)
+    assert p["path"] == GRID
+    assert p["grid"] > 1
+    assert p["grid"] <= p["blocks_per_sm"] * H100["sm_count"], "blocks must all be co-resident"
+
+
+@pytest.mark.parametrize("H,elem_size", [(2049, 4), (4096, 4), (1025, 8), (2048, 8)])
+def test_beyond_on_chip_capacity_falls_back_to_cublas(H, elem_size):
+    assert plan(8, H, elem_size)["path"] == GEMM
+
+
+def test_large_batch_spreads_small_hidden_over_blocks():
+    # 256 rows x 64 columns is too much serial work for one block per step.
+    assert plan(1, 64)["path"] == SINGLE
+    assert plan(256, 64)["path"] == GRID
+
+
+def test_grid_that_cannot_be_co_resident_falls_back():
+    # H=2048 needs 256 blocks; two fit per SM: fine on 132 SMs, not on 108 (A100).
+    assert plan(4, 2048, device=H100)["path"] == GRID
+    assert plan(4, 2048, device=A100)["path"] == GEMM
+    assert plan(4, 1024, device=dict(sm_count=8, smem_per_block=48 * 1024))["path"] == GEMM
+
+
+def test_real_register_counts_change_residency():
+    # With 255 registers per thread only one 256-thread block fits per SM.
+    assert plan(4, 2048, regs_per_kpt=[255] * 5)["path"] == GEMM
+    assert plan(4, 256, regs_per_kpt=[64] * 5)["blocks_per_sm"] == 4
+
+
+def test_no_cooperative_launch_means_no_grid():
+    assert plan(4, 256, cooperative_launch=False)["path"] == GEMM
+    assert plan(4, 64, cooperative_launch=False)["path"] == SINGLE
+
+
+def test_forced_paths():
+    assert plan(4, 64, force="gemm")["path"] == GEMM
+    assert plan(1, 129, force="grid")["path"] == GRID
+    assert plan(1, 64, force="grid")["path"] == GRID
+    assert plan(4, 129, force="single")["path"] == GEMM  # cannot: falls back, never fails
+    assert plan(256, 64, force="single")["path"] == SINGLE
+
+
+@pytest.mark.parametrize("elem_size", [4, 8])
+@pytest.mark.parametrize("device", [H100, A100, dict(sm_count=1, smem_per_block=16 * 1024)],
+                         ids=["H100", "A100", "tiny"])
+def test_plan_invariants(elem_size, device):
+    kpts = set(torch.ops.fastrnn._cuda_kernel_kpts(elem_size))
+    for H in [1, 3, 17, 31, 64, 100, 129, 255, 256, 511, 768, 1000, 1024, 1500, 2048, 2049]:
+        for B in [1, 3, 17, 129, 256]:
+            p = plan(B, H, elem_size, device)
+            if p["path"] == GEMM:
+                continue
+            where = f"B={B} H={H} elem={elem_size} {device}: {p}"
+            assert p["kpt"] in kpts, where
+            assert p["threads"] == THREADS, where
+            assert p["ks"] & (p["ks"] - 1) == 0 and p["ks"] <= 32, where
+            assert p["ks"] * p["kpt"] >= H, "lanes x weights must cover the hidden size: " + where
+            assert p["grid"] == math.ceil(H / (THREADS // p["ks"])), where
+            assert p["path"] == (SINGLE if p["grid"] == 1 else GRID), where
+            assert p["rows"] % 4 == 0 and 4 <= p["rows"] <= math.ceil(B / 4) * 4, where
+            tiles = 2 if p["resident"] else 1
+            assert p["smem"] == tiles * p["rows"] * p["ks"] * p["kpt"] * elem_size, where
+            if p["resident"]:
+                assert p["path"] == SINGLE and p["rows"] >= B, where
+            assert p["smem"] <= device["smem_per_block"], where
+            assert p["grid"] <= p["blocks_per_sm"] * device["sm_count"], where
+
+
+def test_state_stays_on_chip_when_the_batch_fits_one_block():
+    # Forward only: two tiles of the whole batch in shared memory, one barrier per step.
+    p = plan(3, 64)
+    assert p["path"] == SINGLE and p["resident"] == 1 and p["rows"] == 4
+    assert plan(3, 64, backward=True)["resident"] == 0
+    assert plan(256, 64, force="single")["resident"] == 0  # 2 x 256 rows do not fit
+    assert plan(3, 256)["resident"] == 0  # a grid re-reads the state from global memory
+
+
+def test_plan_rejects_bad_arguments():
+    with pytest.raises(ValueError, match="elem_size"):
+        plan_op(1, 8, 2, 1, 49152)
+    with pytest.raises(ValueError, match="force"):
+        plan_op(1, 8, 4, 1, 49152, force="fastest")
+    with pytest.raises(ValueError, match="regs_per_kpt"):
+        plan_op(1, 8, 4, 1, 49152, regs_per_kpt=[64, 64])
+    with pytest.raises(ValueError, match="sm_count"):
+        plan_op(1, 8, 4, 0, 49152)
+
+
+def test_zero_sizes_take_the_fallback():
+    # The host never launches a kernel for B = 0 or H = 0; the plan agrees.
+    assert plan(0, 64)["path"] == GEMM
+    assert plan(4, 0)["path"] == GEMM
+
+
+# ----------------------------------------------------------------------------- the binary
+
+def _cuobjdump():
+    try:
+        import triton
+        path = os.path.join(os.path.dirname(triton.__file__), "backends", "nvidia", "bin", "cuobjdump")
+        if os.access(path, os.X_OK):
+            return path
+    except ImportError:
+        pass
+    for cand in (shutil.which("cuobjdump"), os.path.join(os.environ.get("CUDA_HOME", "/usr/local/cuda"), "bin", "cuobjdump")):
+        if cand and os.access(cand, os.X_OK):
+            return cand
+    pytest.skip("no cuobjdump (neither triton's bundled copy nor the CUDA toolkit's)")
+
+
+def _run_cuobjdump(flag):
+    return subprocess.run([_cuobjdump(), flag, _C.__file__], check=True, capture_output=True,
+                          text=True).stdout
+
+
+KERNEL_RE = re.compile(r"(fwd|bwd)_persistent_kernelI([fd])Li(\d+)E")
+
+
+def _resource_usage():
+    """{(arch, direction, 'f'|'d', kpt): {REG, STACK, SHARED, LOCAL}} of the persistent kernels."""
+    out, arch, name = {}, None, None
+    for line in _run_cuobjdump("--dump-resource-usage").splitlines():
+        m = re.search(r"arch = (sm_\d+)", line)
+        if m:
+            arch = m.group(1)
+            continue
+        m = re.match(r"\s*Function (\S+):", line)
+        if m:
+            name = m.group(1)
+            continue
+        if name and "REG:" in line:
+            k = KERNEL_RE.search(name)
+            if k:
+                fields = dict((key, int(val)) for key, val in re.findall(r"(\w+):(\d+)", line))
+                out[(arch, k.group(1), k.group(2), int(k.group(3)))] = fields
+            name = None
+    return out
+
+
+@needs_cuda_build
+def test_dispatcher_has_cuda_kernels():
+    for op in ("fastrnn::rnn_forward", "fastrnn::rnn_backward"):
+        assert torch._C._dispatch_has_kernel_for_dispatch_key(op, "CUDA"), op
+        assert "CUDA" in torch._C._dispatch_dump(op)
+
+
+@needs_cuda_build
+def test_cubins_for_sm80_and_sm90():
+    listing = _run_cuobjdump("--list-elf")
+    for arch in ARCHS:
+        for unit in ("rnn_fwd_kernels", "rnn_bwd_kernels", "rnn_pointwise"):
+            assert re.search(rf"{unit}\.{arch}\.cubin", listing), f"{unit} has no {arch} code:\n{listing}"
+
+
+@needs_cuda_build
+def test_every_selectable_kernel_is_built_without_spills():
+    usage = _resource_usage()
+    # Every kpt the plan can select, for both compute types (float also serves fp16/bf16).
+    selectable = set()
+    for elem_size, tag in ((4, "f"), (8, "d")):
+        for device in (H100, A100):
+            for H in range(1, 2049, 7):
+                for B in (1, 256):
+                    p = plan(B, H, elem_size, device)
+                    if p["path"] != GEMM:
+                        selectable.add((tag, p["kpt"]))
+        assert {k for t, k in selectable if t == tag} <= set(torch.ops.fastrnn._cuda_kernel_kpts(elem_size))
+    problems = []
+    for arch in ARCHS:
+        for direction in ("fwd", "bwd"):
+            for tag, kpt in sorted(selectable):
+                r = usage.get((arch, direction, tag, kpt))
+                if r is None:
+                    problems.append(f"{direction} {tag} kpt={kpt} not built for {arch}")
+                elif r["STACK"] or r["LOCAL"] or r["REG"] > MAX_REGS:
+                    problems.append(f"{direction} {tag} kpt={kpt} {arch}: {r} (spills / local memory / registers)")
+    assert not problems, "\n".join(problems)
+
+
+@needs_cuda_build
+def test_no_kernel_in_the_library_uses_local_memory():
+    # Beyond the persistent kernels: the fallback's pointwise kernels too.
+    bad, seen = [], 0
+    for line in _run_cuobjdump("--dump-resource-usage").splitlines():
+        if "REG:" in line:
+            seen += 1
+            f = dict((k, int(v)) for k, v in re.findall(r"(\w+):(\d+)", line))
+            if f["STACK"] or f["LOCAL"]:
+                bad.append(line.strip())
+    assert seen >= 2 * (9 + 9 + 4), "fewer kernels than instantiated"
+    assert not bad, "\n".join(bad)
+
+
+@needs_cuda_build
+def test_built_register_counts_keep_the_plan():
+    # The host feeds the real register counts to the plan; with the built kernels an
+    # H100 must still run H=2048 fp32 and H=1024 fp64 as a co-resident grid.
+    usage = _resource_usage()
+    for elem_size, tag, H in ((4, "f", 2048), (8, "d", 1024)):
+        kpts = torch.ops.fastrnn._cuda_kernel_kpts(elem_size)
+        for direction in ("fwd", "bwd"):
+            regs = [usage[("sm_90", direction, tag, k)]["REG"] for k in kpts]
+            static = max(usage[("sm_90", direction, tag, k)]["SHARED"] for k in kpts)
+            dev = dict(sm_count=132, smem_per_block=48 * 1024 - static)
+            assert plan(8, H, elem_size, dev, regs_per_kpt=regs)["path"] == GRID, (direction, tag, regs)
