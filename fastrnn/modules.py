@@ -235,15 +235,13 @@ class RNN(nn.Module):
 
     def _run(self, x: Tensor, hx: Tensor, lengths: Tensor | None) -> tuple[Tensor, Tensor]:
         _check_same_device(x, getattr(self, self._flat_weights_names[0]))
-        if x.shape[1] == 0:  # empty batch: nothing to compute, shapes as nn.RNN
-            T = x.shape[0]
-            out = x.new_zeros(T, 0, self.hidden_size * self.num_directions)
-            return out, hx
+        # An empty batch goes through the reference (its empty GEMMs are free), not a kernel
+        # that may not launch on zero rows; autograd then gives nn.RNN's zero-filled gradients.
         return functional.rnn(
             x, hx, self._layer_weights(),
             num_layers=self.num_layers, bidirectional=self.bidirectional,
             nonlinearity=self.nonlinearity, dropout=self.dropout, training=self.training,
-            lengths=lengths, backend=self.backend,
+            lengths=lengths, backend="reference" if x.shape[1] == 0 else self.backend,
         )
 
     @classmethod
@@ -342,14 +340,12 @@ class RNNCell(nn.Module):
                 f"Expected hidden size {(x.shape[0], self.hidden_size)}, got {list(h.shape)}"
             )
         _check_hx_like(h, x)
-        if x.shape[0] == 0:
-            out = x.new_zeros(0, self.hidden_size)
-        else:
-            out, _ = functional.rnn_layer(
-                x.unsqueeze(0), h, self.weight_ih, self.weight_hh, self.bias_ih, self.bias_hh,
-                nonlinearity=self.nonlinearity, backend=self.backend,
-            )
-            out = out[0]
+        # Empty batch: the reference, as in RNN._run (nn.RNNCell's zero gradients included).
+        out, _ = functional.rnn_layer(
+            x.unsqueeze(0), h, self.weight_ih, self.weight_hh, self.bias_ih, self.bias_hh,
+            nonlinearity=self.nonlinearity, backend="reference" if x.shape[0] == 0 else self.backend,
+        )
+        out = out[0]  # [B, H]
         return out if batched else out.squeeze(0)
 
     @classmethod
