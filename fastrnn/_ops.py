@@ -14,12 +14,19 @@ rnn_forward = torch.ops.fastrnn.rnn_forward
 rnn_backward = torch.ops.fastrnn.rnn_backward
 
 
+def _devices_with_kernels() -> frozenset[str]:
+    keys = {"cpu": "CPU", "cuda": "CUDA"}
+    has = torch._C._dispatch_has_kernel_for_dispatch_key
+    return frozenset(dev for dev, key in keys.items() if has("fastrnn::rnn_forward", key))
+
+
+# Fixed once the library is loaded; a constant keeps torch.compile from tracing the query.
+NATIVE_DEVICES = _devices_with_kernels()
+
+
 def has_kernel(device_type: str) -> bool:
     """True when the native ops have a kernel for this device type ("cpu", "cuda")."""
-    key = {"cpu": "CPU", "cuda": "CUDA"}.get(device_type)
-    return key is not None and torch._C._dispatch_has_kernel_for_dispatch_key(
-        "fastrnn::rnn_forward", key
-    )
+    return device_type in NATIVE_DEVICES
 
 
 @torch.library.register_fake("fastrnn::rnn_forward")
@@ -37,13 +44,17 @@ def _rnn_backward_fake(grad_output, input, hx, weight_ih, weight_hh, output, len
     _checks.check_backward_args(grad_output, input, hx, weight_ih, weight_hh, output, lengths)
     _checks.check_nonlinearity(nonlinearity)
     need_input, need_weights = output_mask
-    empty = input.new_empty(0)
+
+    def maybe(needed, like, shape):  # a skipped gradient is a fresh [0] tensor (no aliasing)
+        return like.new_empty(shape if needed else (0,))
+
+    H = weight_hh.shape[0]
     return (
-        torch.empty_like(input) if need_input else empty,  # [T, B, I]
-        torch.empty_like(hx),  # [B, H]
-        torch.empty_like(weight_ih) if need_weights else empty,  # [H, I]
-        torch.empty_like(weight_hh) if need_weights else empty,  # [H, H]
-        weight_hh.new_empty(weight_hh.shape[0]) if need_weights else empty,  # [H]
+        maybe(need_input, input, input.shape),  # [T, B, I]
+        hx.new_empty(hx.shape),  # [B, H]
+        maybe(need_weights, input, weight_ih.shape),  # [H, I]
+        maybe(need_weights, input, weight_hh.shape),  # [H, H]
+        maybe(need_weights, input, (H,)),  # [H]
     )
 
 

@@ -6,27 +6,20 @@ Every backend's ``rnn_forward`` has the contract of ``fastrnn::rnn_forward``
 """
 from __future__ import annotations
 
+import importlib.util
 from collections.abc import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from . import reference
+from . import _ops, reference
 
 BACKENDS = ("auto", "native", "triton", "reference")
 
 
-def _native(device_type: str) -> bool:
-    from . import _ops
-
-    return _ops.has_kernel(device_type)
-
-
-def _triton_available() -> bool:
-    from .triton import is_available
-
-    return is_available()
+# Constants, so that torch.compile sees plain values instead of tracing the queries.
+_TRITON_INSTALLED = importlib.util.find_spec("triton") is not None
 
 
 def resolve_backend(backend: str, device: torch.device) -> str:
@@ -34,24 +27,24 @@ def resolve_backend(backend: str, device: torch.device) -> str:
     if backend not in BACKENDS:
         raise ValueError(f"fastrnn: backend must be one of {BACKENDS}, got {backend!r}")
     if backend == "auto":
-        if _native(device.type):
+        if _ops.has_kernel(device.type):
             return "native"
-        if device.type == "cuda" and _triton_available():
+        if device.type == "cuda" and _TRITON_INSTALLED:
             return "triton"
         return "reference"
-    if backend == "native" and not _native(device.type):
+    if backend == "native" and not _ops.has_kernel(device.type):
         raise RuntimeError(
             f"fastrnn: backend='native' has no kernel for device '{device.type}' "
             "(was fastrnn built with CUDA? see README, 'Install'); use backend='auto'"
         )
+    if backend == "triton" and not _TRITON_INSTALLED:
+        raise RuntimeError("fastrnn: backend='triton' needs the triton package (pip install triton)")
     return backend
 
 
 def forward_fn(backend: str) -> Callable[..., Tensor]:
     """The ``rnn_forward`` of a resolved backend name."""
     if backend == "native":
-        from . import _ops
-
         return _ops.rnn_forward
     if backend == "triton":
         from .triton import rnn_forward

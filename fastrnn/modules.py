@@ -159,8 +159,6 @@ class RNN(nn.Module):
         s = f"{self.input_size}, {self.hidden_size}"
         if self.num_layers != 1:
             s += f", num_layers={self.num_layers}"
-        if self.nonlinearity != "tanh":
-            s += f", nonlinearity={self.nonlinearity}"
         if self.bias is not True:
             s += f", bias={self.bias}"
         if self.batch_first is not False:

@@ -12,10 +12,10 @@ import fastrnn
 TOLERANCES = {
     torch.float64: (1e-10, 1e-10),
     torch.float32: (1e-5, 2e-5),
-    # Reduced precision: fastrnn computes in float32 and rounds once; nn.RNN on CPU rounds
-    # after every op, so the two differ by a few ulps of the 8/11-bit mantissa.
-    torch.float16: (1e-2, 1e-2),
-    torch.bfloat16: (5e-2, 5e-2),
+    # Reduced precision, against float32 results on the same rounded inputs: fastrnn computes
+    # in float32 and rounds once, so a few ulps of the 11/8-bit mantissa plus accumulation.
+    torch.float16: (5e-3, 5e-3),
+    torch.bfloat16: (4e-2, 4e-2),
 }
 
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])

@@ -1,4 +1,4 @@
-"""Triton kernels for fastrnn (forward recurrence and BPTT). See README, 'Triton'."""
+"""Triton kernels for fastrnn (forward recurrence and BPTT). See fastrnn/triton/README.md."""
 from __future__ import annotations
 
 

@@ -1,0 +1,359 @@
+"""The Triton backend's ops: argument checks, launch configuration, autograd, torch.compile.
+
+``rnn_forward`` / ``rnn_backward`` (namespace ``fastrnn_triton``) launch their kernels
+through ``wrap_triton``. With compiled Triton they are ``torch.library.triton_op``s, so
+torch.compile traces into them and Inductor sees the kernels. Under TRITON_INTERPRET=1 they
+are ``torch.library.custom_op``s instead: the interpreter's kernels cannot be traced
+(``wrap_triton`` hands them back unwrapped, and a traced launch would run on fake tensors),
+so compile treats the op as opaque and calls it. Both carry the same fake kernels and
+autograd. Contract and math: csrc/rnn.h.
+"""
+from __future__ import annotations
+
+import torch
+import triton
+from torch import Tensor
+from torch.library import triton_op, wrap_triton
+
+from .. import reference
+from .rnn_bwd import rnn_bwd_persistent, rnn_bwd_step
+from .rnn_fwd import rnn_fwd_persistent, rnn_fwd_step
+
+# Largest H whose W_hh the persistent kernels keep on chip. Triton stages the loop-invariant
+# W_hh^T tile (next_pow2(H) squared, upcast once to float32 for every dtype, since all math
+# is float32: rnn.h) in shared memory before the time loop and feeds the dot from there.
+# Compiled here for sm_90 (triton 3.8, BLOCK_B = 16; see README), the kernels use
+#   BLOCK_H   warps   forward smem   backward smem   registers / spills
+#      32       4        6 KiB          14 KiB          126 / none
+#      64       8       20 KiB          36 KiB          178 / none
+#     128      32       72 KiB         104 KiB           61 / none
+#     256      32      272 KiB         272 KiB          spills; exceeds every GPU's shared memory
+# so 128 is the limit for all dtypes, and on a device it also has to fit the per-block
+# shared memory (smem_bytes below; e.g. a 100 KiB consumer GPU runs H = 128 tiled).
+# Beyond it the tiled per-step kernels run: correct at any H, one launch per step.
+# Tests lower these to exercise the fallback at small H.
+MAX_ON_CHIP_H = {torch.float32: 128, torch.float16: 128, torch.bfloat16: 128}
+BLOCK_B = 16  # batch rows per program; tl.dot needs at least 16
+STEP_BLOCK_N = 64  # tiled fallback: hidden units per program
+STEP_BLOCK_K = 32  # tiled fallback: reduction chunk streamed from W_hh
+STEP_WARPS = 8  # 64 x 32 tiles at 8 warps: at most 174 registers, no spills (sm_80)
+
+
+def _num_warps(block_h: int) -> int:
+    # Fewer warps spill at 128 (16 warps: 1 KiB of stack per thread); see the table above.
+    return 4 if block_h <= 32 else (8 if block_h <= 64 else 32)
+
+
+def smem_bytes(block_h: int) -> int:
+    """Shared memory the persistent backward kernel (the larger of the two) needs: the
+    float32 W_hh tile plus its staging buffers (fits the measurements above), plus margin."""
+    return 4 * block_h * (block_h + 5 * BLOCK_B) + 8192
+
+
+def uses_persistent(hidden_size: int, dtype: torch.dtype, device: torch.device | None = None) -> bool:
+    """True when the persistent (W_hh on chip) kernels run for this H, dtype and device."""
+    if hidden_size > MAX_ON_CHIP_H[dtype]:
+        return False
+    if device is not None and device.type == "cuda":
+        limit = torch.cuda.get_device_properties(device).shared_memory_per_block_optin
+        return smem_bytes(_pow2(hidden_size)) <= limit
+    return True
+
+
+def _pow2(n: int, lo: int = 16) -> int:
+    return max(lo, triton.next_power_of_2(n))
+
+
+def _interpreted() -> bool:
+    from triton.runtime.interpreter import InterpretedFunction
+
+    return isinstance(rnn_fwd_persistent, InterpretedFunction)
+
+
+def _define_op(name: str):
+    """triton_op when the kernels are compiled, custom_op under the interpreter (module doc)."""
+    if _interpreted():
+        return torch.library.custom_op(name, mutates_args=())
+    return triton_op(name, mutates_args=())
+
+
+def check_device(input: Tensor) -> None:
+    if input.device.type == "cuda":
+        return
+    if input.device.type == "cpu" and _interpreted():
+        return
+    raise RuntimeError(
+        f"fastrnn: the Triton backend runs on CUDA tensors (or on CPU tensors when "
+        f"TRITON_INTERPRET=1 is set before fastrnn is imported), got a tensor on '{input.device}'; "
+        "use backend='auto'"
+    )
+
+
+def check_forward_args(input, hx, weight_ih, weight_hh, bias_ih, bias_hh, lengths, nonlinearity) -> None:
+    """The checks of csrc/rnn_ops.cpp (check_forward_args), with the same messages."""
+    if nonlinearity not in ("tanh", "relu"):
+        raise ValueError(f"fastrnn: nonlinearity must be 'tanh' or 'relu', got '{nonlinearity}'")
+    if input.dim() != 3:
+        raise ValueError(f"fastrnn: input must be 3-D [T, B, I], got {input.dim()}-D with shape {list(input.shape)}")
+    if not input.is_floating_point():
+        raise ValueError(f"fastrnn: input must be a floating point tensor, got {input.dtype}")
+    if input.shape[0] <= 0:
+        raise ValueError(f"fastrnn: input must have sequence length T > 0, got {list(input.shape)}")
+    T, B, I = input.shape
+    if weight_hh.dim() != 2:
+        raise RuntimeError(f"fastrnn: weight_hh must be 2-D [H, H], got {list(weight_hh.shape)}")
+    H = weight_hh.shape[0]
+
+    def shape(t, expected, name):
+        if tuple(t.shape) != tuple(expected):
+            raise RuntimeError(f"fastrnn: {name} must have shape {list(expected)}, got {list(t.shape)}")
+
+    def like(t, name):
+        if t.dtype != input.dtype:
+            raise RuntimeError(f"fastrnn: {name} must have the dtype of input ({input.dtype}), got {t.dtype}")
+        if t.device != input.device:
+            raise RuntimeError(f"fastrnn: {name} must be on the device of input ({input.device}), got {t.device}")
+
+    shape(weight_hh, (H, H), "weight_hh")
+    shape(weight_ih, (H, I), "weight_ih")
+    shape(hx, (B, H), "hx")
+    like(weight_ih, "weight_ih")
+    like(weight_hh, "weight_hh")
+    like(hx, "hx")
+    if (bias_ih is None) != (bias_hh is None):
+        raise RuntimeError("fastrnn: bias_ih and bias_hh must be given together")
+    if bias_ih is not None:
+        shape(bias_ih, (H,), "bias_ih")
+        shape(bias_hh, (H,), "bias_hh")
+        like(bias_ih, "bias_ih")
+        like(bias_hh, "bias_hh")
+    if lengths is not None:
+        shape(lengths, (B,), "lengths")
+        if lengths.dtype != torch.int64:
+            raise RuntimeError(f"fastrnn: lengths must be int64, got {lengths.dtype}")
+        if lengths.device != input.device:
+            raise RuntimeError(
+                f"fastrnn: lengths must be on the device of input ({input.device}), got {lengths.device}"
+            )
+
+
+# ----------------------------------------------------------------------------- forward
+
+
+@_define_op("fastrnn_triton::rnn_forward")
+def _rnn_forward_op(
+    input: Tensor,  # [T, B, I]
+    hx: Tensor,  # [B, H]
+    weight_ih: Tensor,  # [H, I]
+    weight_hh: Tensor,  # [H, H]
+    bias_ih: Tensor | None,  # [H]
+    bias_hh: Tensor | None,  # [H]
+    lengths: Tensor | None,  # [B] int64
+    reverse: bool,
+    nonlinearity: str,
+) -> Tensor:  # [T, B, H]
+    T, B, I = input.shape
+    H = weight_hh.shape[0]
+    y = input.new_empty(T, B, H)  # [T, B, H]
+    if B == 0 or H == 0:
+        return y
+    # The input projection of every step in one GEMM, in float32 (rnn.h: reduced precision).
+    xw = (input.reshape(T * B, I).float() @ weight_ih.float().t()).view(T, B, H)  # [T, B, H]
+    bias = None
+    if bias_ih is not None:
+        bias = bias_ih.float() + bias_hh.float()  # [H]
+    w_hh = weight_hh.contiguous()  # [H, H]
+    lens = lengths.contiguous() if lengths is not None else None  # [B]
+    flags = dict(
+        HAS_BIAS=bias is not None,
+        HAS_LENGTHS=lens is not None,
+        RELU=nonlinearity == "relu",
+    )
+    n_b = triton.cdiv(B, BLOCK_B)
+    if uses_persistent(H, input.dtype, input.device):
+        block_h = _pow2(H)
+        wrap_triton(rnn_fwd_persistent)[(n_b,)](
+            xw, hx.contiguous(), w_hh, bias, lens, y, T, B, H,
+            REVERSE=reverse, BLOCK_B=BLOCK_B, BLOCK_H=block_h, num_warps=_num_warps(block_h), **flags,
+        )
+        return y
+    # Tiled fallback: the state goes through global memory in float32, one launch per step.
+    y32 = y if input.dtype == torch.float32 else torch.empty_like(xw)  # [T, B, H]
+    block_n = min(STEP_BLOCK_N, _pow2(H))
+    block_k = min(STEP_BLOCK_K, _pow2(H))
+    grid = (n_b, triton.cdiv(H, block_n))
+    h0 = hx.float().contiguous()  # [B, H]
+    order = range(T - 1, -1, -1) if reverse else range(T)
+    t_prev = -1
+    for t in order:
+        wrap_triton(rnn_fwd_step)[grid](
+            xw, h0, w_hh, bias, lens, y32, t, t_prev, B, H,
+            BLOCK_B=BLOCK_B, BLOCK_N=block_n, BLOCK_K=block_k, num_warps=STEP_WARPS, **flags,
+        )
+        t_prev = t
+    if y32 is not y:
+        y.copy_(y32)
+    return y
+
+
+@_rnn_forward_op.register_fake
+def _(input, hx, weight_ih, weight_hh, bias_ih, bias_hh, lengths, reverse, nonlinearity):
+    T, B, _ = input.shape
+    return input.new_empty(T, B, weight_hh.shape[0])  # [T, B, H]
+
+
+# ----------------------------------------------------------------------------- backward
+
+
+@_define_op("fastrnn_triton::rnn_backward")
+def _rnn_backward_op(
+    grad_output: Tensor,  # [T, B, H]
+    input: Tensor,  # [T, B, I]
+    hx: Tensor,  # [B, H]
+    weight_ih: Tensor,  # [H, I]
+    weight_hh: Tensor,  # [H, H]
+    output: Tensor,  # [T, B, H]
+    lengths: Tensor | None,  # [B] int64
+    reverse: bool,
+    nonlinearity: str,
+    need_input: bool,
+    need_weights: bool,
+) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+    """(grad_input [T,B,I], grad_hx [B,H], grad_weight_ih [H,I], grad_weight_hh [H,H],
+    grad_bias [H]); entries not asked for by need_input / need_weights are empty."""
+    T, B, I = input.shape
+    H = weight_hh.shape[0]
+    dtype = input.dtype
+    dz = grad_output.new_empty(T, B, H, dtype=torch.float32)  # [T, B, H]
+    dh0 = grad_output.new_empty(B, H, dtype=torch.float32)  # [B, H]
+    if B > 0 and H > 0:
+        dy = grad_output.contiguous()  # [T, B, H]
+        y = output.contiguous()  # [T, B, H]
+        w_hh = weight_hh.contiguous()  # [H, H]
+        lens = lengths.contiguous() if lengths is not None else None  # [B]
+        flags = dict(
+            HAS_LENGTHS=lens is not None,
+            RELU=nonlinearity == "relu",
+        )
+        n_b = triton.cdiv(B, BLOCK_B)
+        if uses_persistent(H, dtype, input.device):
+            block_h = _pow2(H)
+            wrap_triton(rnn_bwd_persistent)[(n_b,)](
+                dy, y, w_hh, lens, dz, dh0, T, B, H,
+                REVERSE=reverse, BLOCK_B=BLOCK_B, BLOCK_H=block_h, num_warps=_num_warps(block_h), **flags,
+            )
+        else:
+            block_n = min(STEP_BLOCK_N, _pow2(H))
+            block_k = min(STEP_BLOCK_K, _pow2(H))
+            grid = (n_b, triton.cdiv(H, block_n))
+            g = torch.empty_like(dh0)  # [B, H] the previous step's g, per program tile
+            order = range(T) if reverse else range(T - 1, -1, -1)
+            t_prev = -1
+            for t in order:
+                wrap_triton(rnn_bwd_step)[grid](
+                    dy, y, w_hh, lens, dz, g, dh0, t, t_prev, B, H, FINAL=False,
+                    BLOCK_B=BLOCK_B, BLOCK_N=block_n, BLOCK_K=block_k, num_warps=STEP_WARPS, **flags,
+                )
+                t_prev = t
+            wrap_triton(rnn_bwd_step)[grid](
+                dy, y, w_hh, lens, dz, g, dh0, 0, t_prev, B, H, FINAL=True,
+                BLOCK_B=BLOCK_B, BLOCK_N=block_n, BLOCK_K=block_k, num_warps=STEP_WARPS, **flags,
+            )
+    else:
+        dz.zero_()
+        dh0.zero_()
+
+    # Everything else is batched GEMMs over all T*B rows (rnn.h), in float32.
+    dz2 = dz.view(T * B, H)  # [T*B, H]
+    empty = input.new_empty(0)
+    grad_input = (dz2 @ weight_ih.float()).view(T, B, I).to(dtype) if need_input else empty  # [T, B, I]
+    if need_weights:
+        x2 = input.reshape(T * B, I).float()  # [T*B, I]
+        h0 = hx.float().unsqueeze(0)  # [1, B, H]
+        y32 = output.float()  # [T, B, H]
+        # h_prev(t): the state each step started from (rnn.h)
+        h_prev = torch.cat([y32[1:], h0]) if reverse else torch.cat([h0, y32[:-1]])  # [T, B, H]
+        grad_w_ih = (dz2.t() @ x2).to(dtype)  # [H, I]
+        grad_w_hh = (dz2.t() @ h_prev.view(T * B, H)).to(dtype)  # [H, H]
+        grad_bias = dz2.sum(0).to(dtype)  # [H]
+    else:
+        grad_w_ih = grad_w_hh = grad_bias = empty
+    return grad_input, dh0.to(dtype), grad_w_ih, grad_w_hh, grad_bias
+
+
+@_rnn_backward_op.register_fake
+def _(grad_output, input, hx, weight_ih, weight_hh, output, lengths, reverse, nonlinearity,
+      need_input, need_weights):
+    empty = input.new_empty(0)
+    H = weight_hh.shape[0]
+    return (
+        torch.empty_like(input) if need_input else empty,  # [T, B, I]
+        torch.empty_like(hx),  # [B, H]
+        torch.empty_like(weight_ih) if need_weights else empty,  # [H, I]
+        torch.empty_like(weight_hh) if need_weights else empty,  # [H, H]
+        weight_hh.new_empty(H) if need_weights else empty,  # [H]
+    )
+
+
+# ----------------------------------------------------------------------------- autograd
+
+
+def _setup_context(ctx, inputs, output):
+    input, hx, weight_ih, weight_hh, bias_ih, _, lengths, reverse, nonlinearity = inputs
+    # y alone gives act' and every h_prev (rnn.h), so nothing else is kept.
+    ctx.save_for_backward(input, hx, weight_ih, weight_hh, output, lengths)
+    ctx.has_bias = bias_ih is not None
+    ctx.reverse = reverse
+    ctx.nonlinearity = nonlinearity
+
+
+def _backward(ctx, grad_output: Tensor):
+    input, hx, weight_ih, weight_hh, output, lengths = ctx.saved_tensors
+    needs = ctx.needs_input_grad
+    need_weights = any(needs[2:6])
+    gx, ghx, gw_ih, gw_hh, gb = torch.ops.fastrnn_triton.rnn_backward(
+        grad_output, input, hx, weight_ih, weight_hh, output, lengths,
+        ctx.reverse, ctx.nonlinearity, needs[0], need_weights,
+    )
+    gb = gb if ctx.has_bias and need_weights else None
+    return (
+        gx if needs[0] else None,
+        ghx if needs[1] else None,
+        gw_ih if need_weights else None,
+        gw_hh if need_weights else None,
+        gb,
+        gb.clone() if gb is not None else None,  # the two .grad fields must not alias
+        None,
+        None,
+        None,
+    )
+
+
+_rnn_forward_op.register_autograd(_backward, setup_context=_setup_context)
+
+
+# ----------------------------------------------------------------------------- entry point
+
+
+def rnn_forward(
+    input: Tensor,  # [T, B, I]
+    hx: Tensor,  # [B, H]
+    weight_ih: Tensor,  # [H, I]
+    weight_hh: Tensor,  # [H, H]
+    bias_ih: Tensor | None,  # [H]
+    bias_hh: Tensor | None,  # [H]
+    lengths: Tensor | None,  # [B] int64
+    reverse: bool,
+    nonlinearity: str,
+) -> Tensor:  # [T, B, H]
+    """fastrnn::rnn_forward on Triton kernels; differentiable. Same contract as
+    ``fastrnn.reference.rnn_forward``. float64 (which the kernels do not cover) runs the
+    reference loop instead."""
+    check_forward_args(input, hx, weight_ih, weight_hh, bias_ih, bias_hh, lengths, nonlinearity)
+    if input.dtype not in MAX_ON_CHIP_H:
+        return reference.rnn_forward(input, hx, weight_ih, weight_hh, bias_ih, bias_hh, lengths,
+                                     reverse, nonlinearity)
+    check_device(input)
+    return torch.ops.fastrnn_triton.rnn_forward(
+        input, hx, weight_ih, weight_hh, bias_ih, bias_hh, lengths, bool(reverse), nonlinearity
+    )

@@ -1,0 +1,91 @@
+"""fastrnn.convert / from_torch: a model holding nn.RNN layers gives the same outputs and
+gradients after conversion, keeps its Parameter objects, device, dtype and training mode."""
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+from torch import nn
+
+import fastrnn
+from helpers import assert_close
+
+
+class Tagger(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.embed = nn.Embedding(20, 6)
+        self.encoder = nn.RNN(6, 12, num_layers=2, bidirectional=True, batch_first=True)
+        self.decoder = nn.Sequential(nn.RNN(24, 8, nonlinearity="relu"))
+        self.cell = nn.RNNCell(8, 5, bias=False)
+        self.head = nn.Linear(5, 3)
+
+    def forward(self, tokens):
+        out, _ = self.encoder(self.embed(tokens))
+        out, _ = self.decoder[0](out.transpose(0, 1))
+        h = None
+        for x_t in out:
+            h = self.cell(x_t, h)
+        return self.head(h)
+
+
+def loss_and_grads(model, tokens):
+    loss = model(tokens).pow(2).sum()
+    return loss, torch.autograd.grad(loss, list(model.parameters()))
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=["f32", "f64"])
+def test_convert_keeps_numbers_and_parameters(dtype):
+    torch.manual_seed(0)
+    model = Tagger().to(dtype).eval()
+    tokens = torch.randint(0, 20, (4, 9))
+    loss_before, grads_before = loss_and_grads(model, tokens)
+    params_before = list(model.parameters())
+
+    converted = fastrnn.convert(model)
+    assert converted is model
+    assert isinstance(model.encoder, fastrnn.RNN) and isinstance(model.decoder[0], fastrnn.RNN)
+    assert isinstance(model.cell, fastrnn.RNNCell)
+    assert not model.training and not model.encoder.training
+    assert all(a is b for a, b in zip(model.parameters(), params_before)), "Parameter objects kept"
+    assert model.encoder.weight_ih_l0.dtype == dtype
+    assert model.decoder[0].nonlinearity == "relu" and model.cell.bias is False
+
+    loss_after, grads_after = loss_and_grads(model, tokens)
+    assert_close(loss_after, loss_before, name="loss")
+    for a, b in zip(grads_after, grads_before):
+        assert_close(a, b, name="grad")
+
+
+def test_convert_keeps_training_mode_and_optimizer_state():
+    torch.manual_seed(0)
+    model = Tagger().train()
+    reference = copy.deepcopy(model)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+    opt_ref = torch.optim.Adam(reference.parameters(), lr=1e-2)
+    tokens = torch.randint(0, 20, (3, 5))
+    for step in range(3):
+        if step == 1:  # convert mid-training: the optimizer still holds the same Parameters
+            fastrnn.convert(model)
+            assert model.encoder.training
+        for m, o in ((model, opt), (reference, opt_ref)):
+            o.zero_grad()
+            m(tokens).pow(2).sum().backward()
+            o.step()
+    for a, b in zip(model.parameters(), reference.parameters()):
+        assert_close(a, b, name="parameter after training")
+
+
+def test_convert_top_level_and_from_torch_errors():
+    rnn = nn.RNN(3, 4)
+    new = fastrnn.convert(rnn, backend="reference")
+    assert isinstance(new, fastrnn.RNN) and new.backend == "reference"
+    assert new.weight_hh_l0 is rnn.weight_hh_l0
+    with pytest.raises(TypeError, match="torch.nn.RNN"):
+        fastrnn.RNN.from_torch(nn.GRU(3, 4))
+    with pytest.raises(TypeError, match="torch.nn.RNNCell"):
+        fastrnn.RNNCell.from_torch(nn.Linear(3, 4))
+    untouched = nn.Sequential(nn.LSTM(3, 4), nn.GRU(4, 4))
+    fastrnn.convert(untouched)
+    assert isinstance(untouched[0], nn.LSTM) and isinstance(untouched[1], nn.GRU)
