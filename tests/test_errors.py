@@ -9,6 +9,8 @@ see test_op_layouts_compute_the_right_answer.
 """
 from __future__ import annotations
 
+import importlib.util
+
 import numpy as np
 import pytest
 import torch
@@ -124,13 +126,26 @@ def _raised(call, mod):
     return None
 
 
+class _Backend:
+    """fastrnn's module namespace with a fixed backend: the checks must not depend on it."""
+
+    def __init__(self, backend):
+        self.RNN = lambda *a, **k: fastrnn.RNN(*a, backend=backend, **k)
+        self.RNNCell = lambda *a, **k: fastrnn.RNNCell(*a, backend=backend, **k)
+
+
+_HAVE_TRITON = importlib.util.find_spec("triton") is not None and importlib.util.find_spec("fastrnn.triton.ops") is not None
+MODULE_BACKENDS = ["auto", "reference"] + (["triton"] if _HAVE_TRITON else [])
+
+
 @pytest.mark.filterwarnings("ignore::UserWarning")
+@pytest.mark.parametrize("backend", MODULE_BACKENDS)
 @pytest.mark.parametrize("case", list(MODULE_CASES), ids=str)
-def test_module_rejects_like_torch(case):
+def test_module_rejects_like_torch(case, backend):
     call, word = MODULE_CASES[case]
     theirs = _raised(call, nn)
     assert theirs is not None, f"torch.nn accepts {case}: the case is wrong"
-    ours = _raised(call, fastrnn)
+    ours = _raised(call, _Backend(backend))
     assert ours is not None, f"fastrnn accepts {case}, torch.nn raises {type(theirs).__name__}: {theirs}"
     assert type(ours) is type(theirs), (
         f"{case}: fastrnn raised {type(ours).__name__} ({ours}), torch.nn {type(theirs).__name__} ({theirs})"
@@ -158,6 +173,7 @@ DELIBERATE = {
 }
 
 
+@pytest.mark.filterwarnings("ignore:Complex modules")
 @pytest.mark.parametrize("case", list(DELIBERATE), ids=str)
 def test_module_rejects_clearer_than_torch(case):
     call, kind, word = DELIBERATE[case]
@@ -202,6 +218,19 @@ def _op_args(dtype=torch.float32):
         "bias_hh": r(OH),  # [H]
         "lengths": torch.tensor([5, 2, 3]),  # [B]
     }
+
+
+def _triton_forward(*args):
+    from fastrnn.triton import rnn_forward
+
+    return rnn_forward(*args)
+
+
+# The forward every backend's layers call, by backend; each must check its arguments alike.
+# (Triton runs in its interpreter without a GPU; its float64 is the reference, so float32.)
+FORWARDS = {"native": (lambda *a: torch.ops.fastrnn.rnn_forward(*a), torch.float64)}
+if _HAVE_TRITON:
+    FORWARDS["triton"] = (_triton_forward, torch.float32)
 
 
 def _fwd(a, reverse=False, nonlinearity="tanh", fn=None):
@@ -262,13 +291,17 @@ OP_FORWARD_CASES = {
 }
 
 
+@pytest.mark.parametrize("backend", list(FORWARDS))
 @pytest.mark.parametrize("case", list(OP_FORWARD_CASES), ids=str)
-def test_op_forward_rejects(case):
+def test_op_forward_rejects(case, backend):
     name, make, kind, *pattern = OP_FORWARD_CASES[case]
     a = _op_args()
     a[name] = make(a)
+    # The C++ op's exception types are the contract; other backends must at least raise
+    # one of the two with a message naming the argument.
+    kind = kind if backend == "native" else (RuntimeError, ValueError)
     with pytest.raises(kind, match=pattern[0] if pattern else ("bias" if name.startswith("bias") else name)):
-        _fwd(a)
+        _fwd(a, fn=FORWARDS[backend][0])
 
 
 def test_op_forward_all_meta_checks_too():
@@ -346,12 +379,14 @@ LAYOUT_CASES += [(n, k) for n in ("bias_ih", "bias_hh", "lengths") for k in ("no
 
 @pytest.mark.parametrize("reverse", [False, True], ids=["forward", "reverse"])
 @pytest.mark.parametrize(("name", "kind"), LAYOUT_CASES, ids=[f"{n}-{k}" for n, k in LAYOUT_CASES])
-def test_op_layouts_compute_the_right_answer(name, kind, reverse):
-    a = _op_args(torch.float64)
+@pytest.mark.parametrize("backend", list(FORWARDS))
+def test_op_layouts_compute_the_right_answer(name, kind, reverse, backend):
+    fn, dtype = FORWARDS[backend]
+    a = _op_args(dtype)
     expected = _fwd(a, reverse, fn=reference.rnn_forward)
     a[name] = _strided_variant(a[name], kind)
     assert not a[name].is_contiguous() or kind == "offset"
-    assert_close(_fwd(a, reverse), expected, name=f"{name} {kind}")
+    assert_close(_fwd(a, reverse, fn=fn), expected, name=f"{name} {kind}")
 
 
 @pytest.mark.parametrize("reverse", [False, True], ids=["forward", "reverse"])
