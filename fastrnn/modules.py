@@ -6,6 +6,7 @@ works in both directions); the same inputs, outputs and errors. Only the kernels
 """
 from __future__ import annotations
 
+import contextlib
 import math
 import numbers
 import warnings
@@ -47,8 +48,26 @@ def _check_input_dtype(input: Tensor, weight: Tensor, error=ValueError) -> None:
         )
 
 
+def _autocast_dtype(device_type: str) -> torch.dtype | None:
+    """The autocast dtype when autocast is on for this device type, else None."""
+    if device_type not in ("cpu", "cuda") or not torch.is_autocast_enabled(device_type):
+        return None
+    return torch.get_autocast_dtype(device_type)
+
+
+def _autocast(x: Tensor, tensors):
+    """nn.RNN under autocast runs in the autocast dtype (rnn_tanh / rnn_relu are on autocast's
+    lower-precision list). fastrnn's ops have no autocast kernel, so the cast happens here, and
+    the ops then run with autocast off: they pick their own compute precision (rnn.h)."""
+    dtype = _autocast_dtype(x.device.type)
+    if dtype is None:
+        return tensors, contextlib.nullcontext()
+    cast = [t.to(dtype) if t is not None and t.is_floating_point() else t for t in tensors]
+    return cast, torch.autocast(x.device.type, enabled=False)
+
+
 def _check_hx_like(hx: Tensor, x: Tensor) -> None:
-    if hx.dtype != x.dtype:
+    if hx.dtype != x.dtype and _autocast_dtype(x.device.type) is None:
         raise RuntimeError(f"fastrnn: hx must have the dtype of input ({x.dtype}), got {hx.dtype}")
     if hx.device != x.device:
         raise RuntimeError(f"fastrnn: hx must be on the device of input ({x.device}), got {hx.device}")
@@ -233,14 +252,19 @@ class RNN(nn.Module):
 
     def _run(self, x: Tensor, hx: Tensor, lengths: Tensor | None) -> tuple[Tensor, Tensor]:
         _check_same_device(x, getattr(self, self._flat_weights_names[0]))
+        weights = self._layer_weights()
+        flat, no_autocast = _autocast(x, [x, hx, *(w for layer in weights for w in layer)])
+        x, hx = flat[0], flat[1]
+        weights = [tuple(flat[2 + 4 * k : 6 + 4 * k]) for k in range(len(weights))]
         # An empty batch goes through the reference (its empty GEMMs are free), not a kernel
         # that may not launch on zero rows; autograd then gives nn.RNN's zero-filled gradients.
-        return functional.rnn(
-            x, hx, self._layer_weights(),
-            num_layers=self.num_layers, bidirectional=self.bidirectional,
-            nonlinearity=self.nonlinearity, dropout=self.dropout, training=self.training,
-            lengths=lengths, backend="reference" if x.shape[1] == 0 else self.backend,
-        )
+        with no_autocast:
+            return functional.rnn(
+                x, hx, weights,
+                num_layers=self.num_layers, bidirectional=self.bidirectional,
+                nonlinearity=self.nonlinearity, dropout=self.dropout, training=self.training,
+                lengths=lengths, backend="reference" if x.shape[1] == 0 else self.backend,
+            )
 
     @classmethod
     def from_torch(cls, module: nn.RNN, *, backend: str = "auto") -> "RNN":
@@ -339,10 +363,13 @@ class RNNCell(nn.Module):
             )
         _check_hx_like(h, x)
         # Empty batch: the reference, as in RNN._run (nn.RNNCell's zero gradients included).
-        out, _ = functional.rnn_layer(
-            x.unsqueeze(0), h, self.weight_ih, self.weight_hh, self.bias_ih, self.bias_hh,
-            nonlinearity=self.nonlinearity, backend="reference" if x.shape[0] == 0 else self.backend,
-        )
+        (x, h, *weights), no_autocast = _autocast(
+            x, [x, h, self.weight_ih, self.weight_hh, self.bias_ih, self.bias_hh])
+        with no_autocast:
+            out, _ = functional.rnn_layer(
+                x.unsqueeze(0), h, *weights,
+                nonlinearity=self.nonlinearity, backend="reference" if x.shape[0] == 0 else self.backend,
+            )
         out = out[0]  # [B, H]
         return out if batched else out.squeeze(0)
 

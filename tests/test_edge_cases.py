@@ -423,3 +423,56 @@ def test_copy_pickle_save_load(kind):
         got = clone(x)
         for a, b in zip(got if isinstance(got, tuple) else [got], expected if isinstance(expected, tuple) else [expected]):
             assert torch.equal(a, b), how
+
+
+# ---------------------------------------------------------------- autocast, degenerate op sizes
+@pytest.mark.parametrize("input_dtype", [torch.float32, torch.bfloat16], ids=str)
+@pytest.mark.parametrize("kind", ["RNN", "RNN-packed", "RNNCell"])
+def test_cpu_autocast_like_torch(kind, input_dtype):
+    """Under autocast nn.RNN runs in the autocast dtype (bfloat16 on CPU), whatever the input's
+    float dtype; fastrnn does the same, and float32 parameters get float32 gradients."""
+    if kind == "RNNCell":
+        ref, ours = _twin_cell(3, 5)
+        x = torch.randn(4, 3)
+    else:
+        ref, ours = twin_rnn(3, 5, 2, bidirectional=True)
+        x = torch.randn(6, 4, 3)
+    x = x.to(input_dtype)
+    results = []
+    for model in (ref, ours):
+        inp = x.clone().requires_grad_()
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            if kind == "RNN-packed":
+                out, h = model(pack_padded_sequence(inp, torch.tensor([6, 2, 5, 1]), enforce_sorted=False))
+                outs = [out.data, h]
+            else:
+                out = model(inp)
+                outs = list(out) if isinstance(out, tuple) else [out]
+        assert all(o.dtype == torch.bfloat16 for o in outs)
+        results.append([*outs, *grads_of(random_loss(outs), [inp, *model.parameters()])])
+    for i, (a, b) in enumerate(zip(results[1], results[0])):
+        assert a.dtype == b.dtype, f"tensor {i}: {a.dtype} vs {b.dtype}"
+        # nn.RNN rounds to bfloat16 after every op, fastrnn once: bfloat16 tolerance, scaled
+        # by the tensor's magnitude (parameter gradients are sums of many bfloat16 terms).
+        atol = 4e-2 * max(1.0, float(b.abs().max()))
+        torch.testing.assert_close(a.float(), b.float(), rtol=4e-2, atol=atol, msg=lambda m: f"tensor {i}: {m}")
+
+
+DEGENERATE = [(0, 4, 5), (2, 0, 5), (2, 4, 0), (0, 0, 0)]
+
+
+@pytest.mark.parametrize("with_lengths", [False, True], ids=["padded", "lengths"])
+@pytest.mark.parametrize(("B", "I", "H"), DEGENERATE, ids=[f"B{b}-I{i}-H{h}" for b, i, h in DEGENERATE])
+def test_op_degenerate_sizes(B, I, H, with_lengths):
+    """Empty batch, input or hidden dimension reach the op only by direct calls (nn.RNN refuses
+    I = 0 and H = 0): it must still give the reference's answer, not garbage."""
+    g = torch.Generator().manual_seed(0)
+    r = lambda *s: torch.randn(*s, generator=g, dtype=torch.float64).requires_grad_()  # noqa: E731
+    args = [r(3, B, I), r(B, H), r(H, I), r(H, H), r(H), r(H)]
+    lengths = torch.full((B,), 2) if with_lengths else None
+    results = []
+    for fn in (fastrnn.reference.rnn_forward, torch.ops.fastrnn.rnn_forward):
+        y = fn(*args, lengths, True, "tanh")
+        results.append([y, *grads_of(random_loss([y]), args)])
+    for i, (a, b) in enumerate(zip(results[1], results[0])):
+        assert_close(a, b, name=f"tensor {i}")
