@@ -21,7 +21,7 @@ import torch
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence
 
-from . import __version__, functional
+from . import __version__, _ops, functional
 from .modules import RNN
 
 BACKEND_NAMES = ("native", "triton", "reference")
@@ -109,7 +109,7 @@ def environment(device: torch.device) -> dict:
 def backend_status(device: torch.device) -> list[dict]:
     """For each fastrnn backend: can it run on ``device``, and how (``mode``)?"""
     out = []
-    native = functional._native(device.type)
+    native = _ops.has_kernel(device.type)
     out.append({"name": "native", "available": native,
                 "mode": ("C++" if device.type == "cpu" else "CUDA") if native else None,
                 "note": "" if native else f"fastrnn was built without {device.type.upper()} kernels"})
