@@ -8,6 +8,7 @@ import torch
 from torch import Tensor
 
 from . import _C  # noqa: F401  (loading the library registers the ops)
+from . import _checks, _double_backward
 
 rnn_forward = torch.ops.fastrnn.rnn_forward
 rnn_backward = torch.ops.fastrnn.rnn_backward
@@ -30,8 +31,9 @@ def has_kernel(device_type: str) -> bool:
 
 @torch.library.register_fake("fastrnn::rnn_forward")
 def _rnn_forward_fake(input, hx, weight_ih, weight_hh, bias_ih, bias_hh, lengths, reverse, nonlinearity):
-    torch._check(input.dim() == 3, lambda: f"fastrnn: input must be 3-D [T, B, I], got {input.dim()}-D")
-    torch._check(weight_hh.dim() == 2, lambda: "fastrnn: weight_hh must be 2-D [H, H]")
+    # Also the kernel for any call with a 'meta' tensor among its arguments: check like the C++ op.
+    _checks.check_forward_args(input, hx, weight_ih, weight_hh, bias_ih, bias_hh, lengths)
+    _checks.check_nonlinearity(nonlinearity)
     T, B, _ = input.shape
     return input.new_empty(T, B, weight_hh.shape[0])  # [T, B, H]
 
@@ -39,6 +41,8 @@ def _rnn_forward_fake(input, hx, weight_ih, weight_hh, bias_ih, bias_hh, lengths
 @torch.library.register_fake("fastrnn::rnn_backward")
 def _rnn_backward_fake(grad_output, input, hx, weight_ih, weight_hh, output, lengths, reverse,
                        nonlinearity, output_mask):
+    _checks.check_backward_args(grad_output, input, hx, weight_ih, weight_hh, output, lengths)
+    _checks.check_nonlinearity(nonlinearity)
     need_input, need_weights = output_mask
 
     def maybe(needed, like, shape):  # a skipped gradient is a fresh [0] tensor (no aliasing)
@@ -55,17 +59,22 @@ def _rnn_backward_fake(grad_output, input, hx, weight_ih, weight_hh, output, len
 
 
 def _setup_context(ctx, inputs, output):
-    input, hx, weight_ih, weight_hh, bias_ih, _, lengths, reverse, nonlinearity = inputs
-    # y alone gives act' (tanh' = 1 - y^2, relu' = [y > 0]) and every h_prev.
-    ctx.save_for_backward(input, hx, weight_ih, weight_hh, output, lengths)
+    input, hx, weight_ih, weight_hh, bias_ih, bias_hh, lengths, reverse, nonlinearity = inputs
+    # y alone gives act' (tanh' = 1 - y^2, relu' = [y > 0]) and every h_prev; the biases are
+    # kept (no copy) only for a double backward, which recomputes the forward.
+    ctx.save_for_backward(input, hx, weight_ih, weight_hh, output, lengths, bias_ih, bias_hh)
     ctx.has_bias = bias_ih is not None
     ctx.reverse = reverse
     ctx.nonlinearity = nonlinearity
 
 
 def _backward(ctx, grad_output: Tensor):
-    input, hx, weight_ih, weight_hh, output, lengths = ctx.saved_tensors
+    input, hx, weight_ih, weight_hh, output, lengths, bias_ih, bias_hh = ctx.saved_tensors
     needs = ctx.needs_input_grad
+    if torch.is_grad_enabled():  # create_graph=True: a differentiable backward
+        return _double_backward.differentiable_backward(
+            grad_output, input, hx, weight_ih, weight_hh, bias_ih, bias_hh, lengths,
+            ctx.reverse, ctx.nonlinearity, needs)
     need_input = needs[0]
     need_weights = any(needs[2:6])
     gx, ghx, gw_ih, gw_hh, gb = rnn_backward(
@@ -88,3 +97,4 @@ def _backward(ctx, grad_output: Tensor):
 
 
 torch.library.register_autograd("fastrnn::rnn_forward", _backward, setup_context=_setup_context)
+_double_backward.register()

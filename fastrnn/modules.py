@@ -6,6 +6,7 @@ works in both directions); the same inputs, outputs and errors. Only the kernels
 """
 from __future__ import annotations
 
+import contextlib
 import math
 import numbers
 import warnings
@@ -24,20 +25,59 @@ def _check_nonlinearity(nonlinearity) -> None:
         raise ValueError(f"Unknown nonlinearity '{nonlinearity}'. Select from 'tanh' or 'relu'.")
 
 
-def _check_size(name: str, value) -> None:
-    if not isinstance(value, int) or isinstance(value, bool):
+def _check_size(name: str, value) -> int:
+    """An int (or numpy/other integral scalar) > 0; bool is refused as a likely mistake."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
         raise TypeError(f"{name} should be of type int, got: {type(value).__name__}")
     if value <= 0:
-        raise ValueError(f"{name} must be greater than zero")
+        raise ValueError(f"{name} must be greater than zero, got {value}")
+    return int(value)
 
 
-def _check_input_dtype(input: Tensor, weight: Tensor) -> None:
+def _check_input_dtype(input: Tensor, weight: Tensor, error=ValueError) -> None:
+    # nn.RNN raises ValueError here and nn.RNNCell RuntimeError (from its matmul): match each.
     if not input.is_floating_point():
-        raise ValueError(f"fastrnn: input must be a floating point tensor, got dtype {input.dtype}")
+        raise error(
+            f"fastrnn: input must be a floating point tensor of the weights' dtype ({weight.dtype}), "
+            f"got dtype {input.dtype}"
+        )
     if input.dtype != weight.dtype and not torch._C._is_any_autocast_enabled():
-        raise ValueError(
+        raise error(
             f"RNN input dtype ({input.dtype}) does not match weight dtype ({weight.dtype}). "
             f"Convert input: input.to({weight.dtype}), or convert model: model.to({input.dtype})"
+        )
+
+
+def _autocast_dtype(device_type: str) -> torch.dtype | None:
+    """The autocast dtype when autocast is on for this device type, else None."""
+    if device_type not in ("cpu", "cuda") or not torch.is_autocast_enabled(device_type):
+        return None
+    return torch.get_autocast_dtype(device_type)
+
+
+def _autocast(x: Tensor, tensors):
+    """nn.RNN under autocast runs in the autocast dtype (rnn_tanh / rnn_relu are on autocast's
+    lower-precision list). fastrnn's ops have no autocast kernel, so the cast happens here, and
+    the ops then run with autocast off: they pick their own compute precision (rnn.h)."""
+    dtype = _autocast_dtype(x.device.type)
+    if dtype is None:
+        return tensors, contextlib.nullcontext()
+    cast = [t.to(dtype) if t is not None and t.is_floating_point() else t for t in tensors]
+    return cast, torch.autocast(x.device.type, enabled=False)
+
+
+def _check_hx_like(hx: Tensor, x: Tensor) -> None:
+    if hx.dtype != x.dtype and _autocast_dtype(x.device.type) is None:
+        raise RuntimeError(f"fastrnn: hx must have the dtype of input ({x.dtype}), got {hx.dtype}")
+    if hx.device != x.device:
+        raise RuntimeError(f"fastrnn: hx must be on the device of input ({x.device}), got {hx.device}")
+
+
+def _check_same_device(x: Tensor, weight: Tensor) -> None:
+    if x.device != weight.device:
+        raise RuntimeError(
+            f"fastrnn: input is on {x.device} but the parameters are on {weight.device}; "
+            "move the module with .to(device) or the input with input.to(device)"
         )
 
 
@@ -68,10 +108,9 @@ class RNN(nn.Module):
         backend: str = "auto",
     ) -> None:
         super().__init__()
-        _check_size("input_size", input_size)
-        _check_size("hidden_size", hidden_size)
-        if not isinstance(num_layers, int) or isinstance(num_layers, bool) or num_layers <= 0:
-            raise ValueError(f"num_layers must be greater than zero, got {num_layers!r}")
+        input_size = _check_size("input_size", input_size)
+        hidden_size = _check_size("hidden_size", hidden_size)
+        num_layers = _check_size("num_layers", num_layers)
         _check_nonlinearity(nonlinearity)
         if not isinstance(dropout, numbers.Number) or isinstance(dropout, bool) or not 0 <= dropout <= 1:
             raise ValueError(
@@ -208,29 +247,24 @@ class RNN(nn.Module):
             return x.new_zeros(expected)
         if tuple(hx.shape) != expected:
             raise RuntimeError(f"Expected hidden size {expected}, got {list(hx.shape)}")
-        if hx.dtype != x.dtype:
-            raise RuntimeError(f"fastrnn: hx must have the dtype of input ({x.dtype}), got {hx.dtype}")
-        if hx.device != x.device:
-            raise RuntimeError(f"fastrnn: hx must be on the device of input ({x.device}), got {hx.device}")
+        _check_hx_like(hx, x)
         return hx
 
     def _run(self, x: Tensor, hx: Tensor, lengths: Tensor | None) -> tuple[Tensor, Tensor]:
-        weight0 = getattr(self, self._flat_weights_names[0])
-        if x.device != weight0.device:
-            raise RuntimeError(
-                f"fastrnn: input is on {x.device} but the parameters are on {weight0.device}; "
-                "move the module with .to(device) or the input with input.to(device)"
+        _check_same_device(x, getattr(self, self._flat_weights_names[0]))
+        weights = self._layer_weights()
+        flat, no_autocast = _autocast(x, [x, hx, *(w for layer in weights for w in layer)])
+        x, hx = flat[0], flat[1]
+        weights = [tuple(flat[2 + 4 * k : 6 + 4 * k]) for k in range(len(weights))]
+        # An empty batch goes through the reference (its empty GEMMs are free), not a kernel
+        # that may not launch on zero rows; autograd then gives nn.RNN's zero-filled gradients.
+        with no_autocast:
+            return functional.rnn(
+                x, hx, weights,
+                num_layers=self.num_layers, bidirectional=self.bidirectional,
+                nonlinearity=self.nonlinearity, dropout=self.dropout, training=self.training,
+                lengths=lengths, backend="reference" if x.shape[1] == 0 else self.backend,
             )
-        if x.shape[1] == 0:  # empty batch: nothing to compute, shapes as nn.RNN
-            T = x.shape[0]
-            out = x.new_zeros(T, 0, self.hidden_size * self.num_directions)
-            return out, hx
-        return functional.rnn(
-            x, hx, self._layer_weights(),
-            num_layers=self.num_layers, bidirectional=self.bidirectional,
-            nonlinearity=self.nonlinearity, dropout=self.dropout, training=self.training,
-            lengths=lengths, backend=self.backend,
-        )
 
     @classmethod
     def from_torch(cls, module: nn.RNN, *, backend: str = "auto") -> "RNN":
@@ -268,8 +302,8 @@ class RNNCell(nn.Module):
         backend: str = "auto",
     ) -> None:
         super().__init__()
-        _check_size("input_size", input_size)
-        _check_size("hidden_size", hidden_size)
+        input_size = _check_size("input_size", input_size)
+        hidden_size = _check_size("hidden_size", hidden_size)
         _check_nonlinearity(nonlinearity)
         if not isinstance(bias, bool):
             raise TypeError(f"bias should be of type bool, got: {type(bias).__name__}")
@@ -311,7 +345,8 @@ class RNNCell(nn.Module):
             raise ValueError(f"RNNCell: Expected input to be 1D or 2D, got {input.dim()}D instead")
         if hx is not None and hx.dim() not in (1, 2):
             raise ValueError(f"RNNCell: Expected hidden to be 1D or 2D, got {hx.dim()}D instead")
-        _check_input_dtype(input, self.weight_ih)
+        _check_input_dtype(input, self.weight_ih, error=RuntimeError)
+        _check_same_device(input, self.weight_ih)
         batched = input.dim() == 2
         x = input if batched else input.unsqueeze(0)  # [B, I]
         if hx is None:
@@ -326,14 +361,16 @@ class RNNCell(nn.Module):
             raise RuntimeError(
                 f"Expected hidden size {(x.shape[0], self.hidden_size)}, got {list(h.shape)}"
             )
-        if x.shape[0] == 0:
-            out = x.new_zeros(0, self.hidden_size)
-        else:
+        _check_hx_like(h, x)
+        # Empty batch: the reference, as in RNN._run (nn.RNNCell's zero gradients included).
+        (x, h, *weights), no_autocast = _autocast(
+            x, [x, h, self.weight_ih, self.weight_hh, self.bias_ih, self.bias_hh])
+        with no_autocast:
             out, _ = functional.rnn_layer(
-                x.unsqueeze(0), h, self.weight_ih, self.weight_hh, self.bias_ih, self.bias_hh,
-                nonlinearity=self.nonlinearity, backend=self.backend,
+                x.unsqueeze(0), h, *weights,
+                nonlinearity=self.nonlinearity, backend="reference" if x.shape[0] == 0 else self.backend,
             )
-            out = out[0]
+        out = out[0]  # [B, H]
         return out if batched else out.squeeze(0)
 
     @classmethod
