@@ -3,7 +3,7 @@
 ``fastrnn::rnn_backward`` is a fused kernel with no derivative of its own. When autograd
 asks for a differentiable backward (grad mode is on inside a backward function exactly
 when the caller passed ``create_graph=True``: gradient penalties, Hessian-vector
-products), ``_ops._backward`` comes here instead: the forward is recomputed with the
+products), the backward of ``_op_glue.register_autograd`` comes here instead: the forward is recomputed with the
 plain-PyTorch reference and differentiated by autograd, which keeps the graph. Slower
 than the kernel, but exact, and only used when a second derivative was asked for.
 Calling ``rnn_backward`` itself with inputs that require grad raises a clear error.
@@ -45,8 +45,8 @@ def differentiable_backward(
 
 def _no_grad_of_backward(ctx, *grads):
     raise RuntimeError(
-        "fastrnn: fastrnn::rnn_backward has no derivative. For gradients of gradients, "
-        "differentiate fastrnn.RNN / fastrnn::rnn_forward with create_graph=True (fastrnn then "
+        "fastrnn: rnn_backward has no derivative. For gradients of gradients, "
+        "differentiate fastrnn.RNN / rnn_forward with create_graph=True (fastrnn then "
         "differentiates through fastrnn.reference), or use backend='reference'."
     )
 
@@ -55,7 +55,6 @@ def _setup_nothing(ctx, inputs, output):
     pass
 
 
-def register() -> None:
-    """Makes a direct, differentiated call of rnn_backward fail loudly, not silently wrong."""
-    torch.library.register_autograd("fastrnn::rnn_backward", _no_grad_of_backward,
-                                    setup_context=_setup_nothing)
+def forbid(backward_op) -> None:
+    """Makes a direct, differentiated call of a backward op fail loudly, not silently wrong."""
+    torch.library.register_autograd(backward_op, _no_grad_of_backward, setup_context=_setup_nothing)

@@ -203,6 +203,23 @@ def test_bad_arguments_name_the_argument(change, message):
     args.update(change)
     with pytest.raises((ValueError, RuntimeError), match=message):
         fastrnn.triton.rnn_forward(**args)
+    # The op itself checks too: a direct call must never launch on a malformed tensor.
+    with pytest.raises((ValueError, RuntimeError), match=message):
+        torch.ops.fastrnn_triton.rnn_forward(*args.values())
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_double_backward_matches_nn_rnn(device):
+    """A gradient penalty (create_graph=True) through the Triton op, as nn.RNN computes it."""
+    ref, ours = twin_rnn(3, 4, num_layers=2, backend="triton", device=device)
+    penalties = []
+    for model in (ref, ours):
+        x = torch.randn(5, 2, 3, generator=torch.Generator().manual_seed(0)).to(device).requires_grad_()
+        out, h = model(x)
+        (gx,) = torch.autograd.grad(random_loss([out, h]), x, create_graph=True)
+        penalties.append(torch.autograd.grad(gx.pow(2).sum(), list(model.parameters())))
+    for a, b in zip(penalties[1], penalties[0]):
+        assert_close(a, b, name="second derivative")
 
 
 @pytest.mark.parametrize("device", DEVICES)

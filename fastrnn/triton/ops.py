@@ -15,7 +15,7 @@ import triton
 from torch import Tensor
 from torch.library import triton_op, wrap_triton
 
-from .. import reference
+from .. import _checks, _double_backward, _op_glue, reference
 from .rnn_bwd import rnn_bwd_persistent, rnn_bwd_step
 from .rnn_fwd import rnn_fwd_persistent, rnn_fwd_step
 
@@ -84,57 +84,9 @@ def check_device(input: Tensor) -> None:
         return
     raise RuntimeError(
         f"fastrnn: the Triton backend runs on CUDA tensors (or on CPU tensors when "
-        f"TRITON_INTERPRET=1 is set before fastrnn is imported), got a tensor on '{input.device}'; "
+        f"TRITON_INTERPRET=1 is set before fastrnn is imported), got input on '{input.device}'; "
         "use backend='auto'"
     )
-
-
-def check_forward_args(input, hx, weight_ih, weight_hh, bias_ih, bias_hh, lengths, nonlinearity) -> None:
-    """The checks of csrc/rnn_ops.cpp (check_forward_args), with the same messages."""
-    if nonlinearity not in ("tanh", "relu"):
-        raise ValueError(f"fastrnn: nonlinearity must be 'tanh' or 'relu', got '{nonlinearity}'")
-    if input.dim() != 3:
-        raise ValueError(f"fastrnn: input must be 3-D [T, B, I], got {input.dim()}-D with shape {list(input.shape)}")
-    if not input.is_floating_point():
-        raise ValueError(f"fastrnn: input must be a floating point tensor, got {input.dtype}")
-    if input.shape[0] <= 0:
-        raise ValueError(f"fastrnn: input must have sequence length T > 0, got {list(input.shape)}")
-    T, B, I = input.shape
-    if weight_hh.dim() != 2:
-        raise RuntimeError(f"fastrnn: weight_hh must be 2-D [H, H], got {list(weight_hh.shape)}")
-    H = weight_hh.shape[0]
-
-    def shape(t, expected, name):
-        if tuple(t.shape) != tuple(expected):
-            raise RuntimeError(f"fastrnn: {name} must have shape {list(expected)}, got {list(t.shape)}")
-
-    def like(t, name):
-        if t.dtype != input.dtype:
-            raise RuntimeError(f"fastrnn: {name} must have the dtype of input ({input.dtype}), got {t.dtype}")
-        if t.device != input.device:
-            raise RuntimeError(f"fastrnn: {name} must be on the device of input ({input.device}), got {t.device}")
-
-    shape(weight_hh, (H, H), "weight_hh")
-    shape(weight_ih, (H, I), "weight_ih")
-    shape(hx, (B, H), "hx")
-    like(weight_ih, "weight_ih")
-    like(weight_hh, "weight_hh")
-    like(hx, "hx")
-    if (bias_ih is None) != (bias_hh is None):
-        raise RuntimeError("fastrnn: bias_ih and bias_hh must be given together")
-    if bias_ih is not None:
-        shape(bias_ih, (H,), "bias_ih")
-        shape(bias_hh, (H,), "bias_hh")
-        like(bias_ih, "bias_ih")
-        like(bias_hh, "bias_hh")
-    if lengths is not None:
-        shape(lengths, (B,), "lengths")
-        if lengths.dtype != torch.int64:
-            raise RuntimeError(f"fastrnn: lengths must be int64, got {lengths.dtype}")
-        if lengths.device != input.device:
-            raise RuntimeError(
-                f"fastrnn: lengths must be on the device of input ({input.device}), got {lengths.device}"
-            )
 
 
 # ----------------------------------------------------------------------------- forward
@@ -152,6 +104,9 @@ def _rnn_forward_op(
     reverse: bool,
     nonlinearity: str,
 ) -> Tensor:  # [T, B, H]
+    # The op checks its own arguments: a direct call must not launch on a malformed tensor.
+    _checks.check_forward_args(input, hx, weight_ih, weight_hh, bias_ih, bias_hh, lengths)
+    _checks.check_nonlinearity(nonlinearity)
     T, B, I = input.shape
     H = weight_hh.shape[0]
     y = input.new_empty(T, B, H)  # [T, B, H]
@@ -196,10 +151,7 @@ def _rnn_forward_op(
     return y
 
 
-@_rnn_forward_op.register_fake
-def _(input, hx, weight_ih, weight_hh, bias_ih, bias_hh, lengths, reverse, nonlinearity):
-    T, B, _ = input.shape
-    return input.new_empty(T, B, weight_hh.shape[0])  # [T, B, H]
+_rnn_forward_op.register_fake(_op_glue.fake_forward)
 
 
 # ----------------------------------------------------------------------------- backward
@@ -221,6 +173,8 @@ def _rnn_backward_op(
 ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
     """(grad_input [T,B,I], grad_hx [B,H], grad_weight_ih [H,I], grad_weight_hh [H,H],
     grad_bias [H]); entries not asked for by need_input / need_weights are empty."""
+    _checks.check_backward_args(grad_output, input, hx, weight_ih, weight_hh, output, lengths)
+    _checks.check_nonlinearity(nonlinearity)
     T, B, I = input.shape
     H = weight_hh.shape[0]
     dtype = input.dtype
@@ -281,55 +235,11 @@ def _rnn_backward_op(
     return grad_input, dh0.to(dtype), grad_w_ih, grad_w_hh, grad_bias
 
 
-@_rnn_backward_op.register_fake
-def _(grad_output, input, hx, weight_ih, weight_hh, output, lengths, reverse, nonlinearity,
-      need_input, need_weights):
-    empty = input.new_empty(0)
-    H = weight_hh.shape[0]
-    return (
-        torch.empty_like(input) if need_input else empty,  # [T, B, I]
-        torch.empty_like(hx),  # [B, H]
-        torch.empty_like(weight_ih) if need_weights else empty,  # [H, I]
-        torch.empty_like(weight_hh) if need_weights else empty,  # [H, H]
-        weight_hh.new_empty(H) if need_weights else empty,  # [H]
-    )
+_rnn_backward_op.register_fake(_op_glue.fake_backward)
 
-
-# ----------------------------------------------------------------------------- autograd
-
-
-def _setup_context(ctx, inputs, output):
-    input, hx, weight_ih, weight_hh, bias_ih, _, lengths, reverse, nonlinearity = inputs
-    # y alone gives act' and every h_prev (rnn.h), so nothing else is kept.
-    ctx.save_for_backward(input, hx, weight_ih, weight_hh, output, lengths)
-    ctx.has_bias = bias_ih is not None
-    ctx.reverse = reverse
-    ctx.nonlinearity = nonlinearity
-
-
-def _backward(ctx, grad_output: Tensor):
-    input, hx, weight_ih, weight_hh, output, lengths = ctx.saved_tensors
-    needs = ctx.needs_input_grad
-    need_weights = any(needs[2:6])
-    gx, ghx, gw_ih, gw_hh, gb = torch.ops.fastrnn_triton.rnn_backward(
-        grad_output, input, hx, weight_ih, weight_hh, output, lengths,
-        ctx.reverse, ctx.nonlinearity, needs[0], need_weights,
-    )
-    gb = gb if ctx.has_bias and need_weights else None
-    return (
-        gx if needs[0] else None,
-        ghx if needs[1] else None,
-        gw_ih if need_weights else None,
-        gw_hh if need_weights else None,
-        gb,
-        gb.clone() if gb is not None else None,  # the two .grad fields must not alias
-        None,
-        None,
-        None,
-    )
-
-
-_rnn_forward_op.register_autograd(_backward, setup_context=_setup_context)
+# Autograd, saved tensors and double backward: the same glue as the native ops.
+_op_glue.register_autograd(_rnn_forward_op, torch.ops.fastrnn_triton.rnn_backward)
+_double_backward.forbid(_rnn_backward_op)
 
 
 # ----------------------------------------------------------------------------- entry point
@@ -349,8 +259,9 @@ def rnn_forward(
     """fastrnn::rnn_forward on Triton kernels; differentiable. Same contract as
     ``fastrnn.reference.rnn_forward``. float64 (which the kernels do not cover) runs the
     reference loop instead."""
-    check_forward_args(input, hx, weight_ih, weight_hh, bias_ih, bias_hh, lengths, nonlinearity)
-    if input.dtype not in MAX_ON_CHIP_H:
+    if input.dtype not in MAX_ON_CHIP_H:  # the ops check their own arguments; this path too
+        _checks.check_forward_args(input, hx, weight_ih, weight_hh, bias_ih, bias_hh, lengths)
+        _checks.check_nonlinearity(nonlinearity)
         return reference.rnn_forward(input, hx, weight_ih, weight_hh, bias_ih, bias_hh, lengths,
                                      reverse, nonlinearity)
     check_device(input)
