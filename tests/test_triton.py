@@ -230,31 +230,20 @@ def test_opcheck(device):
                           test_utils=("test_schema", "test_autograd_registration", "test_faketensor"))
 
 
-@pytest.mark.parametrize("device", DEVICES)
-def test_compile_fullgraph_aot_eager(device):
-    """Dynamo traces the module without graph breaks (fake kernels, autograd registration);
+COMPILE_CASES = [pytest.param("aot_eager", d, id=f"aot_eager-{d}") for d in DEVICES] + [
+    pytest.param("inductor", "cuda", id="inductor-cuda", marks=requires_cuda)]
+
+
+@pytest.mark.parametrize("compiler, device", COMPILE_CASES)
+def test_compile_fullgraph(compiler, device):
+    """Dynamo traces the module without graph breaks (fake kernels, autograd registration).
     aot_eager then runs the traced forward and backward graphs on the real kernels, which
-    works in the interpreter too (Inductor codegen needs a GPU: see the CUDA test below)."""
+    works in the interpreter too; Inductor compiles the triton_op's kernels into its own
+    generated code, which needs CUDA (on CPU tensors it would have to compile Triton for a
+    CPU target, which the interpreter is not)."""
     ref, ours = twin_rnn(7, 17, num_layers=2, bidirectional=True, backend="triton", device=device)
-    compiled = torch.compile(ours, fullgraph=True, backend="aot_eager")
+    compiled = torch.compile(ours, fullgraph=True, backend=compiler)
     x = torch.randn(5, 3, 7, device=device, requires_grad=True)
-    out, h_n = compiled(x)
-    out_ref, h_n_ref = ref(x)
-    assert_close(out, out_ref, name="output")
-    assert_close(h_n, h_n_ref, name="h_n")
-    grads = grads_of(random_loss([out, h_n]), [x, *ours.parameters()])
-    grads_ref = grads_of(random_loss([out_ref, h_n_ref]), [x, *ref.parameters()])
-    for g, g_ref in zip(grads, grads_ref):
-        assert_close(g, g_ref, name="grad")
-
-
-@requires_cuda
-def test_compile_fullgraph_inductor_cuda():
-    """Inductor compiles the triton_op's kernels into its own generated code on CUDA. On CPU
-    tensors it would have to compile Triton for a CPU target, which the interpreter is not."""
-    ref, ours = twin_rnn(7, 17, num_layers=2, bidirectional=True, backend="triton", device="cuda")
-    compiled = torch.compile(ours, fullgraph=True)
-    x = torch.randn(5, 3, 7, device="cuda", requires_grad=True)
     out, h_n = compiled(x)
     out_ref, h_n_ref = ref(x)
     assert_close(out, out_ref, name="output")

@@ -2,9 +2,13 @@
 // values of launch_plan.h's kKptFloat / kKptDouble are instantiated, nothing more.
 #pragma once
 
+#include <c10/cuda/CUDAException.h>
 #include <c10/util/Exception.h>
+#include <cuda_runtime.h>
 
 #include <type_traits>
+
+#include "launch_plan.h"
 
 namespace fastrnn::cuda_kernels {
 
@@ -35,6 +39,43 @@ void for_each_kpt(F&& f) {
   f(2, std::integral_constant<int, 16>{});
   f(3, std::integral_constant<int, 32>{});
   if constexpr (std::is_same_v<T, float>) f(4, std::integral_constant<int, 64>{});
+}
+
+// Queries over a table of persistent kernels, shared by the forward and the backward:
+// `Table::get<T, KPT>()` returns the kernel instantiated for element type T and kpt KPT.
+template <typename Table, typename T>
+const void* table_kernel(int kpt) {
+  const void* fn = nullptr;
+  dispatch_kpt<T>(kpt, [&](auto k) { fn = Table::template get<T, decltype(k)::value>(); });
+  return fn;
+}
+
+template <typename Table, typename T>
+int table_attrs(int* regs) {
+  int static_smem = 0;
+  for_each_kpt<T>([&](int i, auto k) {
+    cudaFuncAttributes attr;
+    C10_CUDA_CHECK(cudaFuncGetAttributes(&attr, Table::template get<T, decltype(k)::value>()));
+    regs[i] = attr.numRegs;
+    if (int(attr.sharedSizeBytes) > static_smem) static_smem = int(attr.sharedSizeBytes);
+  });
+  return static_smem;
+}
+
+// Registers of every instantiated kpt into regs (launch_plan order); returns the largest
+// static shared memory among them.
+template <typename Table>
+int kernel_table_attrs(int elem_size, int* regs) {
+  return elem_size == 8 ? table_attrs<Table, double>(regs) : table_attrs<Table, float>(regs);
+}
+
+// Blocks of the plan's kernel that fit on one SM at the plan's block size and shared memory.
+template <typename Table>
+int kernel_table_occupancy(int elem_size, const plan::Plan& p) {
+  const void* fn = elem_size == 8 ? table_kernel<Table, double>(p.kpt) : table_kernel<Table, float>(p.kpt);
+  int n = 0;
+  C10_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, fn, p.threads, p.smem_bytes));
+  return n;
 }
 
 }  // namespace fastrnn::cuda_kernels

@@ -79,36 +79,19 @@ __global__ void __launch_bounds__(plan::kThreads, plan::kMinBlocksPerSm)
   }
 }
 
-template <typename T>
-const void* bwd_kernel_ptr(int kpt) {
-  const void* fn = nullptr;
-  dispatch_kpt<T>(kpt, [&](auto k) { fn = (const void*)&bwd_persistent_kernel<T, k.value>; });
-  return fn;
-}
-
-template <typename T>
-int attrs_of(int* regs) {
-  int static_smem = 0;
-  for_each_kpt<T>([&](int i, auto k) {
-    cudaFuncAttributes attr;
-    C10_CUDA_CHECK(cudaFuncGetAttributes(&attr, (const void*)&bwd_persistent_kernel<T, k.value>));
-    regs[i] = attr.numRegs;
-    if (int(attr.sharedSizeBytes) > static_smem) static_smem = int(attr.sharedSizeBytes);
-  });
-  return static_smem;
-}
+struct BwdKernels {
+  template <typename T, int KPT>
+  static const void* get() { return (const void*)&bwd_persistent_kernel<T, KPT>; }
+};
 
 }  // namespace
 
 int bwd_kernel_attrs(int elem_size, int* regs) {
-  return elem_size == 8 ? attrs_of<double>(regs) : attrs_of<float>(regs);
+  return kernel_table_attrs<BwdKernels>(elem_size, regs);
 }
 
 int bwd_occupancy(int elem_size, const plan::Plan& p) {
-  const void* fn = elem_size == 8 ? bwd_kernel_ptr<double>(p.kpt) : bwd_kernel_ptr<float>(p.kpt);
-  int n = 0;
-  C10_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, fn, p.threads, p.smem_bytes));
-  return n;
+  return kernel_table_occupancy<BwdKernels>(elem_size, p);
 }
 
 template <typename T>

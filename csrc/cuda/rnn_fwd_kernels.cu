@@ -107,36 +107,19 @@ __global__ void __launch_bounds__(plan::kThreads, plan::kMinBlocksPerSm)
   }
 }
 
-template <typename T>
-const void* fwd_kernel_ptr(int kpt) {
-  const void* fn = nullptr;
-  dispatch_kpt<T>(kpt, [&](auto k) { fn = (const void*)&fwd_persistent_kernel<T, k.value>; });
-  return fn;
-}
-
-template <typename T>
-int attrs_of(int* regs) {
-  int static_smem = 0;
-  for_each_kpt<T>([&](int i, auto k) {
-    cudaFuncAttributes attr;
-    C10_CUDA_CHECK(cudaFuncGetAttributes(&attr, (const void*)&fwd_persistent_kernel<T, k.value>));
-    regs[i] = attr.numRegs;
-    if (int(attr.sharedSizeBytes) > static_smem) static_smem = int(attr.sharedSizeBytes);
-  });
-  return static_smem;
-}
+struct FwdKernels {
+  template <typename T, int KPT>
+  static const void* get() { return (const void*)&fwd_persistent_kernel<T, KPT>; }
+};
 
 }  // namespace
 
 int fwd_kernel_attrs(int elem_size, int* regs) {
-  return elem_size == 8 ? attrs_of<double>(regs) : attrs_of<float>(regs);
+  return kernel_table_attrs<FwdKernels>(elem_size, regs);
 }
 
 int fwd_occupancy(int elem_size, const plan::Plan& p) {
-  const void* fn = elem_size == 8 ? fwd_kernel_ptr<double>(p.kpt) : fwd_kernel_ptr<float>(p.kpt);
-  int n = 0;
-  C10_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, fn, p.threads, p.smem_bytes));
-  return n;
+  return kernel_table_occupancy<FwdKernels>(elem_size, p);
 }
 
 template <typename T>
