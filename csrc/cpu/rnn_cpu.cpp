@@ -1,17 +1,30 @@
-// TORCH_LIBRARY_IMPL(fastrnn, CPU): forward recurrence and BPTT (math in ../rnn.h).
+// TORCH_LIBRARY_IMPL(fastrnn, CPU): argument handling, packing, threads; the per-step
+// math runs in the micro-kernels of kernels.h (math in ../rnn.h).
+//
+// Forward:  y = x W_ih^T + b (one GEMM over all steps), then the fused recurrence
+//           y_t = act(y_t + h_prev W_hh^T) in SIMD register tiles.
+// Backward: the fused recurrence fills dz [T, B, H] and d_hx, then batched GEMMs give
+//           dx, dW_ih, dW_hh and the bias gradient.
+// Threads split the batch once per call (rows are independent), so the time loop has
+// no synchronisation at all.
 #include "../rnn.h"
+#include "kernels.h"
 
+#include <ATen/Parallel.h>
 #include <ATen/TensorOperators.h>
 #include <ATen/ops/addmm.h>
 #include <ATen/ops/empty.h>
 #include <ATen/ops/mm.h>
-#include <ATen/ops/where.h>
+#include <ATen/ops/sum.h>
 #include <ATen/ops/zeros.h>
-#include <ATen/ops/zeros_like.h>
 #include <torch/library.h>
 
 namespace fastrnn {
 namespace {
+
+// Below this many multiply-adds per sequence (T*B*H*H) waking a second thread costs more
+// than it saves.
+constexpr int64_t kMinParallelWork = 1 << 16;
 
 at::ScalarType compute_type(at::ScalarType t) {
   return (t == at::kHalf || t == at::kBFloat16) ? at::kFloat : t;
@@ -19,6 +32,85 @@ at::ScalarType compute_type(at::ScalarType t) {
 
 at::Tensor as_compute(const at::Tensor& t, at::ScalarType ct) {
   return t.to(ct).contiguous();
+}
+
+cpu::Isa pick_isa() {
+  cpu::Isa isa = cpu::Isa::Portable;
+  const char* requested = nullptr;
+  TORCH_CHECK(cpu::select_isa(&isa, &requested), "fastrnn: FASTRNN_CPU_ISA='",
+              requested ? requested : "", "' is unknown or not supported by this CPU; expected "
+              "one of auto|portable|avx2|avx512 (avx2: ",
+              cpu::isa_supported(cpu::Isa::Avx2) ? "supported" : "unsupported", ", avx512: ",
+              cpu::isa_supported(cpu::Isa::Avx512) ? "supported" : "unsupported", ")");
+  return isa;
+}
+
+// [H, Hp] copy of w (or of w^T) with zero columns up to Hp = round_up(H, kPadCols).
+at::Tensor pack_padded(const at::Tensor& w, bool transpose) {
+  const int64_t H = w.size(0);
+  const int64_t Hp = (H + cpu::kPadCols - 1) / cpu::kPadCols * cpu::kPadCols;
+  at::Tensor packed = at::zeros({H, Hp}, w.options());  // [H, Hp]
+  packed.narrow(1, 0, H).copy_(transpose ? w.t() : w);
+  return packed;
+}
+
+// Calls fn(b_begin, b_end) on disjoint batch ranges, one per thread, once per sequence.
+template <typename Fn>
+void for_batch_blocks(int64_t T, int64_t B, int64_t H, const Fn& fn) {
+  int64_t chunks = std::min<int64_t>(at::get_num_threads(), B);
+  if (T * B * H * H < kMinParallelWork) chunks = 1;
+  if (chunks <= 1) {
+    fn(0, B);
+    return;
+  }
+  at::parallel_for(0, chunks, 1, [&](int64_t c0, int64_t c1) {
+    for (int64_t c = c0; c < c1; ++c) fn(c * B / chunks, (c + 1) * B / chunks);
+  });
+}
+
+template <typename T>
+void forward_recurrence(cpu::Isa isa, const at::Tensor& w_hh, const at::Tensor& h0, at::Tensor& y,
+                        const at::Tensor& lengths, bool reverse, Activation act) {
+  const at::Tensor m = pack_padded(w_hh, /*transpose=*/true);  // [H, Hp] = W_hh^T
+  cpu::ForwardArgs<T> a{};
+  a.T_ = y.size(0);
+  a.B = y.size(1);
+  a.H = y.size(2);
+  a.Hp = m.size(1);
+  a.m = m.data_ptr<T>();
+  a.h0 = h0.data_ptr<T>();
+  a.y = y.data_ptr<T>();
+  a.lengths = lengths.defined() ? lengths.data_ptr<int64_t>() : nullptr;
+  a.reverse = reverse;
+  a.act = act == Activation::Tanh ? cpu::Act::Tanh : cpu::Act::Relu;
+  for_batch_blocks(a.T_, a.B, a.H, [&](int64_t b0, int64_t b1) { cpu::forward_rows(isa, a, b0, b1); });
+}
+
+template <typename T>
+void backward_recurrence(cpu::Isa isa, const at::Tensor& w_hh, const at::Tensor& dy,
+                         const at::Tensor& y, at::Tensor& dz, at::Tensor& carry,
+                         const at::Tensor& lengths, bool reverse, Activation act) {
+  const at::Tensor m = pack_padded(w_hh, /*transpose=*/false);  // [H, Hp] = W_hh
+  at::Tensor scratch = at::empty_like(carry);                    // [B, H]
+  cpu::BackwardArgs<T> a{};
+  a.T_ = y.size(0);
+  a.B = y.size(1);
+  a.H = y.size(2);
+  a.Hp = m.size(1);
+  a.m = m.data_ptr<T>();
+  a.dy = dy.data_ptr<T>();
+  a.y = y.data_ptr<T>();
+  a.dz = dz.data_ptr<T>();
+  a.carry = carry.data_ptr<T>();
+  a.scratch = scratch.data_ptr<T>();
+  a.lengths = lengths.defined() ? lengths.data_ptr<int64_t>() : nullptr;
+  a.reverse = reverse;
+  a.act = act == Activation::Tanh ? cpu::Act::Tanh : cpu::Act::Relu;
+  for_batch_blocks(a.T_, a.B, a.H, [&](int64_t b0, int64_t b1) { cpu::backward_rows(isa, a, b0, b1); });
+}
+
+at::Tensor contiguous_lengths(const std::optional<at::Tensor>& lengths) {
+  return lengths.has_value() ? lengths->contiguous() : at::Tensor();
 }
 
 at::Tensor rnn_forward_cpu(const at::Tensor& input, const at::Tensor& hx,
@@ -29,6 +121,7 @@ at::Tensor rnn_forward_cpu(const at::Tensor& input, const at::Tensor& hx,
                            std::string_view nonlinearity) {
   check_forward_args(input, hx, weight_ih, weight_hh, bias_ih, bias_hh, lengths);
   const Activation act = parse_activation(nonlinearity);
+  const cpu::Isa isa = pick_isa();
   const auto ct = compute_type(input.scalar_type());
   const int64_t T = input.size(0), B = input.size(1), I = input.size(2);
   const int64_t H = weight_hh.size(0);
@@ -38,24 +131,19 @@ at::Tensor rnn_forward_cpu(const at::Tensor& input, const at::Tensor& hx,
   const at::Tensor w_ih = as_compute(weight_ih, ct); // [H, I]
   const at::Tensor w_hh = as_compute(weight_hh, ct); // [H, H]
   at::Tensor y = at::empty({T, B, H}, x.options());  // [T, B, H]
+  if (B == 0 || H == 0) return y.to(input.scalar_type());
   at::Tensor y2d = y.view({T * B, H});
   // The input projection of all steps is one GEMM, written straight into y.
   if (bias_ih.has_value()) {
-    at::addmm_out(y2d, (bias_ih->to(ct) + bias_hh->to(ct)), x.view({T * B, I}), w_ih.t());
+    at::addmm_out(y2d, bias_ih->to(ct) + bias_hh->to(ct), x.view({T * B, I}), w_ih.t());
   } else {
     at::mm_out(y2d, x.view({T * B, I}), w_ih.t());
   }
-  at::Tensor h_prev = h0;
-  for (int64_t s = 0; s < T; ++s) {
-    const int64_t t = reverse ? T - 1 - s : s;
-    at::Tensor y_t = y.select(0, t);  // [B, H]
-    y_t.addmm_(h_prev, w_hh.t());
-    if (act == Activation::Tanh) y_t.tanh_(); else y_t.relu_();
-    if (lengths.has_value()) {
-      const at::Tensor active = lengths->gt(t).unsqueeze(1);  // [B, 1]
-      y_t.copy_(at::where(active, y_t, h_prev));
-    }
-    h_prev = y_t;
+  const at::Tensor len = contiguous_lengths(lengths);  // [B]
+  if (ct == at::kDouble) {
+    forward_recurrence<double>(isa, w_hh, h0, y, len, reverse, act);
+  } else {
+    forward_recurrence<float>(isa, w_hh, h0, y, len, reverse, act);
   }
   return ct == input.scalar_type() ? y : y.to(input.scalar_type());
 }
@@ -67,6 +155,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> rnn_backw
     std::array<bool, 2> output_mask) {
   check_backward_args(grad_output, input, hx, weight_ih, weight_hh, output, lengths);
   const Activation act = parse_activation(nonlinearity);
+  const cpu::Isa isa = pick_isa();
   const auto in_type = input.scalar_type();
   const auto ct = compute_type(in_type);
   const int64_t T = input.size(0), B = input.size(1), I = input.size(2);
@@ -78,23 +167,15 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> rnn_backw
   const at::Tensor w_hh = as_compute(weight_hh, ct);  // [H, H]
   at::Tensor dz = at::empty({T, B, H}, y.options());  // [T, B, H]
   at::Tensor carry = at::zeros({B, H}, y.options());  // [B, H]
-  for (int64_t s = T - 1; s >= 0; --s) {
-    const int64_t t = reverse ? T - 1 - s : s;
-    const at::Tensor g = dy.select(0, t) + carry;
-    const at::Tensor y_t = y.select(0, t);
-    at::Tensor dz_t = dz.select(0, t);
-    if (act == Activation::Tanh) {
-      dz_t.copy_(g * (1 - y_t * y_t));
+  if (B > 0 && H > 0) {
+    const at::Tensor len = contiguous_lengths(lengths);  // [B]
+    if (ct == at::kDouble) {
+      backward_recurrence<double>(isa, w_hh, dy, y, dz, carry, len, reverse, act);
     } else {
-      dz_t.copy_(g * y_t.gt(0).to(ct));
+      backward_recurrence<float>(isa, w_hh, dy, y, dz, carry, len, reverse, act);
     }
-    if (lengths.has_value()) {
-      const at::Tensor active = lengths->gt(t).unsqueeze(1);  // [B, 1]
-      dz_t.masked_fill_(active.logical_not(), 0);
-      carry = at::mm(dz_t, w_hh) + at::where(active, at::zeros_like(g), g);
-    } else {
-      carry = at::mm(dz_t, w_hh);
-    }
+  } else {
+    dz.zero_();
   }
   const auto back = [&](const at::Tensor& t) {
     return t.scalar_type() == in_type ? t : t.to(in_type);
@@ -103,7 +184,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> rnn_backw
   at::Tensor grad_w_ih = at::empty({0}, input.options());
   at::Tensor grad_w_hh = at::empty({0}, input.options());
   at::Tensor grad_bias = at::empty({0}, input.options());
-  const at::Tensor dz2d = dz.view({T * B, H});
+  const at::Tensor dz2d = dz.view({T * B, H});  // [T*B, H]
   if (output_mask[0]) {
     grad_input = back(at::mm(dz2d, as_compute(weight_ih, ct)).view({T, B, I}));
   }
@@ -112,14 +193,14 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> rnn_backw
     grad_w_ih = back(at::mm(dz2d.t(), x.view({T * B, I})));
     // h_prev(t) is y of the previously visited step; the first visited step uses h0.
     const int64_t first = reverse ? T - 1 : 0;
-    at::Tensor g_hh = at::mm(dz.select(0, first).t(), h0);
+    at::Tensor g_hh = at::mm(dz.select(0, first).t(), h0);  // [H, H]
     if (T > 1) {
       const at::Tensor dz_rest = reverse ? dz.narrow(0, 0, T - 1) : dz.narrow(0, 1, T - 1);
       const at::Tensor h_rest = reverse ? y.narrow(0, 1, T - 1) : y.narrow(0, 0, T - 1);
       g_hh.addmm_(dz_rest.reshape({(T - 1) * B, H}).t(), h_rest.reshape({(T - 1) * B, H}));
     }
     grad_w_hh = back(g_hh);
-    grad_bias = back(dz2d.sum(0));
+    grad_bias = back(at::sum(dz2d, 0));
   }
   return {grad_input, back(carry), grad_w_ih, grad_w_hh, grad_bias};
 }

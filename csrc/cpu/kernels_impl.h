@@ -1,0 +1,205 @@
+// The recurrences of kernels.h written once over a SIMD "ops" type; included by each
+// kernels_<isa>.cpp after it defines, in namespace fastrnn::cpu::FASTRNN_ISA (inside an
+// anonymous namespace, so nothing compiled for one ISA can be linked into another):
+//   template <typename T> struct Ops;   // T = float, double
+// with members
+//   T, V (vector of W lanes), W, NVMAX (vectors per tile row), MBMAX (rows per tile),
+//   zero(), set1(T), load(p), load_n(p, n), store(p, v), store_n(p, v, n) (n < W lanes),
+//   fma(a, b, c) = a*b + c, add(a, b), mul(a, b), one_minus_sq(y) = 1 - y*y,
+//   tanh(v), relu(v), relu_grad(g, y) = y > 0 ? g : 0  (tanh/relu keep NaN).
+// This header has no include guard on purpose: it is meant to be included once per ISA.
+#ifndef FASTRNN_ISA
+#error "define FASTRNN_ISA (the ISA namespace) before including kernels_impl.h"
+#endif
+
+namespace fastrnn::cpu::FASTRNN_ISA {
+namespace {
+
+enum class Epi { Tanh, Relu, None };
+
+inline int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
+
+// Loads / stores the first n (> 0) lanes of a vector at p.
+template <class O>
+inline typename O::V load_cols(const typename O::T* p, int64_t n) {
+  return n >= O::W ? O::load(p) : O::load_n(p, static_cast<int>(n));
+}
+template <class O>
+inline void store_cols(typename O::T* p, typename O::V v, int64_t n) {
+  if (n >= O::W) O::store(p, v); else O::store_n(p, v, static_cast<int>(n));
+}
+
+// One register tile: MB rows x NV vectors of output columns.
+//   a [MB, K] (row stride lda), m [K, >= NV*W] (row stride ldm, zero-padded),
+//   c [MB, ncols] (row stride ldc), ncols in (NV-1)*W+1 .. NV*W.
+//   Epi::None:        c  = a m
+//   Epi::Tanh / Relu: c  = act(c + a m)      (c holds the pre-activation on entry)
+// Each load of m feeds MB FMAs; each broadcast of a feeds NV FMAs.
+template <class O, int MB, int NV, Epi E>
+void tile(const typename O::T* a, int64_t lda, const typename O::T* m, int64_t ldm,
+          int64_t K, typename O::T* c, int64_t ldc, int64_t ncols) {
+  using V = typename O::V;
+  constexpr int W = O::W;
+  V acc[MB][NV];
+#pragma GCC unroll 16
+  for (int r = 0; r < MB; ++r) {
+#pragma GCC unroll 16
+    for (int v = 0; v < NV; ++v) {
+      acc[r][v] = E == Epi::None ? O::zero() : load_cols<O>(c + r * ldc + v * W, ncols - v * W);
+    }
+  }
+  for (int64_t k = 0; k < K; ++k) {
+    V w[NV];
+#pragma GCC unroll 16
+    for (int v = 0; v < NV; ++v) w[v] = O::load(m + k * ldm + v * W);
+#pragma GCC unroll 16
+    for (int r = 0; r < MB; ++r) {
+      const V av = O::set1(a[r * lda + k]);
+#pragma GCC unroll 16
+      for (int v = 0; v < NV; ++v) acc[r][v] = O::fma(av, w[v], acc[r][v]);
+    }
+  }
+#pragma GCC unroll 16
+  for (int r = 0; r < MB; ++r) {
+#pragma GCC unroll 16
+    for (int v = 0; v < NV; ++v) {
+      V o = acc[r][v];
+      if constexpr (E == Epi::Tanh) o = O::tanh(o);
+      if constexpr (E == Epi::Relu) o = O::relu(o);
+      store_cols<O>(c + r * ldc + v * W, o, ncols - v * W);
+    }
+  }
+}
+
+template <class O>
+using TileFn = void (*)(const typename O::T*, int64_t, const typename O::T*, int64_t, int64_t,
+                        typename O::T*, int64_t, int64_t);
+
+// TileTable<O, E, seq>::fns[(mb - 1) * NVMAX + (nv - 1)] = tile<O, mb, nv, E>
+template <class O, Epi E, class Seq>
+struct TileTable;
+template <class O, Epi E, int... I>
+struct TileTable<O, E, std::integer_sequence<int, I...>> {
+  static constexpr TileFn<O> fns[] = {&tile<O, I / O::NVMAX + 1, I % O::NVMAX + 1, E>...};
+};
+
+// c [R, N] = epilogue(a [R, K] m [K, N]) in register tiles; the column panel is the outer
+// loop so that a K x (NVMAX*W) slice of m stays in L2 while every row block uses it.
+template <class O, Epi E>
+void gemm_rows(const typename O::T* a, int64_t lda, const typename O::T* m, int64_t ldm,
+               int64_t K, typename O::T* c, int64_t ldc, int64_t R, int64_t N) {
+  constexpr int W = O::W, NVMAX = O::NVMAX, MBMAX = O::MBMAX;
+  const TileFn<O>* table =
+      TileTable<O, E, std::make_integer_sequence<int, MBMAX * NVMAX>>::fns;
+  for (int64_t c0 = 0; c0 < N; c0 += NVMAX * W) {
+    const int64_t ncols = min64(NVMAX * W, N - c0);
+    const int64_t nv = (ncols + W - 1) / W;
+    for (int64_t r0 = 0; r0 < R; r0 += MBMAX) {
+      const int64_t mb = min64(MBMAX, R - r0);
+      table[(mb - 1) * NVMAX + (nv - 1)](a + r0 * lda, lda, m + c0, ldm, K, c + r0 * ldc + c0,
+                                         ldc, ncols);
+    }
+  }
+}
+
+template <class O>
+void copy_row(typename O::T* dst, const typename O::T* src, int64_t n) {
+  for (int64_t j = 0; j < n; j += O::W) store_cols<O>(dst + j, load_cols<O>(src + j, n - j), n - j);
+}
+
+// dz [n] = (dy + carry) * act'(y); the chain rule of rnn.h for one active row.
+template <class O>
+void dz_row(const typename O::T* dy, const typename O::T* carry, const typename O::T* y,
+            typename O::T* dz, int64_t n, Act act) {
+  for (int64_t j = 0; j < n; j += O::W) {
+    const int64_t left = n - j;
+    const auto g = O::add(load_cols<O>(dy + j, left), load_cols<O>(carry + j, left));
+    const auto yv = load_cols<O>(y + j, left);
+    const auto d = act == Act::Tanh ? O::mul(g, O::one_minus_sq(yv)) : O::relu_grad(g, yv);
+    store_cols<O>(dz + j, d, left);
+  }
+}
+
+// g [n] = dy + carry; dz [n] = 0   (an inactive row: its gradient passes through).
+template <class O>
+void pass_row(const typename O::T* dy, const typename O::T* carry, typename O::T* g,
+              typename O::T* dz, int64_t n) {
+  for (int64_t j = 0; j < n; j += O::W) {
+    const int64_t left = n - j;
+    store_cols<O>(g + j, O::add(load_cols<O>(dy + j, left), load_cols<O>(carry + j, left)), left);
+    store_cols<O>(dz + j, O::zero(), left);
+  }
+}
+
+inline bool active(const int64_t* lengths, int64_t b, int64_t t) {
+  return lengths == nullptr || t < lengths[b];
+}
+
+template <class O>
+void forward_impl(const ForwardArgs<typename O::T>& a, int64_t b0, int64_t b1) {
+  using T = typename O::T;
+  const int64_t H = a.H, BH = a.B * a.H, R = b1 - b0;
+  for (int64_t s = 0; s < a.T_; ++s) {
+    const int64_t t = a.reverse ? a.T_ - 1 - s : s;
+    const int64_t tp = a.reverse ? t + 1 : t - 1;
+    const T* hp = (s == 0 ? a.h0 : a.y + tp * BH) + b0 * H;  // [R, H]
+    T* out = a.y + t * BH + b0 * H;                           // [R, H]
+    if (a.act == Act::Tanh) {
+      gemm_rows<O, Epi::Tanh>(hp, H, a.m, a.Hp, H, out, H, R, H);
+    } else {
+      gemm_rows<O, Epi::Relu>(hp, H, a.m, a.Hp, H, out, H, R, H);
+    }
+    if (a.lengths != nullptr) {
+      for (int64_t r = 0; r < R; ++r) {
+        if (!active(a.lengths, b0 + r, t)) copy_row<O>(out + r * H, hp + r * H, H);
+      }
+    }
+  }
+}
+
+template <class O>
+void backward_impl(const BackwardArgs<typename O::T>& a, int64_t b0, int64_t b1) {
+  using T = typename O::T;
+  const int64_t H = a.H, BH = a.B * a.H, R = b1 - b0;
+  T* carry = a.carry + b0 * H;  // [R, H]
+  T* g = a.scratch + b0 * H;    // [R, H]
+  for (int64_t j = 0; j < R * H; ++j) carry[j] = T(0);
+  for (int64_t s = 0; s < a.T_; ++s) {
+    const int64_t t = a.reverse ? s : a.T_ - 1 - s;  // the forward order, reversed
+    const T* dy = a.dy + t * BH + b0 * H;  // [R, H]
+    const T* y = a.y + t * BH + b0 * H;    // [R, H]
+    T* dz = a.dz + t * BH + b0 * H;        // [R, H]
+    bool any_inactive = false;
+    for (int64_t r = 0; r < R; ++r) {
+      if (active(a.lengths, b0 + r, t)) {
+        dz_row<O>(dy + r * H, carry + r * H, y + r * H, dz + r * H, H, a.act);
+      } else {
+        pass_row<O>(dy + r * H, carry + r * H, g + r * H, dz + r * H, H);
+        any_inactive = true;
+      }
+    }
+    gemm_rows<O, Epi::None>(dz, H, a.m, a.Hp, H, carry, H, R, H);
+    if (any_inactive) {
+      for (int64_t r = 0; r < R; ++r) {
+        if (!active(a.lengths, b0 + r, t)) copy_row<O>(carry + r * H, g + r * H, H);
+      }
+    }
+  }
+}
+
+}  // namespace
+
+template <typename T>
+void forward_rows(const ForwardArgs<T>& a, int64_t b_begin, int64_t b_end) {
+  forward_impl<Ops<T>>(a, b_begin, b_end);
+}
+template <typename T>
+void backward_rows(const BackwardArgs<T>& a, int64_t b_begin, int64_t b_end) {
+  backward_impl<Ops<T>>(a, b_begin, b_end);
+}
+template void forward_rows<float>(const ForwardArgs<float>&, int64_t, int64_t);
+template void forward_rows<double>(const ForwardArgs<double>&, int64_t, int64_t);
+template void backward_rows<float>(const BackwardArgs<float>&, int64_t, int64_t);
+template void backward_rows<double>(const BackwardArgs<double>&, int64_t, int64_t);
+
+}  // namespace fastrnn::cpu::FASTRNN_ISA
