@@ -4,9 +4,11 @@
 // [b_begin, b_end). Rows never interact, so threads split the batch once per
 // sequence and run their blocks with no synchronisation at all.
 //
-// Every kernel reads a recurrent matrix packed once per call as M[H, Hp]
-// (row-major, Hp = round_up(H, kPadCols), columns >= H zero) so that every
-// SIMD load of a row of M is full width:
+// Every kernel reads a recurrent matrix M [H, H] packed once per call by pack() into
+// the ISA's column panels: panel p holds columns [p*P, p*P + P) as a contiguous [H, P]
+// block (P = the ISA's register-tile width, columns >= H zero). A tile then streams
+// its panel linearly and every SIMD load is full width, whatever H is (a row-major M
+// with a power-of-two row stride thrashes the caches' sets at H = 1024).
 //   forward:  M = W_hh^T   (out[b, j] = sum_k h[b, k] * M[k, j])
 //   backward: M = W_hh     (carry[b, k] = sum_j dz[b, j] * M[j, k])
 #pragma once
@@ -15,16 +17,13 @@
 
 namespace fastrnn::cpu {
 
-// Columns of packed matrices are padded to a multiple of this (covers every ISA's width).
-constexpr int64_t kPadCols = 16;
-
 enum class Isa { Portable = 0, Avx2 = 1, Avx512 = 2 };
 enum class Act { Tanh = 0, Relu = 1 };
 
 template <typename T>
 struct ForwardArgs {
-  int64_t T_, B, H, Hp;
-  const T* m;              // [H, Hp]   W_hh^T, zero-padded columns
+  int64_t T_, B, H;
+  const T* m;              // W_hh^T packed by pack(isa, W_hh, transpose=true)
   const T* h0;             // [B, H]
   T* y;                    // [T, B, H] on entry x W_ih^T + biases, on exit the outputs
   const int64_t* lengths;  // [B] or nullptr
@@ -34,8 +33,8 @@ struct ForwardArgs {
 
 template <typename T>
 struct BackwardArgs {
-  int64_t T_, B, H, Hp;
-  const T* m;              // [H, Hp]   W_hh, zero-padded columns
+  int64_t T_, B, H;
+  const T* m;              // W_hh packed by pack(isa, W_hh, transpose=false)
   const T* dy;             // [T, B, H]
   const T* y;              // [T, B, H]
   T* dz;                   // [T, B, H] out: gradient of the pre-activations
@@ -45,6 +44,12 @@ struct BackwardArgs {
   bool reverse;
   Act act;
 };
+
+// Elements of pack()'s output for an [H, H] matrix.
+int64_t packed_size(Isa isa, int64_t H, bool is_double);
+// out = panels of M = (transpose ? w^T : w), w [H, H] row-major; see the top of this file.
+void pack(Isa isa, const float* w, bool transpose, int64_t H, float* out);
+void pack(Isa isa, const double* w, bool transpose, int64_t H, double* out);
 
 // Runs the forward recurrence for rows [b_begin, b_end) with the given ISA.
 // The ISA must be supported by the running CPU (see best_isa / isa_supported).
@@ -63,14 +68,20 @@ const char* isa_name(Isa isa);
 
 // Per-ISA entry points (kernels_<isa>.cpp); callers go through forward_rows/backward_rows.
 namespace portable {
+int64_t panel_cols(bool is_double);
+template <typename T> void pack(const T*, bool, int64_t, T*);
 template <typename T> void forward_rows(const ForwardArgs<T>&, int64_t, int64_t);
 template <typename T> void backward_rows(const BackwardArgs<T>&, int64_t, int64_t);
 }  // namespace portable
 namespace avx2 {
+int64_t panel_cols(bool is_double);
+template <typename T> void pack(const T*, bool, int64_t, T*);
 template <typename T> void forward_rows(const ForwardArgs<T>&, int64_t, int64_t);
 template <typename T> void backward_rows(const BackwardArgs<T>&, int64_t, int64_t);
 }  // namespace avx2
 namespace avx512 {
+int64_t panel_cols(bool is_double);
+template <typename T> void pack(const T*, bool, int64_t, T*);
 template <typename T> void forward_rows(const ForwardArgs<T>&, int64_t, int64_t);
 template <typename T> void backward_rows(const BackwardArgs<T>&, int64_t, int64_t);
 }  // namespace avx512

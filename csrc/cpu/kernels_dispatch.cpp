@@ -53,6 +53,35 @@ bool select_isa(Isa* isa, const char** requested) {
   return false;
 }
 
+int64_t packed_size(Isa isa, int64_t H, bool is_double) {
+  int64_t P = 0;
+  switch (isa) {
+#if defined(__x86_64__) || defined(_M_X64)
+    case Isa::Avx512: P = avx512::panel_cols(is_double); break;
+    case Isa::Avx2: P = avx2::panel_cols(is_double); break;
+#endif
+    default: P = portable::panel_cols(is_double); break;
+  }
+  return (H + P - 1) / P * P * H;
+}
+
+template <typename T>
+static void run_pack(Isa isa, const T* w, bool transpose, int64_t H, T* out) {
+  switch (isa) {
+#if defined(__x86_64__) || defined(_M_X64)
+    case Isa::Avx512: avx512::pack(w, transpose, H, out); return;
+    case Isa::Avx2: avx2::pack(w, transpose, H, out); return;
+#endif
+    default: portable::pack(w, transpose, H, out); return;
+  }
+}
+void pack(Isa isa, const float* w, bool transpose, int64_t H, float* out) {
+  run_pack(isa, w, transpose, H, out);
+}
+void pack(Isa isa, const double* w, bool transpose, int64_t H, double* out) {
+  run_pack(isa, w, transpose, H, out);
+}
+
 template <typename Args>
 static void run_forward(Isa isa, const Args& a, int64_t b0, int64_t b1) {
   switch (isa) {

@@ -83,20 +83,22 @@ struct TileTable<O, E, std::integer_sequence<int, I...>> {
   static constexpr TileFn<O> fns[] = {&tile<O, I / O::NVMAX + 1, I % O::NVMAX + 1, E>...};
 };
 
-// c [R, N] = epilogue(a [R, K] m [K, N]) in register tiles; the column panel is the outer
-// loop so that a K x (NVMAX*W) slice of m stays in L2 while every row block uses it.
+// c [R, N] = epilogue(a [R, K] m [K, N]) in register tiles, m packed in panels of
+// P = NVMAX*W columns (see pack_impl); the panel is the outer loop so that it stays in
+// cache while every row block uses it.
 template <class O, Epi E>
-void gemm_rows(const typename O::T* a, int64_t lda, const typename O::T* m, int64_t ldm,
-               int64_t K, typename O::T* c, int64_t ldc, int64_t R, int64_t N) {
+void gemm_rows(const typename O::T* a, int64_t lda, const typename O::T* m, int64_t K, typename O::T* c, int64_t ldc, int64_t R, int64_t N) {
   constexpr int W = O::W, NVMAX = O::NVMAX, MBMAX = O::MBMAX;
   const TileFn<O>* table =
       TileTable<O, E, std::make_integer_sequence<int, MBMAX * NVMAX>>::fns;
-  for (int64_t c0 = 0; c0 < N; c0 += NVMAX * W) {
-    const int64_t ncols = min64(NVMAX * W, N - c0);
+  constexpr int64_t P = NVMAX * W;
+  for (int64_t c0 = 0; c0 < N; c0 += P) {
+    const int64_t ncols = min64(P, N - c0);
     const int64_t nv = (ncols + W - 1) / W;
+    const typename O::T* panel = m + (c0 / P) * K * P;  // [K, P]
     for (int64_t r0 = 0; r0 < R; r0 += MBMAX) {
       const int64_t mb = min64(MBMAX, R - r0);
-      table[(mb - 1) * NVMAX + (nv - 1)](a + r0 * lda, lda, m + c0, ldm, K, c + r0 * ldc + c0,
+      table[(mb - 1) * NVMAX + (nv - 1)](a + r0 * lda, lda, panel, P, K, c + r0 * ldc + c0,
                                          ldc, ncols);
     }
   }
@@ -131,6 +133,20 @@ void pass_row(const typename O::T* dy, const typename O::T* carry, typename O::T
   }
 }
 
+// out [ceil(H/P), H, P] = column panels of M = (transpose ? w^T : w), zero beyond H.
+template <class O>
+void pack_impl(const typename O::T* w, bool transpose, int64_t H, typename O::T* out) {
+  constexpr int64_t P = O::NVMAX * O::W;
+  for (int64_t c0 = 0; c0 < H; c0 += P) {
+    for (int64_t k = 0; k < H; ++k) {
+      for (int64_t c = 0; c < P; ++c) {
+        const int64_t j = c0 + c;
+        *out++ = j < H ? (transpose ? w[j * H + k] : w[k * H + j]) : typename O::T(0);
+      }
+    }
+  }
+}
+
 inline bool active(const int64_t* lengths, int64_t b, int64_t t) {
   return lengths == nullptr || t < lengths[b];
 }
@@ -145,9 +161,9 @@ void forward_impl(const ForwardArgs<typename O::T>& a, int64_t b0, int64_t b1) {
     const T* hp = (s == 0 ? a.h0 : a.y + tp * BH) + b0 * H;  // [R, H]
     T* out = a.y + t * BH + b0 * H;                           // [R, H]
     if (a.act == Act::Tanh) {
-      gemm_rows<O, Epi::Tanh>(hp, H, a.m, a.Hp, H, out, H, R, H);
+      gemm_rows<O, Epi::Tanh>(hp, H, a.m, H, out, H, R, H);
     } else {
-      gemm_rows<O, Epi::Relu>(hp, H, a.m, a.Hp, H, out, H, R, H);
+      gemm_rows<O, Epi::Relu>(hp, H, a.m, H, out, H, R, H);
     }
     if (a.lengths != nullptr) {
       for (int64_t r = 0; r < R; ++r) {
@@ -178,7 +194,7 @@ void backward_impl(const BackwardArgs<typename O::T>& a, int64_t b0, int64_t b1)
         any_inactive = true;
       }
     }
-    gemm_rows<O, Epi::None>(dz, H, a.m, a.Hp, H, carry, H, R, H);
+    gemm_rows<O, Epi::None>(dz, H, a.m, H, carry, H, R, H);
     if (any_inactive) {
       for (int64_t r = 0; r < R; ++r) {
         if (!active(a.lengths, b0 + r, t)) copy_row<O>(carry + r * H, g + r * H, H);
@@ -189,6 +205,13 @@ void backward_impl(const BackwardArgs<typename O::T>& a, int64_t b0, int64_t b1)
 
 }  // namespace
 
+int64_t panel_cols(bool is_double) {
+  return is_double ? Ops<double>::NVMAX * Ops<double>::W : Ops<float>::NVMAX * Ops<float>::W;
+}
+template <typename T>
+void pack(const T* w, bool transpose, int64_t H, T* out) {
+  pack_impl<Ops<T>>(w, transpose, H, out);
+}
 template <typename T>
 void forward_rows(const ForwardArgs<T>& a, int64_t b_begin, int64_t b_end) {
   forward_impl<Ops<T>>(a, b_begin, b_end);
@@ -197,6 +220,8 @@ template <typename T>
 void backward_rows(const BackwardArgs<T>& a, int64_t b_begin, int64_t b_end) {
   backward_impl<Ops<T>>(a, b_begin, b_end);
 }
+template void pack<float>(const float*, bool, int64_t, float*);
+template void pack<double>(const double*, bool, int64_t, double*);
 template void forward_rows<float>(const ForwardArgs<float>&, int64_t, int64_t);
 template void forward_rows<double>(const ForwardArgs<double>&, int64_t, int64_t);
 template void backward_rows<float>(const BackwardArgs<float>&, int64_t, int64_t);

@@ -19,12 +19,16 @@
 #include <ATen/ops/zeros.h>
 #include <torch/library.h>
 
+#include <type_traits>
+
 namespace fastrnn {
 namespace {
 
 // Below this many multiply-adds per sequence (T*B*H*H) waking a second thread costs more
-// than it saves.
-constexpr int64_t kMinParallelWork = 1 << 16;
+// than it saves; below kMinParallelH a step is latency-bound (a few FMA chains of length
+// H), so fewer rows per thread do not make it shorter.
+constexpr int64_t kMinParallelWork = 1 << 20;
+constexpr int64_t kMinParallelH = 64;
 
 at::ScalarType compute_type(at::ScalarType t) {
   return (t == at::kHalf || t == at::kBFloat16) ? at::kFloat : t;
@@ -45,12 +49,13 @@ cpu::Isa pick_isa() {
   return isa;
 }
 
-// [H, Hp] copy of w (or of w^T) with zero columns up to Hp = round_up(H, kPadCols).
-at::Tensor pack_padded(const at::Tensor& w, bool transpose) {
+// w [H, H] (or w^T) in the ISA's column panels (kernels.h), once per call.
+template <typename T>
+at::Tensor pack_panels(cpu::Isa isa, const at::Tensor& w, bool transpose) {
   const int64_t H = w.size(0);
-  const int64_t Hp = (H + cpu::kPadCols - 1) / cpu::kPadCols * cpu::kPadCols;
-  at::Tensor packed = at::zeros({H, Hp}, w.options());  // [H, Hp]
-  packed.narrow(1, 0, H).copy_(transpose ? w.t() : w);
+  at::Tensor packed = at::empty({cpu::packed_size(isa, H, std::is_same_v<T, double>)},
+                                w.options());  // [ceil(H/P) * H * P]
+  cpu::pack(isa, w.data_ptr<T>(), transpose, H, packed.data_ptr<T>());
   return packed;
 }
 
@@ -58,7 +63,7 @@ at::Tensor pack_padded(const at::Tensor& w, bool transpose) {
 template <typename Fn>
 void for_batch_blocks(int64_t T, int64_t B, int64_t H, const Fn& fn) {
   int64_t chunks = std::min<int64_t>(at::get_num_threads(), B);
-  if (T * B * H * H < kMinParallelWork) chunks = 1;
+  if (T * B * H * H < kMinParallelWork || H < kMinParallelH) chunks = 1;
   if (chunks <= 1) {
     fn(0, B);
     return;
@@ -71,12 +76,11 @@ void for_batch_blocks(int64_t T, int64_t B, int64_t H, const Fn& fn) {
 template <typename T>
 void forward_recurrence(cpu::Isa isa, const at::Tensor& w_hh, const at::Tensor& h0, at::Tensor& y,
                         const at::Tensor& lengths, bool reverse, Activation act) {
-  const at::Tensor m = pack_padded(w_hh, /*transpose=*/true);  // [H, Hp] = W_hh^T
+  const at::Tensor m = pack_panels<T>(isa, w_hh, /*transpose=*/true);  // W_hh^T
   cpu::ForwardArgs<T> a{};
   a.T_ = y.size(0);
   a.B = y.size(1);
   a.H = y.size(2);
-  a.Hp = m.size(1);
   a.m = m.data_ptr<T>();
   a.h0 = h0.data_ptr<T>();
   a.y = y.data_ptr<T>();
@@ -90,13 +94,12 @@ template <typename T>
 void backward_recurrence(cpu::Isa isa, const at::Tensor& w_hh, const at::Tensor& dy,
                          const at::Tensor& y, at::Tensor& dz, at::Tensor& carry,
                          const at::Tensor& lengths, bool reverse, Activation act) {
-  const at::Tensor m = pack_padded(w_hh, /*transpose=*/false);  // [H, Hp] = W_hh
+  const at::Tensor m = pack_panels<T>(isa, w_hh, /*transpose=*/false);  // W_hh
   at::Tensor scratch = at::empty_like(carry);                    // [B, H]
   cpu::BackwardArgs<T> a{};
   a.T_ = y.size(0);
   a.B = y.size(1);
   a.H = y.size(2);
-  a.Hp = m.size(1);
   a.m = m.data_ptr<T>();
   a.dy = dy.data_ptr<T>();
   a.y = y.data_ptr<T>();
