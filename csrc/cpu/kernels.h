@@ -4,13 +4,14 @@
 // [b_begin, b_end). Rows never interact, so threads split the batch once per
 // sequence and run their blocks with no synchronisation at all.
 //
-// Every kernel reads a recurrent matrix M [H, H] packed once per call by pack() into
-// the ISA's column panels: panel p holds columns [p*P, p*P + P) as a contiguous [H, P]
-// block (P = the ISA's register-tile width, columns >= H zero). A tile then streams
-// its panel linearly and every SIMD load is full width, whatever H is (a row-major M
-// with a power-of-two row stride thrashes the caches' sets at H = 1024).
-//   forward:  M = W_hh^T   (out[b, j] = sum_k h[b, k] * M[k, j])
-//   backward: M = W_hh     (carry[b, k] = sum_j dz[b, j] * M[j, k])
+// Every kernel reads its weights M [K, H] packed once per call by pack() into the ISA's
+// column panels: panel p holds columns [p*P, p*P + P) as a contiguous [K, P] block
+// (P = the ISA's register-tile width, columns >= H zero). A tile then streams its panel
+// linearly and every SIMD load is full width, whatever H is (a row-major M with a
+// power-of-two row stride thrashes the caches' sets at H = 1024).
+//   forward:  M = [W_ih^T; W_hh^T]  [I + H, H]: the input projection is fused into the step,
+//             out[b, j] = act(bias[j] + sum_k x[b, k] M[k, j] + sum_k h[b, k] M[I + k, j])
+//   backward: M = W_hh              [H, H]:     carry[b, k] = sum_j dz[b, j] M[j, k]
 #pragma once
 
 #include <cstdint>
@@ -22,10 +23,12 @@ enum class Act { Tanh = 0, Relu = 1 };
 
 template <typename T>
 struct ForwardArgs {
-  int64_t T_, B, H;
-  const T* m;              // W_hh^T packed by pack(isa, W_hh, transpose=true)
+  int64_t T_, B, I, H;
+  const T* m;              // [W_ih^T; W_hh^T] packed (two pack() calls, transpose=true)
+  const T* x;              // [T, B, I]
   const T* h0;             // [B, H]
-  T* y;                    // [T, B, H] on entry x W_ih^T + biases, on exit the outputs
+  const T* bias;           // [H] b_ih + b_hh, or nullptr
+  T* y;                    // [T, B, H] out
   const int64_t* lengths;  // [B] or nullptr
   bool reverse;
   Act act;
@@ -45,11 +48,14 @@ struct BackwardArgs {
   Act act;
 };
 
-// Elements of pack()'s output for an [H, H] matrix.
-int64_t packed_size(Isa isa, int64_t H, bool is_double);
-// out = panels of M = (transpose ? w^T : w), w [H, H] row-major; see the top of this file.
-void pack(Isa isa, const float* w, bool transpose, int64_t H, float* out);
-void pack(Isa isa, const double* w, bool transpose, int64_t H, double* out);
+// Elements of the packed form of a [K, N] matrix.
+int64_t packed_size(Isa isa, int64_t K, int64_t N, bool is_double);
+// Fills rows [k0, k0 + K) of the packed [Ktotal, N] matrix at out with
+// M = (transpose ? w^T : w), w row-major [N, K] (transpose) or [K, N].
+void pack(Isa isa, const float* w, bool transpose, int64_t K, int64_t N, int64_t Ktotal,
+          int64_t k0, float* out);
+void pack(Isa isa, const double* w, bool transpose, int64_t K, int64_t N, int64_t Ktotal,
+          int64_t k0, double* out);
 
 // Runs the forward recurrence for rows [b_begin, b_end) with the given ISA.
 // The ISA must be supported by the running CPU (see best_isa / isa_supported).
@@ -69,19 +75,19 @@ const char* isa_name(Isa isa);
 // Per-ISA entry points (kernels_<isa>.cpp); callers go through forward_rows/backward_rows.
 namespace portable {
 int64_t panel_cols(bool is_double);
-template <typename T> void pack(const T*, bool, int64_t, T*);
+template <typename T> void pack(const T*, bool, int64_t, int64_t, int64_t, int64_t, T*);
 template <typename T> void forward_rows(const ForwardArgs<T>&, int64_t, int64_t);
 template <typename T> void backward_rows(const BackwardArgs<T>&, int64_t, int64_t);
 }  // namespace portable
 namespace avx2 {
 int64_t panel_cols(bool is_double);
-template <typename T> void pack(const T*, bool, int64_t, T*);
+template <typename T> void pack(const T*, bool, int64_t, int64_t, int64_t, int64_t, T*);
 template <typename T> void forward_rows(const ForwardArgs<T>&, int64_t, int64_t);
 template <typename T> void backward_rows(const BackwardArgs<T>&, int64_t, int64_t);
 }  // namespace avx2
 namespace avx512 {
 int64_t panel_cols(bool is_double);
-template <typename T> void pack(const T*, bool, int64_t, T*);
+template <typename T> void pack(const T*, bool, int64_t, int64_t, int64_t, int64_t, T*);
 template <typename T> void forward_rows(const ForwardArgs<T>&, int64_t, int64_t);
 template <typename T> void backward_rows(const BackwardArgs<T>&, int64_t, int64_t);
 }  // namespace avx512

@@ -53,7 +53,7 @@ bool select_isa(Isa* isa, const char** requested) {
   return false;
 }
 
-int64_t packed_size(Isa isa, int64_t H, bool is_double) {
+int64_t packed_size(Isa isa, int64_t K, int64_t N, bool is_double) {
   int64_t P = 0;
   switch (isa) {
 #if defined(__x86_64__) || defined(_M_X64)
@@ -62,24 +62,27 @@ int64_t packed_size(Isa isa, int64_t H, bool is_double) {
 #endif
     default: P = portable::panel_cols(is_double); break;
   }
-  return (H + P - 1) / P * P * H;
+  return (N + P - 1) / P * P * K;
 }
 
 template <typename T>
-static void run_pack(Isa isa, const T* w, bool transpose, int64_t H, T* out) {
+static void run_pack(Isa isa, const T* w, bool transpose, int64_t K, int64_t N, int64_t Ktotal,
+                     int64_t k0, T* out) {
   switch (isa) {
 #if defined(__x86_64__) || defined(_M_X64)
-    case Isa::Avx512: avx512::pack(w, transpose, H, out); return;
-    case Isa::Avx2: avx2::pack(w, transpose, H, out); return;
+    case Isa::Avx512: avx512::pack(w, transpose, K, N, Ktotal, k0, out); return;
+    case Isa::Avx2: avx2::pack(w, transpose, K, N, Ktotal, k0, out); return;
 #endif
-    default: portable::pack(w, transpose, H, out); return;
+    default: portable::pack(w, transpose, K, N, Ktotal, k0, out); return;
   }
 }
-void pack(Isa isa, const float* w, bool transpose, int64_t H, float* out) {
-  run_pack(isa, w, transpose, H, out);
+void pack(Isa isa, const float* w, bool transpose, int64_t K, int64_t N, int64_t Ktotal,
+          int64_t k0, float* out) {
+  run_pack(isa, w, transpose, K, N, Ktotal, k0, out);
 }
-void pack(Isa isa, const double* w, bool transpose, int64_t H, double* out) {
-  run_pack(isa, w, transpose, H, out);
+void pack(Isa isa, const double* w, bool transpose, int64_t K, int64_t N, int64_t Ktotal,
+          int64_t k0, double* out) {
+  run_pack(isa, w, transpose, K, N, Ktotal, k0, out);
 }
 
 template <typename Args>

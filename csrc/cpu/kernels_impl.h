@@ -29,36 +29,50 @@ inline void store_cols(typename O::T* p, typename O::V v, int64_t n) {
   if (n >= O::W) O::store(p, v); else O::store_n(p, v, static_cast<int>(n));
 }
 
-// One register tile: MB rows x NV vectors of output columns.
-//   a [MB, K] (row stride lda), m [K, >= NV*W] (row stride ldm, zero-padded),
-//   c [MB, ncols] (row stride ldc), ncols in (NV-1)*W+1 .. NV*W.
-//   Epi::None:        c  = a m
-//   Epi::Tanh / Relu: c  = act(c + a m)      (c holds the pre-activation on entry)
+// One operand pair of a tile's sum: a [rows, K] (row stride lda) times the K panel rows
+// that follow in m.
+template <typename T>
+struct Operand {
+  const T* a;
+  int64_t lda, K;
+};
+
+// acc[r][v] += a[r, :] m[0:K, v*W : v*W + W], m a panel of P = NV*W columns (row stride P).
 // Each load of m feeds MB FMAs; each broadcast of a feeds NV FMAs.
-template <class O, int MB, int NV, Epi E>
-void tile(const typename O::T* a, int64_t lda, const typename O::T* m, int64_t ldm,
-          int64_t K, typename O::T* c, int64_t ldc, int64_t ncols) {
+template <class O, int MB, int NV, int P>
+inline void accumulate(typename O::V (&acc)[MB][NV], Operand<typename O::T> op,
+                       const typename O::T* m) {
   using V = typename O::V;
-  constexpr int W = O::W;
-  V acc[MB][NV];
-#pragma GCC unroll 16
-  for (int r = 0; r < MB; ++r) {
-#pragma GCC unroll 16
-    for (int v = 0; v < NV; ++v) {
-      acc[r][v] = E == Epi::None ? O::zero() : load_cols<O>(c + r * ldc + v * W, ncols - v * W);
-    }
-  }
-  for (int64_t k = 0; k < K; ++k) {
+  for (int64_t k = 0; k < op.K; ++k) {
     V w[NV];
 #pragma GCC unroll 16
-    for (int v = 0; v < NV; ++v) w[v] = O::load(m + k * ldm + v * W);
+    for (int v = 0; v < NV; ++v) w[v] = O::load(m + k * P + v * O::W);
 #pragma GCC unroll 16
     for (int r = 0; r < MB; ++r) {
-      const V av = O::set1(a[r * lda + k]);
+      const V av = O::set1(op.a[r * op.lda + k]);
 #pragma GCC unroll 16
       for (int v = 0; v < NV; ++v) acc[r][v] = O::fma(av, w[v], acc[r][v]);
     }
   }
+}
+
+// One register tile: MB rows x NV vectors of output columns, ncols in (NV-1)*W+1 .. NV*W:
+//   c [MB, ncols] = epi(bias + a1 [MB, K1] m[0:K1] + a2 [MB, K2] m[K1:K1+K2])
+// m [K1 + K2, P] is one column panel (zero-padded), bias [ncols] or nullptr, c row stride ldc.
+template <class O, int MB, int NV, int P, Epi E>
+void tile(Operand<typename O::T> a1, Operand<typename O::T> a2, const typename O::T* m,
+          const typename O::T* bias, typename O::T* c, int64_t ldc, int64_t ncols) {
+  using V = typename O::V;
+  constexpr int W = O::W;
+  V acc[MB][NV];
+#pragma GCC unroll 16
+  for (int v = 0; v < NV; ++v) {
+    const V init = bias != nullptr ? load_cols<O>(bias + v * W, ncols - v * W) : O::zero();
+#pragma GCC unroll 16
+    for (int r = 0; r < MB; ++r) acc[r][v] = init;
+  }
+  accumulate<O, MB, NV, P>(acc, a1, m);
+  accumulate<O, MB, NV, P>(acc, a2, m + a1.K * P);
 #pragma GCC unroll 16
   for (int r = 0; r < MB; ++r) {
 #pragma GCC unroll 16
@@ -72,34 +86,41 @@ void tile(const typename O::T* a, int64_t lda, const typename O::T* m, int64_t l
 }
 
 template <class O>
-using TileFn = void (*)(const typename O::T*, int64_t, const typename O::T*, int64_t, int64_t,
-                        typename O::T*, int64_t, int64_t);
+using TileFn = void (*)(Operand<typename O::T>, Operand<typename O::T>, const typename O::T*,
+                        const typename O::T*, typename O::T*, int64_t, int64_t);
 
-// TileTable<O, E, seq>::fns[(mb - 1) * NVMAX + (nv - 1)] = tile<O, mb, nv, E>
+// TileTable<O, E, seq>::fns[(mb - 1) * NVMAX + (nv - 1)] = tile<O, mb, nv, P, E>
 template <class O, Epi E, class Seq>
 struct TileTable;
 template <class O, Epi E, int... I>
 struct TileTable<O, E, std::integer_sequence<int, I...>> {
-  static constexpr TileFn<O> fns[] = {&tile<O, I / O::NVMAX + 1, I % O::NVMAX + 1, E>...};
+  static constexpr TileFn<O> fns[] = {
+      &tile<O, I / O::NVMAX + 1, I % O::NVMAX + 1, O::NVMAX * O::W, E>...};
 };
 
-// c [R, N] = epilogue(a [R, K] m [K, N]) in register tiles, m packed in panels of
-// P = NVMAX*W columns (see pack_impl); the panel is the outer loop so that it stays in
-// cache while every row block uses it.
+// c [R, N] = epi(bias + a1 [R, K1] M1 + a2 [R, K2] M2) in register tiles, where m holds
+// [M1; M2] ([K1 + K2, N]) packed in panels of P = NVMAX*W columns (see pack_impl). The
+// panel is the outer loop so that it stays in cache while every row block uses it.
 template <class O, Epi E>
-void gemm_rows(const typename O::T* a, int64_t lda, const typename O::T* m, int64_t K, typename O::T* c, int64_t ldc, int64_t R, int64_t N) {
+void gemm_rows(Operand<typename O::T> a1, Operand<typename O::T> a2, const typename O::T* m,
+               const typename O::T* bias, typename O::T* c, int64_t ldc, int64_t R, int64_t N) {
   constexpr int W = O::W, NVMAX = O::NVMAX, MBMAX = O::MBMAX;
-  const TileFn<O>* table =
-      TileTable<O, E, std::make_integer_sequence<int, MBMAX * NVMAX>>::fns;
   constexpr int64_t P = NVMAX * W;
+  const TileFn<O>* table = TileTable<O, E, std::make_integer_sequence<int, MBMAX * NVMAX>>::fns;
+  const int64_t K = a1.K + a2.K;
   for (int64_t c0 = 0; c0 < N; c0 += P) {
     const int64_t ncols = min64(P, N - c0);
     const int64_t nv = (ncols + W - 1) / W;
     const typename O::T* panel = m + (c0 / P) * K * P;  // [K, P]
-    for (int64_t r0 = 0; r0 < R; r0 += MBMAX) {
-      const int64_t mb = min64(MBMAX, R - r0);
-      table[(mb - 1) * NVMAX + (nv - 1)](a + r0 * lda, lda, panel, P, K, c + r0 * ldc + c0,
-                                         ldc, ncols);
+    // Balanced row blocks (8 rows = 4 + 4, not 6 + 2: a thin tile wastes its loads).
+    const int64_t blocks = (R + MBMAX - 1) / MBMAX;
+    for (int64_t blk = 0, r0 = 0; blk < blocks; ++blk) {
+      const int64_t mb = (R - r0) / (blocks - blk);
+      const Operand<typename O::T> b1{a1.a + r0 * a1.lda, a1.lda, a1.K};
+      const Operand<typename O::T> b2{a2.a + r0 * a2.lda, a2.lda, a2.K};
+      table[(mb - 1) * NVMAX + (nv - 1)](b1, b2, panel, bias ? bias + c0 : nullptr,
+                                         c + r0 * ldc + c0, ldc, ncols);
+      r0 += mb;
     }
   }
 }
@@ -133,15 +154,19 @@ void pass_row(const typename O::T* dy, const typename O::T* carry, typename O::T
   }
 }
 
-// out [ceil(H/P), H, P] = column panels of M = (transpose ? w^T : w), zero beyond H.
+// Writes rows [k0, k0 + K) of every column panel of a packed [Ktotal, N] matrix:
+// out [ceil(N/P), Ktotal, P] gets M = (transpose ? w^T : w) with w [N, K] (transposed)
+// or [K, N], row-major; columns >= N are zero.
 template <class O>
-void pack_impl(const typename O::T* w, bool transpose, int64_t H, typename O::T* out) {
+void pack_impl(const typename O::T* w, bool transpose, int64_t K, int64_t N, int64_t Ktotal,
+               int64_t k0, typename O::T* out) {
   constexpr int64_t P = O::NVMAX * O::W;
-  for (int64_t c0 = 0; c0 < H; c0 += P) {
-    for (int64_t k = 0; k < H; ++k) {
+  for (int64_t c0 = 0; c0 < N; c0 += P) {
+    typename O::T* panel = out + (c0 / P) * Ktotal * P + k0 * P;
+    for (int64_t k = 0; k < K; ++k) {
       for (int64_t c = 0; c < P; ++c) {
         const int64_t j = c0 + c;
-        *out++ = j < H ? (transpose ? w[j * H + k] : w[k * H + j]) : typename O::T(0);
+        *panel++ = j < N ? (transpose ? w[j * K + k] : w[k * N + j]) : typename O::T(0);
       }
     }
   }
@@ -154,16 +179,18 @@ inline bool active(const int64_t* lengths, int64_t b, int64_t t) {
 template <class O>
 void forward_impl(const ForwardArgs<typename O::T>& a, int64_t b0, int64_t b1) {
   using T = typename O::T;
-  const int64_t H = a.H, BH = a.B * a.H, R = b1 - b0;
+  const int64_t H = a.H, I = a.I, R = b1 - b0;
   for (int64_t s = 0; s < a.T_; ++s) {
     const int64_t t = a.reverse ? a.T_ - 1 - s : s;
     const int64_t tp = a.reverse ? t + 1 : t - 1;
-    const T* hp = (s == 0 ? a.h0 : a.y + tp * BH) + b0 * H;  // [R, H]
-    T* out = a.y + t * BH + b0 * H;                           // [R, H]
+    const T* hp = (s == 0 ? a.h0 : a.y + tp * a.B * H) + b0 * H;  // [R, H]
+    const T* x = a.x + (t * a.B + b0) * I;                         // [R, I]
+    T* out = a.y + (t * a.B + b0) * H;                             // [R, H]
+    const Operand<T> xs{x, I, I}, hs{hp, H, H};
     if (a.act == Act::Tanh) {
-      gemm_rows<O, Epi::Tanh>(hp, H, a.m, H, out, H, R, H);
+      gemm_rows<O, Epi::Tanh>(xs, hs, a.m, a.bias, out, H, R, H);
     } else {
-      gemm_rows<O, Epi::Relu>(hp, H, a.m, H, out, H, R, H);
+      gemm_rows<O, Epi::Relu>(xs, hs, a.m, a.bias, out, H, R, H);
     }
     if (a.lengths != nullptr) {
       for (int64_t r = 0; r < R; ++r) {
@@ -194,7 +221,8 @@ void backward_impl(const BackwardArgs<typename O::T>& a, int64_t b0, int64_t b1)
         any_inactive = true;
       }
     }
-    gemm_rows<O, Epi::None>(dz, H, a.m, H, carry, H, R, H);
+    gemm_rows<O, Epi::None>(Operand<T>{dz, H, H}, Operand<T>{nullptr, 0, 0}, a.m, nullptr, carry,
+                            H, R, H);
     if (any_inactive) {
       for (int64_t r = 0; r < R; ++r) {
         if (!active(a.lengths, b0 + r, t)) copy_row<O>(carry + r * H, g + r * H, H);
@@ -209,8 +237,8 @@ int64_t panel_cols(bool is_double) {
   return is_double ? Ops<double>::NVMAX * Ops<double>::W : Ops<float>::NVMAX * Ops<float>::W;
 }
 template <typename T>
-void pack(const T* w, bool transpose, int64_t H, T* out) {
-  pack_impl<Ops<T>>(w, transpose, H, out);
+void pack(const T* w, bool transpose, int64_t K, int64_t N, int64_t Ktotal, int64_t k0, T* out) {
+  pack_impl<Ops<T>>(w, transpose, K, N, Ktotal, k0, out);
 }
 template <typename T>
 void forward_rows(const ForwardArgs<T>& a, int64_t b_begin, int64_t b_end) {
@@ -220,8 +248,8 @@ template <typename T>
 void backward_rows(const BackwardArgs<T>& a, int64_t b_begin, int64_t b_end) {
   backward_impl<Ops<T>>(a, b_begin, b_end);
 }
-template void pack<float>(const float*, bool, int64_t, float*);
-template void pack<double>(const double*, bool, int64_t, double*);
+template void pack<float>(const float*, bool, int64_t, int64_t, int64_t, int64_t, float*);
+template void pack<double>(const double*, bool, int64_t, int64_t, int64_t, int64_t, double*);
 template void forward_rows<float>(const ForwardArgs<float>&, int64_t, int64_t);
 template void forward_rows<double>(const ForwardArgs<double>&, int64_t, int64_t);
 template void backward_rows<float>(const BackwardArgs<float>&, int64_t, int64_t);

@@ -1,14 +1,15 @@
 // TORCH_LIBRARY_IMPL(fastrnn, CPU): argument handling, packing, threads; the per-step
 // math runs in the micro-kernels of kernels.h (math in ../rnn.h).
 //
-// Forward:  y = x W_ih^T + b (one GEMM over all steps), then the fused recurrence
-//           y_t = act(y_t + h_prev W_hh^T) in SIMD register tiles.
+// Forward:  one fused step y_t = act(b + x_t W_ih^T + h_prev W_hh^T) in SIMD register
+//           tiles (no separate input-projection pass over [T, B, H]).
 // Backward: the fused recurrence fills dz [T, B, H] and d_hx, then batched GEMMs give
 //           dx, dW_ih, dW_hh and the bias gradient.
-// Threads split the batch once per call (rows are independent), so the time loop has
-// no synchronisation at all.
+// Threads (at::get_num_threads() of them, from a persistent pool) split the batch once
+// per call (rows are independent), so the time loop has no synchronisation at all.
 #include "../rnn.h"
 #include "kernels.h"
+#include "thread_pool.h"
 
 #include <ATen/Parallel.h>
 #include <ATen/TensorOperators.h>
@@ -19,7 +20,9 @@
 #include <ATen/ops/zeros.h>
 #include <torch/library.h>
 
+#include <initializer_list>
 #include <type_traits>
+#include <utility>
 
 namespace fastrnn {
 namespace {
@@ -49,52 +52,66 @@ cpu::Isa pick_isa() {
   return isa;
 }
 
-// w [H, H] (or w^T) in the ISA's column panels (kernels.h), once per call.
+// The rows of M (kernels.h) stacked from parts = {(w, transpose)}, in the ISA's column
+// panels; done once per call.
 template <typename T>
-at::Tensor pack_panels(cpu::Isa isa, const at::Tensor& w, bool transpose) {
-  const int64_t H = w.size(0);
-  at::Tensor packed = at::empty({cpu::packed_size(isa, H, std::is_same_v<T, double>)},
-                                w.options());  // [ceil(H/P) * H * P]
-  cpu::pack(isa, w.data_ptr<T>(), transpose, H, packed.data_ptr<T>());
+at::Tensor pack_panels(cpu::Isa isa, std::initializer_list<std::pair<at::Tensor, bool>> parts) {
+  int64_t K = 0, N = 0;
+  for (const auto& [w, transpose] : parts) {
+    K += transpose ? w.size(1) : w.size(0);
+    N = transpose ? w.size(0) : w.size(1);
+  }
+  at::Tensor packed = at::empty({cpu::packed_size(isa, K, N, std::is_same_v<T, double>)},
+                                parts.begin()->first.options());  // [ceil(N/P) * K * P]
+  int64_t k0 = 0;
+  for (const auto& [w, transpose] : parts) {
+    const int64_t rows = transpose ? w.size(1) : w.size(0);
+    cpu::pack(isa, w.template data_ptr<T>(), transpose, rows, N, K, k0, packed.template data_ptr<T>());
+    k0 += rows;
+  }
   return packed;
 }
 
 // Calls fn(b_begin, b_end) on disjoint batch ranges, one per thread, once per sequence.
+// work = multiply-adds of the whole recurrence.
 template <typename Fn>
-void for_batch_blocks(int64_t T, int64_t B, int64_t H, const Fn& fn) {
+void for_batch_blocks(int64_t work, int64_t B, int64_t H, const Fn& fn) {
   int64_t chunks = std::min<int64_t>(at::get_num_threads(), B);
-  if (T * B * H * H < kMinParallelWork || H < kMinParallelH) chunks = 1;
+  if (work < kMinParallelWork || H < kMinParallelH) chunks = 1;
   if (chunks <= 1) {
     fn(0, B);
     return;
   }
-  at::parallel_for(0, chunks, 1, [&](int64_t c0, int64_t c1) {
-    for (int64_t c = c0; c < c1; ++c) fn(c * B / chunks, (c + 1) * B / chunks);
-  });
+  cpu::run_parallel(chunks, [&](int64_t c) { fn(c * B / chunks, (c + 1) * B / chunks); });
 }
 
 template <typename T>
-void forward_recurrence(cpu::Isa isa, const at::Tensor& w_hh, const at::Tensor& h0, at::Tensor& y,
-                        const at::Tensor& lengths, bool reverse, Activation act) {
-  const at::Tensor m = pack_panels<T>(isa, w_hh, /*transpose=*/true);  // W_hh^T
+void forward_recurrence(cpu::Isa isa, const at::Tensor& x, const at::Tensor& w_ih,
+                        const at::Tensor& w_hh, const at::Tensor& bias, const at::Tensor& h0,
+                        at::Tensor& y, const at::Tensor& lengths, bool reverse, Activation act) {
+  const at::Tensor m = pack_panels<T>(isa, {{w_ih, true}, {w_hh, true}});  // [W_ih^T; W_hh^T]
   cpu::ForwardArgs<T> a{};
   a.T_ = y.size(0);
   a.B = y.size(1);
+  a.I = x.size(2);
   a.H = y.size(2);
   a.m = m.data_ptr<T>();
+  a.x = x.data_ptr<T>();
   a.h0 = h0.data_ptr<T>();
+  a.bias = bias.defined() ? bias.data_ptr<T>() : nullptr;
   a.y = y.data_ptr<T>();
   a.lengths = lengths.defined() ? lengths.data_ptr<int64_t>() : nullptr;
   a.reverse = reverse;
   a.act = act == Activation::Tanh ? cpu::Act::Tanh : cpu::Act::Relu;
-  for_batch_blocks(a.T_, a.B, a.H, [&](int64_t b0, int64_t b1) { cpu::forward_rows(isa, a, b0, b1); });
+  for_batch_blocks(a.T_ * a.B * a.H * (a.I + a.H), a.B, a.H,
+                   [&](int64_t b0, int64_t b1) { cpu::forward_rows(isa, a, b0, b1); });
 }
 
 template <typename T>
 void backward_recurrence(cpu::Isa isa, const at::Tensor& w_hh, const at::Tensor& dy,
                          const at::Tensor& y, at::Tensor& dz, at::Tensor& carry,
                          const at::Tensor& lengths, bool reverse, Activation act) {
-  const at::Tensor m = pack_panels<T>(isa, w_hh, /*transpose=*/false);  // W_hh
+  const at::Tensor m = pack_panels<T>(isa, {{w_hh, false}});  // W_hh
   at::Tensor scratch = at::empty_like(carry);                    // [B, H]
   cpu::BackwardArgs<T> a{};
   a.T_ = y.size(0);
@@ -109,7 +126,8 @@ void backward_recurrence(cpu::Isa isa, const at::Tensor& w_hh, const at::Tensor&
   a.lengths = lengths.defined() ? lengths.data_ptr<int64_t>() : nullptr;
   a.reverse = reverse;
   a.act = act == Activation::Tanh ? cpu::Act::Tanh : cpu::Act::Relu;
-  for_batch_blocks(a.T_, a.B, a.H, [&](int64_t b0, int64_t b1) { cpu::backward_rows(isa, a, b0, b1); });
+  for_batch_blocks(a.T_ * a.B * a.H * a.H, a.B, a.H,
+                   [&](int64_t b0, int64_t b1) { cpu::backward_rows(isa, a, b0, b1); });
 }
 
 at::Tensor contiguous_lengths(const std::optional<at::Tensor>& lengths) {
@@ -126,7 +144,7 @@ at::Tensor rnn_forward_cpu(const at::Tensor& input, const at::Tensor& hx,
   const Activation act = parse_activation(nonlinearity);
   const cpu::Isa isa = pick_isa();
   const auto ct = compute_type(input.scalar_type());
-  const int64_t T = input.size(0), B = input.size(1), I = input.size(2);
+  const int64_t T = input.size(0), B = input.size(1);
   const int64_t H = weight_hh.size(0);
 
   const at::Tensor x = as_compute(input, ct);        // [T, B, I]
@@ -135,18 +153,14 @@ at::Tensor rnn_forward_cpu(const at::Tensor& input, const at::Tensor& hx,
   const at::Tensor w_hh = as_compute(weight_hh, ct); // [H, H]
   at::Tensor y = at::empty({T, B, H}, x.options());  // [T, B, H]
   if (B == 0 || H == 0) return y.to(input.scalar_type());
-  at::Tensor y2d = y.view({T * B, H});
-  // The input projection of all steps is one GEMM, written straight into y.
-  if (bias_ih.has_value()) {
-    at::addmm_out(y2d, bias_ih->to(ct) + bias_hh->to(ct), x.view({T * B, I}), w_ih.t());
-  } else {
-    at::mm_out(y2d, x.view({T * B, I}), w_ih.t());
-  }
+  // Both biases enter every step together.
+  const at::Tensor bias =
+      bias_ih.has_value() ? (bias_ih->to(ct) + bias_hh->to(ct)).contiguous() : at::Tensor();  // [H]
   const at::Tensor len = contiguous_lengths(lengths);  // [B]
   if (ct == at::kDouble) {
-    forward_recurrence<double>(isa, w_hh, h0, y, len, reverse, act);
+    forward_recurrence<double>(isa, x, w_ih, w_hh, bias, h0, y, len, reverse, act);
   } else {
-    forward_recurrence<float>(isa, w_hh, h0, y, len, reverse, act);
+    forward_recurrence<float>(isa, x, w_ih, w_hh, bias, h0, y, len, reverse, act);
   }
   return ct == input.scalar_type() ? y : y.to(input.scalar_type());
 }
