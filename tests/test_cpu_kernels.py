@@ -3,7 +3,7 @@
 Each ISA variant the machine supports is forced through FASTRNN_CPU_ISA (read at every
 call). Sizes straddle the register tiles: AVX-512 tiles are up to 6 rows x 64 float
 columns (32 double), AVX2 6 x 16 (8), portable 4 x 4; threads split the batch when
-T*B*H*H >= 2^20 and H >= 64.
+T*B*H*(I+H) >= 2^20 and H >= 64; weights over 2 MiB take the project-first forward.
 """
 from __future__ import annotations
 
@@ -95,6 +95,8 @@ SHAPES = {
     "T3-B1-I2-H129": (3, 1, 2, 129),
     "T5-B13-I6-H129-threads": (5, 13, 6, 129),
     "T24-B12-I5-H64-threads": (24, 12, 5, 64),
+    # (I + H) * H * 4 bytes > 2 MiB: x W_ih^T runs first as one GEMM (project_first)
+    "T3-B7-I300-H600-project-first": (3, 7, 300, 600),
 }
 
 
@@ -116,6 +118,7 @@ LENGTH_CASES = {
     "T6-B7-H17": (6, 7, 3, 17, [6, 0, 3, 1, 9, 6, 2]),
     "T5-B13-H129-threads": (5, 13, 4, 129, [5, 4, 3, 2, 1, 0, 5, 5, 7, 3, 1, 2, 5]),
     "T4-B3-H3-all-inactive": (4, 3, 2, 3, [0, 0, -2]),
+    "T3-B5-H600-project-first": (3, 5, 300, 600, [3, 0, 1, 2, 3]),
 }
 
 

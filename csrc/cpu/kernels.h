@@ -25,10 +25,13 @@ template <typename T>
 struct ForwardArgs {
   int64_t T_, B, I, H;
   const T* m;              // [W_ih^T; W_hh^T] packed (two pack() calls, transpose=true)
-  const T* x;              // [T, B, I]
+  const T* x;              // [T, B, I]  (I = 0: none, see y_holds_pre)
   const T* h0;             // [B, H]
   const T* bias;           // [H] b_ih + b_hh, or nullptr
   T* y;                    // [T, B, H] out
+  // Large weights: the caller computed y = x W_ih^T + bias as one GEMM beforehand and
+  // passes I = 0, m = packed W_hh^T only; each step then starts from y_t.
+  bool y_holds_pre;
   const int64_t* lengths;  // [B] or nullptr
   bool reverse;
   Act act;

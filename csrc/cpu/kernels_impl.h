@@ -56,20 +56,30 @@ inline void accumulate(typename O::V (&acc)[MB][NV], Operand<typename O::T> op,
   }
 }
 
+// Where a tile's sum starts: zero (p == nullptr), one row broadcast to every row (ld == 0,
+// the bias), or a [rows, ncols] block with row stride ld (a pre-activation).
+template <typename T>
+struct Init {
+  const T* p;
+  int64_t ld;
+};
+
 // One register tile: MB rows x NV vectors of output columns, ncols in (NV-1)*W+1 .. NV*W:
-//   c [MB, ncols] = epi(bias + a1 [MB, K1] m[0:K1] + a2 [MB, K2] m[K1:K1+K2])
-// m [K1 + K2, P] is one column panel (zero-padded), bias [ncols] or nullptr, c row stride ldc.
+//   c [MB, ncols] = epi(init + a1 [MB, K1] m[0:K1] + a2 [MB, K2] m[K1:K1+K2])
+// m [K1 + K2, P] is one column panel (zero-padded), c row stride ldc (init may alias c).
 template <class O, int MB, int NV, int P, Epi E>
 void tile(Operand<typename O::T> a1, Operand<typename O::T> a2, const typename O::T* m,
-          const typename O::T* bias, typename O::T* c, int64_t ldc, int64_t ncols) {
+          Init<typename O::T> init, typename O::T* c, int64_t ldc, int64_t ncols) {
   using V = typename O::V;
   constexpr int W = O::W;
   V acc[MB][NV];
 #pragma GCC unroll 16
   for (int v = 0; v < NV; ++v) {
-    const V init = bias != nullptr ? load_cols<O>(bias + v * W, ncols - v * W) : O::zero();
 #pragma GCC unroll 16
-    for (int r = 0; r < MB; ++r) acc[r][v] = init;
+    for (int r = 0; r < MB; ++r) {
+      acc[r][v] = init.p == nullptr ? O::zero()
+                                    : load_cols<O>(init.p + r * init.ld + v * W, ncols - v * W);
+    }
   }
   accumulate<O, MB, NV, P>(acc, a1, m);
   accumulate<O, MB, NV, P>(acc, a2, m + a1.K * P);
@@ -87,7 +97,7 @@ void tile(Operand<typename O::T> a1, Operand<typename O::T> a2, const typename O
 
 template <class O>
 using TileFn = void (*)(Operand<typename O::T>, Operand<typename O::T>, const typename O::T*,
-                        const typename O::T*, typename O::T*, int64_t, int64_t);
+                        Init<typename O::T>, typename O::T*, int64_t, int64_t);
 
 // TileTable<O, E, seq>::fns[(mb - 1) * NVMAX + (nv - 1)] = tile<O, mb, nv, P, E>
 template <class O, Epi E, class Seq>
@@ -98,12 +108,12 @@ struct TileTable<O, E, std::integer_sequence<int, I...>> {
       &tile<O, I / O::NVMAX + 1, I % O::NVMAX + 1, O::NVMAX * O::W, E>...};
 };
 
-// c [R, N] = epi(bias + a1 [R, K1] M1 + a2 [R, K2] M2) in register tiles, where m holds
+// c [R, N] = epi(init + a1 [R, K1] M1 + a2 [R, K2] M2) in register tiles, where m holds
 // [M1; M2] ([K1 + K2, N]) packed in panels of P = NVMAX*W columns (see pack_impl). The
 // panel is the outer loop so that it stays in cache while every row block uses it.
 template <class O, Epi E>
 void gemm_rows(Operand<typename O::T> a1, Operand<typename O::T> a2, const typename O::T* m,
-               const typename O::T* bias, typename O::T* c, int64_t ldc, int64_t R, int64_t N) {
+               Init<typename O::T> init, typename O::T* c, int64_t ldc, int64_t R, int64_t N) {
   constexpr int W = O::W, NVMAX = O::NVMAX, MBMAX = O::MBMAX;
   constexpr int64_t P = NVMAX * W;
   const TileFn<O>* table = TileTable<O, E, std::make_integer_sequence<int, MBMAX * NVMAX>>::fns;
@@ -118,8 +128,8 @@ void gemm_rows(Operand<typename O::T> a1, Operand<typename O::T> a2, const typen
       const int64_t mb = (R - r0) / (blocks - blk);
       const Operand<typename O::T> b1{a1.a + r0 * a1.lda, a1.lda, a1.K};
       const Operand<typename O::T> b2{a2.a + r0 * a2.lda, a2.lda, a2.K};
-      table[(mb - 1) * NVMAX + (nv - 1)](b1, b2, panel, bias ? bias + c0 : nullptr,
-                                         c + r0 * ldc + c0, ldc, ncols);
+      const Init<typename O::T> in{init.p ? init.p + r0 * init.ld + c0 : nullptr, init.ld};
+      table[(mb - 1) * NVMAX + (nv - 1)](b1, b2, panel, in, c + r0 * ldc + c0, ldc, ncols);
       r0 += mb;
     }
   }
@@ -187,10 +197,11 @@ void forward_impl(const ForwardArgs<typename O::T>& a, int64_t b0, int64_t b1) {
     const T* x = a.x + (t * a.B + b0) * I;                         // [R, I]
     T* out = a.y + (t * a.B + b0) * H;                             // [R, H]
     const Operand<T> xs{x, I, I}, hs{hp, H, H};
+    const Init<T> init = a.y_holds_pre ? Init<T>{out, H} : Init<T>{a.bias, 0};
     if (a.act == Act::Tanh) {
-      gemm_rows<O, Epi::Tanh>(xs, hs, a.m, a.bias, out, H, R, H);
+      gemm_rows<O, Epi::Tanh>(xs, hs, a.m, init, out, H, R, H);
     } else {
-      gemm_rows<O, Epi::Relu>(xs, hs, a.m, a.bias, out, H, R, H);
+      gemm_rows<O, Epi::Relu>(xs, hs, a.m, init, out, H, R, H);
     }
     if (a.lengths != nullptr) {
       for (int64_t r = 0; r < R; ++r) {
@@ -221,8 +232,8 @@ void backward_impl(const BackwardArgs<typename O::T>& a, int64_t b0, int64_t b1)
         any_inactive = true;
       }
     }
-    gemm_rows<O, Epi::None>(Operand<T>{dz, H, H}, Operand<T>{nullptr, 0, 0}, a.m, nullptr, carry,
-                            H, R, H);
+    gemm_rows<O, Epi::None>(Operand<T>{dz, H, H}, Operand<T>{nullptr, 0, 0}, a.m,
+                            Init<T>{nullptr, 0}, carry, H, R, H);
     if (any_inactive) {
       for (int64_t r = 0; r < R; ++r) {
         if (!active(a.lengths, b0 + r, t)) copy_row<O>(carry + r * H, g + r * H, H);

@@ -2,7 +2,7 @@
 // math runs in the micro-kernels of kernels.h (math in ../rnn.h).
 //
 // Forward:  one fused step y_t = act(b + x_t W_ih^T + h_prev W_hh^T) in SIMD register
-//           tiles (no separate input-projection pass over [T, B, H]).
+//           tiles; when the weights exceed L2, x W_ih^T + b first as one GEMM (project_first).
 // Backward: the fused recurrence fills dz [T, B, H] and d_hx, then batched GEMMs give
 //           dx, dW_ih, dW_hh and the bias gradient.
 // Threads (at::get_num_threads() of them, from a persistent pool) split the batch once
@@ -32,6 +32,9 @@ namespace {
 // H), so fewer rows per thread do not make it shorter.
 constexpr int64_t kMinParallelWork = 1 << 20;
 constexpr int64_t kMinParallelH = 64;
+// Per-core L2 the fused forward step's weights should fit in (2 MiB on current x86 servers;
+// a smaller one only moves the switch to project_first's path earlier).
+constexpr int64_t kL2Bytes = int64_t(1) << 21;
 
 at::ScalarType compute_type(at::ScalarType t) {
   return (t == at::kHalf || t == at::kBFloat16) ? at::kFloat : t;
@@ -85,21 +88,40 @@ void for_batch_blocks(int64_t work, int64_t B, int64_t H, const Fn& fn) {
   cpu::run_parallel(chunks, [&](int64_t c) { fn(c * B / chunks, (c + 1) * B / chunks); });
 }
 
-template <typename T>
+// True when the packed [W_ih^T; W_hh^T] would not fit in a core's L2: then every thread
+// would stream it from L3 at every step, so the input projection runs first as one GEMM
+// over all steps (its weights read once) and the steps keep only W_hh^T.
+bool project_first(int64_t I, int64_t H, int64_t elem_size) {
+  return (I + H) * H * elem_size > kL2Bytes;
+}
+
+template <typename Scalar>
 void forward_recurrence(cpu::Isa isa, const at::Tensor& x, const at::Tensor& w_ih,
                         const at::Tensor& w_hh, const at::Tensor& bias, const at::Tensor& h0,
                         at::Tensor& y, const at::Tensor& lengths, bool reverse, Activation act) {
-  const at::Tensor m = pack_panels<T>(isa, {{w_ih, true}, {w_hh, true}});  // [W_ih^T; W_hh^T]
-  cpu::ForwardArgs<T> a{};
-  a.T_ = y.size(0);
-  a.B = y.size(1);
-  a.I = x.size(2);
-  a.H = y.size(2);
-  a.m = m.data_ptr<T>();
-  a.x = x.data_ptr<T>();
-  a.h0 = h0.data_ptr<T>();
-  a.bias = bias.defined() ? bias.data_ptr<T>() : nullptr;
-  a.y = y.data_ptr<T>();
+  const int64_t T = y.size(0), B = y.size(1), I = x.size(2), H = y.size(2);
+  const bool pre = project_first(I, H, sizeof(Scalar));
+  if (pre) {
+    at::Tensor y2d = y.view({T * B, H});  // [T*B, H]
+    if (bias.defined()) {
+      at::addmm_out(y2d, bias, x.view({T * B, I}), w_ih.t());
+    } else {
+      at::mm_out(y2d, x.view({T * B, I}), w_ih.t());
+    }
+  }
+  const at::Tensor m = pre ? pack_panels<Scalar>(isa, {{w_hh, true}})                  // W_hh^T
+                           : pack_panels<Scalar>(isa, {{w_ih, true}, {w_hh, true}});  // [W_ih^T; W_hh^T]
+  cpu::ForwardArgs<Scalar> a{};
+  a.T_ = T;
+  a.B = B;
+  a.I = pre ? 0 : I;
+  a.H = H;
+  a.m = m.data_ptr<Scalar>();
+  a.x = x.data_ptr<Scalar>();
+  a.h0 = h0.data_ptr<Scalar>();
+  a.bias = bias.defined() ? bias.data_ptr<Scalar>() : nullptr;
+  a.y_holds_pre = pre;
+  a.y = y.data_ptr<Scalar>();
   a.lengths = lengths.defined() ? lengths.data_ptr<int64_t>() : nullptr;
   a.reverse = reverse;
   a.act = act == Activation::Tanh ? cpu::Act::Tanh : cpu::Act::Relu;
