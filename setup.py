@@ -54,6 +54,11 @@ def extensions():
     opt = ["-O0", "-g"] if debug else ["-O3", "-DNDEBUG"]
     sources = ["csrc/rnn_ops.cpp"] + sorted(glob.glob("csrc/cpu/*.cpp"))
     cxx = opt + ["-fvisibility=hidden"]  # torch sets the C++ standard (C++20)
+    if torch.backends.openmp.is_available() and sys.platform.startswith("linux"):
+        # at::parallel_for is an inline template: without -fopenmp it compiles to a serial
+        # loop. With it, the CPU kernels share torch's OpenMP threads (GOMP symbols resolve
+        # to the libgomp that torch has already loaded).
+        cxx += ["-fopenmp"]
     kwargs = dict(extra_compile_args={"cxx": cxx}, include_dirs=[os.path.join(HERE, "csrc")])
     if _want_cuda():
         sources += sorted(glob.glob("csrc/cuda/*.cu")) + sorted(glob.glob("csrc/cuda/*.cpp"))

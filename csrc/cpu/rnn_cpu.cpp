@@ -85,7 +85,15 @@ void for_batch_blocks(int64_t work, int64_t B, int64_t H, const Fn& fn) {
     fn(0, B);
     return;
   }
+#ifdef _OPENMP
+  // torch's own OpenMP threads: they are the ones MKL just used, still spinning, so they
+  // start at once and no second set of threads competes with them for the cores.
+  at::parallel_for(0, chunks, 1, [&](int64_t c0, int64_t c1) {
+    for (int64_t c = c0; c < c1; ++c) fn(c * B / chunks, (c + 1) * B / chunks);
+  });
+#else
   cpu::run_parallel(chunks, [&](int64_t c) { fn(c * B / chunks, (c + 1) * B / chunks); });
+#endif
 }
 
 // True when the packed [W_ih^T; W_hh^T] would not fit in a core's L2: then every thread
