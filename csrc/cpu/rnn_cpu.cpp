@@ -5,8 +5,9 @@
 //           tiles; when the weights exceed L2, x W_ih^T + b first as one GEMM (project_first).
 // Backward: the fused recurrence fills dz [T, B, H] and d_hx, then batched GEMMs give
 //           dx, dW_ih, dW_hh and the bias gradient.
-// Threads (at::get_num_threads() of them, from a persistent pool) split the batch once
-// per call (rows are independent), so the time loop has no synchronisation at all.
+// Threads (at::get_num_threads() of them: torch's OpenMP team, or thread_pool.h in a
+// build without OpenMP) split the batch once per call (rows are independent), so the time
+// loop has no synchronisation at all.
 #include "../rnn.h"
 #include "kernels.h"
 #include "thread_pool.h"
@@ -27,7 +28,7 @@
 namespace fastrnn {
 namespace {
 
-// Below this many multiply-adds per sequence (T*B*H*H) waking a second thread costs more
+// Below this many multiply-adds per sequence waking a second thread costs more
 // than it saves; below kMinParallelH a step is latency-bound (a few FMA chains of length
 // H), so fewer rows per thread do not make it shorter.
 constexpr int64_t kMinParallelWork = 1 << 20;
