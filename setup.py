@@ -55,6 +55,11 @@ def extensions():
     # cuda_plan_ops.cpp is pure host C++ (the CUDA launch plan as a testable op): every build.
     sources = ["csrc/rnn_ops.cpp", "csrc/cuda_plan_ops.cpp"] + sorted(glob.glob("csrc/cpu/*.cpp"))
     cxx = opt + ["-fvisibility=hidden"]  # torch sets the C++ standard (C++20)
+    if torch.backends.openmp.is_available() and sys.platform.startswith("linux"):
+        # at::parallel_for is an inline template: without -fopenmp it compiles to a serial
+        # loop. With it, the CPU kernels share torch's OpenMP threads (GOMP symbols resolve
+        # to the libgomp that torch has already loaded).
+        cxx += ["-fopenmp"]
     kwargs = dict(extra_compile_args={"cxx": cxx}, include_dirs=[os.path.join(HERE, "csrc")])
     if _want_cuda():
         sources += sorted(glob.glob("csrc/cuda/*.cu")) + sorted(glob.glob("csrc/cuda/*.cpp"))

@@ -1,0 +1,98 @@
+// fastrnn CPU micro-kernels: framework-free (no ATen), one instance per ISA.
+//
+// The per-step recurrences of ../rnn.h, for a contiguous block of batch rows
+// [b_begin, b_end). Rows never interact, so threads split the batch once per
+// sequence and run their blocks with no synchronisation at all.
+//
+// Every kernel reads its weights M [K, H] packed once per call by pack() into the ISA's
+// column panels: panel p holds columns [p*P, p*P + P) as a contiguous [K, P] block
+// (P = the ISA's register-tile width, columns >= H zero). A tile then streams its panel
+// linearly and every SIMD load is full width, whatever H is (a row-major M with a
+// power-of-two row stride thrashes the caches' sets at H = 1024).
+//   forward:  M = [W_ih^T; W_hh^T]  [I + H, H]: the input projection is fused into the step,
+//             out[b, j] = act(bias[j] + sum_k x[b, k] M[k, j] + sum_k h[b, k] M[I + k, j])
+//   backward: M = W_hh              [H, H]:     carry[b, k] = sum_j dz[b, j] M[j, k]
+#pragma once
+
+#include <cstdint>
+
+namespace fastrnn::cpu {
+
+enum class Isa { Portable = 0, Avx2 = 1, Avx512 = 2 };
+enum class Act { Tanh = 0, Relu = 1 };
+
+template <typename T>
+struct ForwardArgs {
+  int64_t T_, B, I, H;
+  const T* m;              // [W_ih^T; W_hh^T] packed (two pack() calls, transpose=true)
+  const T* x;              // [T, B, I]  (I = 0: none, see y_holds_pre)
+  const T* h0;             // [B, H]
+  const T* bias;           // [H] b_ih + b_hh, or nullptr
+  T* y;                    // [T, B, H] out
+  // Large weights: the caller computed y = x W_ih^T + bias as one GEMM beforehand and
+  // passes I = 0, m = packed W_hh^T only; each step then starts from y_t.
+  bool y_holds_pre;
+  const int64_t* lengths;  // [B] or nullptr
+  bool reverse;
+  Act act;
+};
+
+template <typename T>
+struct BackwardArgs {
+  int64_t T_, B, H;
+  const T* m;              // W_hh packed by pack(isa, W_hh, transpose=false)
+  const T* dy;             // [T, B, H]
+  const T* y;              // [T, B, H]
+  T* dz;                   // [T, B, H] out: gradient of the pre-activations
+  T* carry;                // [B, H]    out: dLoss/dh0
+  T* scratch;              // [B, H]    g of inactive rows
+  const int64_t* lengths;  // [B] or nullptr
+  bool reverse;
+  Act act;
+};
+
+// Elements of the packed form of a [K, N] matrix.
+int64_t packed_size(Isa isa, int64_t K, int64_t N, bool is_double);
+// Fills rows [k0, k0 + K) of the packed [Ktotal, N] matrix at out with
+// M = (transpose ? w^T : w), w row-major [N, K] (transpose) or [K, N].
+void pack(Isa isa, const float* w, bool transpose, int64_t K, int64_t N, int64_t Ktotal,
+          int64_t k0, float* out);
+void pack(Isa isa, const double* w, bool transpose, int64_t K, int64_t N, int64_t Ktotal,
+          int64_t k0, double* out);
+
+// Runs the forward recurrence for rows [b_begin, b_end) with the given ISA.
+// The ISA must be supported by the running CPU (see best_isa / isa_supported).
+void forward_rows(Isa isa, const ForwardArgs<float>& a, int64_t b_begin, int64_t b_end);
+void forward_rows(Isa isa, const ForwardArgs<double>& a, int64_t b_begin, int64_t b_end);
+// Runs BPTT's recurrence for rows [b_begin, b_end): fills dz and carry.
+void backward_rows(Isa isa, const BackwardArgs<float>& a, int64_t b_begin, int64_t b_end);
+void backward_rows(Isa isa, const BackwardArgs<double>& a, int64_t b_begin, int64_t b_end);
+
+bool isa_supported(Isa isa);
+// The ISA to use: FASTRNN_CPU_ISA=portable|avx2|avx512 (read at every call) if set,
+// else the best one the CPU supports. Asking for an unsupported ISA is an error
+// (the caller reports it); returns false then and leaves *isa untouched.
+bool select_isa(Isa* isa, const char** requested);
+const char* isa_name(Isa isa);
+
+// Per-ISA entry points (kernels_<isa>.cpp); callers go through forward_rows/backward_rows.
+namespace portable {
+int64_t panel_cols(bool is_double);
+template <typename T> void pack(const T*, bool, int64_t, int64_t, int64_t, int64_t, T*);
+template <typename T> void forward_rows(const ForwardArgs<T>&, int64_t, int64_t);
+template <typename T> void backward_rows(const BackwardArgs<T>&, int64_t, int64_t);
+}  // namespace portable
+namespace avx2 {
+int64_t panel_cols(bool is_double);
+template <typename T> void pack(const T*, bool, int64_t, int64_t, int64_t, int64_t, T*);
+template <typename T> void forward_rows(const ForwardArgs<T>&, int64_t, int64_t);
+template <typename T> void backward_rows(const BackwardArgs<T>&, int64_t, int64_t);
+}  // namespace avx2
+namespace avx512 {
+int64_t panel_cols(bool is_double);
+template <typename T> void pack(const T*, bool, int64_t, int64_t, int64_t, int64_t, T*);
+template <typename T> void forward_rows(const ForwardArgs<T>&, int64_t, int64_t);
+template <typename T> void backward_rows(const BackwardArgs<T>&, int64_t, int64_t);
+}  // namespace avx512
+
+}  // namespace fastrnn::cpu

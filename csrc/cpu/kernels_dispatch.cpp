@@ -1,0 +1,123 @@
+// Run-time choice of the kernels' ISA (kernels.h): the CPU's own features, or the
+// FASTRNN_CPU_ISA environment variable (portable|avx2|avx512) read at every call, so
+// tests can run each variant in one process.
+#include "kernels.h"
+
+#include <cstdlib>
+#include <cstring>
+#include <initializer_list>
+
+namespace fastrnn::cpu {
+
+bool isa_supported(Isa isa) {
+  switch (isa) {
+    case Isa::Portable:
+      return true;
+#if defined(__x86_64__) || defined(_M_X64)
+    case Isa::Avx2:
+      return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+    case Isa::Avx512:
+      return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+             __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vl") &&
+             __builtin_cpu_supports("fma");
+#endif
+    default:
+      return false;
+  }
+}
+
+const char* isa_name(Isa isa) {
+  switch (isa) {
+    case Isa::Avx512: return "avx512";
+    case Isa::Avx2: return "avx2";
+    default: return "portable";
+  }
+}
+
+bool select_isa(Isa* isa, const char** requested) {
+  const char* env = std::getenv("FASTRNN_CPU_ISA");
+  *requested = env;
+  if (env == nullptr || *env == '\0' || std::strcmp(env, "auto") == 0) {
+    *isa = isa_supported(Isa::Avx512) ? Isa::Avx512
+           : isa_supported(Isa::Avx2) ? Isa::Avx2
+                                      : Isa::Portable;
+    return true;
+  }
+  for (Isa cand : {Isa::Portable, Isa::Avx2, Isa::Avx512}) {
+    if (std::strcmp(env, isa_name(cand)) == 0) {
+      if (!isa_supported(cand)) return false;
+      *isa = cand;
+      return true;
+    }
+  }
+  return false;
+}
+
+int64_t packed_size(Isa isa, int64_t K, int64_t N, bool is_double) {
+  int64_t P = 0;
+  switch (isa) {
+#if defined(__x86_64__) || defined(_M_X64)
+    case Isa::Avx512: P = avx512::panel_cols(is_double); break;
+    case Isa::Avx2: P = avx2::panel_cols(is_double); break;
+#endif
+    default: P = portable::panel_cols(is_double); break;
+  }
+  return (N + P - 1) / P * P * K;
+}
+
+template <typename T>
+static void run_pack(Isa isa, const T* w, bool transpose, int64_t K, int64_t N, int64_t Ktotal,
+                     int64_t k0, T* out) {
+  switch (isa) {
+#if defined(__x86_64__) || defined(_M_X64)
+    case Isa::Avx512: avx512::pack(w, transpose, K, N, Ktotal, k0, out); return;
+    case Isa::Avx2: avx2::pack(w, transpose, K, N, Ktotal, k0, out); return;
+#endif
+    default: portable::pack(w, transpose, K, N, Ktotal, k0, out); return;
+  }
+}
+void pack(Isa isa, const float* w, bool transpose, int64_t K, int64_t N, int64_t Ktotal,
+          int64_t k0, float* out) {
+  run_pack(isa, w, transpose, K, N, Ktotal, k0, out);
+}
+void pack(Isa isa, const double* w, bool transpose, int64_t K, int64_t N, int64_t Ktotal,
+          int64_t k0, double* out) {
+  run_pack(isa, w, transpose, K, N, Ktotal, k0, out);
+}
+
+template <typename Args>
+static void run_forward(Isa isa, const Args& a, int64_t b0, int64_t b1) {
+  switch (isa) {
+#if defined(__x86_64__) || defined(_M_X64)
+    case Isa::Avx512: avx512::forward_rows(a, b0, b1); return;
+    case Isa::Avx2: avx2::forward_rows(a, b0, b1); return;
+#endif
+    default: portable::forward_rows(a, b0, b1); return;
+  }
+}
+
+template <typename Args>
+static void run_backward(Isa isa, const Args& a, int64_t b0, int64_t b1) {
+  switch (isa) {
+#if defined(__x86_64__) || defined(_M_X64)
+    case Isa::Avx512: avx512::backward_rows(a, b0, b1); return;
+    case Isa::Avx2: avx2::backward_rows(a, b0, b1); return;
+#endif
+    default: portable::backward_rows(a, b0, b1); return;
+  }
+}
+
+void forward_rows(Isa isa, const ForwardArgs<float>& a, int64_t b0, int64_t b1) {
+  run_forward(isa, a, b0, b1);
+}
+void forward_rows(Isa isa, const ForwardArgs<double>& a, int64_t b0, int64_t b1) {
+  run_forward(isa, a, b0, b1);
+}
+void backward_rows(Isa isa, const BackwardArgs<float>& a, int64_t b0, int64_t b1) {
+  run_backward(isa, a, b0, b1);
+}
+void backward_rows(Isa isa, const BackwardArgs<double>& a, int64_t b0, int64_t b1) {
+  run_backward(isa, a, b0, b1);
+}
+
+}  // namespace fastrnn::cpu

@@ -1,0 +1,269 @@
+// The recurrences of kernels.h written once over a SIMD "ops" type; included by each
+// kernels_<isa>.cpp after it defines, in namespace fastrnn::cpu::FASTRNN_ISA (inside an
+// anonymous namespace, so nothing compiled for one ISA can be linked into another):
+//   template <typename T> struct Ops;   // T = float, double
+// with members
+//   T, V (vector of W lanes), W, NVMAX (vectors per tile row), MBMAX (rows per tile),
+//   zero(), set1(T), load(p), load_n(p, n), store(p, v), store_n(p, v, n) (n < W lanes),
+//   fma(a, b, c) = a*b + c, add(a, b), mul(a, b), one_minus_sq(y) = 1 - y*y,
+//   tanh(v), relu(v), relu_grad(g, y) = y > 0 ? g : 0  (tanh/relu keep NaN).
+// This header has no include guard on purpose: it is meant to be included once per ISA.
+#ifndef FASTRNN_ISA
+#error "define FASTRNN_ISA (the ISA namespace) before including kernels_impl.h"
+#endif
+
+namespace fastrnn::cpu::FASTRNN_ISA {
+namespace {
+
+enum class Epi { Tanh, Relu, None };
+
+inline int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
+
+// Loads / stores the first n (> 0) lanes of a vector at p.
+template <class O>
+inline typename O::V load_cols(const typename O::T* p, int64_t n) {
+  return n >= O::W ? O::load(p) : O::load_n(p, static_cast<int>(n));
+}
+template <class O>
+inline void store_cols(typename O::T* p, typename O::V v, int64_t n) {
+  if (n >= O::W) O::store(p, v); else O::store_n(p, v, static_cast<int>(n));
+}
+
+// One operand pair of a tile's sum: a [rows, K] (row stride lda) times the K panel rows
+// that follow in m.
+template <typename T>
+struct Operand {
+  const T* a;
+  int64_t lda, K;
+};
+
+// acc[r][v] += a[r, :] m[0:K, v*W : v*W + W], m a panel of P = NV*W columns (row stride P).
+// Each load of m feeds MB FMAs; each broadcast of a feeds NV FMAs.
+template <class O, int MB, int NV, int P>
+inline void accumulate(typename O::V (&acc)[MB][NV], Operand<typename O::T> op,
+                       const typename O::T* m) {
+  using V = typename O::V;
+  for (int64_t k = 0; k < op.K; ++k) {
+    V w[NV];
+#pragma GCC unroll 16
+    for (int v = 0; v < NV; ++v) w[v] = O::load(m + k * P + v * O::W);
+#pragma GCC unroll 16
+    for (int r = 0; r < MB; ++r) {
+      const V av = O::set1(op.a[r * op.lda + k]);
+#pragma GCC unroll 16
+      for (int v = 0; v < NV; ++v) acc[r][v] = O::fma(av, w[v], acc[r][v]);
+    }
+  }
+}
+
+// Where a tile's sum starts: zero (p == nullptr), one row broadcast to every row (ld == 0,
+// the bias), or a [rows, ncols] block with row stride ld (a pre-activation).
+template <typename T>
+struct Init {
+  const T* p;
+  int64_t ld;
+};
+
+// One register tile: MB rows x NV vectors of output columns, ncols in (NV-1)*W+1 .. NV*W:
+//   c [MB, ncols] = epi(init + a1 [MB, K1] m[0:K1] + a2 [MB, K2] m[K1:K1+K2])
+// m [K1 + K2, P] is one column panel (zero-padded), c row stride ldc (init may alias c).
+template <class O, int MB, int NV, int P, Epi E>
+void tile(Operand<typename O::T> a1, Operand<typename O::T> a2, const typename O::T* m,
+          Init<typename O::T> init, typename O::T* c, int64_t ldc, int64_t ncols) {
+  using V = typename O::V;
+  constexpr int W = O::W;
+  V acc[MB][NV];
+#pragma GCC unroll 16
+  for (int v = 0; v < NV; ++v) {
+#pragma GCC unroll 16
+    for (int r = 0; r < MB; ++r) {
+      acc[r][v] = init.p == nullptr ? O::zero()
+                                    : load_cols<O>(init.p + r * init.ld + v * W, ncols - v * W);
+    }
+  }
+  accumulate<O, MB, NV, P>(acc, a1, m);
+  accumulate<O, MB, NV, P>(acc, a2, m + a1.K * P);
+#pragma GCC unroll 16
+  for (int r = 0; r < MB; ++r) {
+#pragma GCC unroll 16
+    for (int v = 0; v < NV; ++v) {
+      V o = acc[r][v];
+      if constexpr (E == Epi::Tanh) o = O::tanh(o);
+      if constexpr (E == Epi::Relu) o = O::relu(o);
+      store_cols<O>(c + r * ldc + v * W, o, ncols - v * W);
+    }
+  }
+}
+
+template <class O>
+using TileFn = void (*)(Operand<typename O::T>, Operand<typename O::T>, const typename O::T*,
+                        Init<typename O::T>, typename O::T*, int64_t, int64_t);
+
+// TileTable<O, E, seq>::fns[(mb - 1) * NVMAX + (nv - 1)] = tile<O, mb, nv, P, E>
+template <class O, Epi E, class Seq>
+struct TileTable;
+template <class O, Epi E, int... I>
+struct TileTable<O, E, std::integer_sequence<int, I...>> {
+  static constexpr TileFn<O> fns[] = {
+      &tile<O, I / O::NVMAX + 1, I % O::NVMAX + 1, O::NVMAX * O::W, E>...};
+};
+
+// c [R, N] = epi(init + a1 [R, K1] M1 + a2 [R, K2] M2) in register tiles, where m holds
+// [M1; M2] ([K1 + K2, N]) packed in panels of P = NVMAX*W columns (see pack_impl). The
+// panel is the outer loop so that it stays in cache while every row block uses it.
+template <class O, Epi E>
+void gemm_rows(Operand<typename O::T> a1, Operand<typename O::T> a2, const typename O::T* m,
+               Init<typename O::T> init, typename O::T* c, int64_t ldc, int64_t R, int64_t N) {
+  constexpr int W = O::W, NVMAX = O::NVMAX, MBMAX = O::MBMAX;
+  constexpr int64_t P = NVMAX * W;
+  const TileFn<O>* table = TileTable<O, E, std::make_integer_sequence<int, MBMAX * NVMAX>>::fns;
+  const int64_t K = a1.K + a2.K;
+  for (int64_t c0 = 0; c0 < N; c0 += P) {
+    const int64_t ncols = min64(P, N - c0);
+    const int64_t nv = (ncols + W - 1) / W;
+    const typename O::T* panel = m + (c0 / P) * K * P;  // [K, P]
+    // Balanced row blocks (8 rows = 4 + 4, not 6 + 2: a thin tile wastes its loads).
+    const int64_t blocks = (R + MBMAX - 1) / MBMAX;
+    for (int64_t blk = 0, r0 = 0; blk < blocks; ++blk) {
+      const int64_t mb = (R - r0) / (blocks - blk);
+      const Operand<typename O::T> b1{a1.a + r0 * a1.lda, a1.lda, a1.K};
+      const Operand<typename O::T> b2{a2.a + r0 * a2.lda, a2.lda, a2.K};
+      const Init<typename O::T> in{init.p ? init.p + r0 * init.ld + c0 : nullptr, init.ld};
+      table[(mb - 1) * NVMAX + (nv - 1)](b1, b2, panel, in, c + r0 * ldc + c0, ldc, ncols);
+      r0 += mb;
+    }
+  }
+}
+
+template <class O>
+void copy_row(typename O::T* dst, const typename O::T* src, int64_t n) {
+  for (int64_t j = 0; j < n; j += O::W) store_cols<O>(dst + j, load_cols<O>(src + j, n - j), n - j);
+}
+
+// dz [n] = (dy + carry) * act'(y); the chain rule of rnn.h for one active row.
+template <class O>
+void dz_row(const typename O::T* dy, const typename O::T* carry, const typename O::T* y,
+            typename O::T* dz, int64_t n, Act act) {
+  for (int64_t j = 0; j < n; j += O::W) {
+    const int64_t left = n - j;
+    const auto g = O::add(load_cols<O>(dy + j, left), load_cols<O>(carry + j, left));
+    const auto yv = load_cols<O>(y + j, left);
+    const auto d = act == Act::Tanh ? O::mul(g, O::one_minus_sq(yv)) : O::relu_grad(g, yv);
+    store_cols<O>(dz + j, d, left);
+  }
+}
+
+// g [n] = dy + carry; dz [n] = 0   (an inactive row: its gradient passes through).
+template <class O>
+void pass_row(const typename O::T* dy, const typename O::T* carry, typename O::T* g,
+              typename O::T* dz, int64_t n) {
+  for (int64_t j = 0; j < n; j += O::W) {
+    const int64_t left = n - j;
+    store_cols<O>(g + j, O::add(load_cols<O>(dy + j, left), load_cols<O>(carry + j, left)), left);
+    store_cols<O>(dz + j, O::zero(), left);
+  }
+}
+
+// Writes rows [k0, k0 + K) of every column panel of a packed [Ktotal, N] matrix:
+// out [ceil(N/P), Ktotal, P] gets M = (transpose ? w^T : w) with w [N, K] (transposed)
+// or [K, N], row-major; columns >= N are zero.
+template <class O>
+void pack_impl(const typename O::T* w, bool transpose, int64_t K, int64_t N, int64_t Ktotal,
+               int64_t k0, typename O::T* out) {
+  constexpr int64_t P = O::NVMAX * O::W;
+  for (int64_t c0 = 0; c0 < N; c0 += P) {
+    typename O::T* panel = out + (c0 / P) * Ktotal * P + k0 * P;
+    for (int64_t k = 0; k < K; ++k) {
+      for (int64_t c = 0; c < P; ++c) {
+        const int64_t j = c0 + c;
+        *panel++ = j < N ? (transpose ? w[j * K + k] : w[k * N + j]) : typename O::T(0);
+      }
+    }
+  }
+}
+
+inline bool active(const int64_t* lengths, int64_t b, int64_t t) {
+  return lengths == nullptr || t < lengths[b];
+}
+
+template <class O>
+void forward_impl(const ForwardArgs<typename O::T>& a, int64_t b0, int64_t b1) {
+  using T = typename O::T;
+  const int64_t H = a.H, I = a.I, R = b1 - b0;
+  for (int64_t s = 0; s < a.T_; ++s) {
+    const int64_t t = a.reverse ? a.T_ - 1 - s : s;
+    const int64_t tp = a.reverse ? t + 1 : t - 1;
+    const T* hp = (s == 0 ? a.h0 : a.y + tp * a.B * H) + b0 * H;  // [R, H]
+    const T* x = a.x + (t * a.B + b0) * I;                         // [R, I]
+    T* out = a.y + (t * a.B + b0) * H;                             // [R, H]
+    const Operand<T> xs{x, I, I}, hs{hp, H, H};
+    const Init<T> init = a.y_holds_pre ? Init<T>{out, H} : Init<T>{a.bias, 0};
+    if (a.act == Act::Tanh) {
+      gemm_rows<O, Epi::Tanh>(xs, hs, a.m, init, out, H, R, H);
+    } else {
+      gemm_rows<O, Epi::Relu>(xs, hs, a.m, init, out, H, R, H);
+    }
+    if (a.lengths != nullptr) {
+      for (int64_t r = 0; r < R; ++r) {
+        if (!active(a.lengths, b0 + r, t)) copy_row<O>(out + r * H, hp + r * H, H);
+      }
+    }
+  }
+}
+
+template <class O>
+void backward_impl(const BackwardArgs<typename O::T>& a, int64_t b0, int64_t b1) {
+  using T = typename O::T;
+  const int64_t H = a.H, BH = a.B * a.H, R = b1 - b0;
+  T* carry = a.carry + b0 * H;  // [R, H]
+  T* g = a.scratch + b0 * H;    // [R, H]
+  for (int64_t j = 0; j < R * H; ++j) carry[j] = T(0);
+  for (int64_t s = 0; s < a.T_; ++s) {
+    const int64_t t = a.reverse ? s : a.T_ - 1 - s;  // the forward order, reversed
+    const T* dy = a.dy + t * BH + b0 * H;  // [R, H]
+    const T* y = a.y + t * BH + b0 * H;    // [R, H]
+    T* dz = a.dz + t * BH + b0 * H;        // [R, H]
+    bool any_inactive = false;
+    for (int64_t r = 0; r < R; ++r) {
+      if (active(a.lengths, b0 + r, t)) {
+        dz_row<O>(dy + r * H, carry + r * H, y + r * H, dz + r * H, H, a.act);
+      } else {
+        pass_row<O>(dy + r * H, carry + r * H, g + r * H, dz + r * H, H);
+        any_inactive = true;
+      }
+    }
+    gemm_rows<O, Epi::None>(Operand<T>{dz, H, H}, Operand<T>{nullptr, 0, 0}, a.m,
+                            Init<T>{nullptr, 0}, carry, H, R, H);
+    if (any_inactive) {
+      for (int64_t r = 0; r < R; ++r) {
+        if (!active(a.lengths, b0 + r, t)) copy_row<O>(carry + r * H, g + r * H, H);
+      }
+    }
+  }
+}
+
+}  // namespace
+
+int64_t panel_cols(bool is_double) {
+  return is_double ? Ops<double>::NVMAX * Ops<double>::W : Ops<float>::NVMAX * Ops<float>::W;
+}
+template <typename T>
+void pack(const T* w, bool transpose, int64_t K, int64_t N, int64_t Ktotal, int64_t k0, T* out) {
+  pack_impl<Ops<T>>(w, transpose, K, N, Ktotal, k0, out);
+}
+template <typename T>
+void forward_rows(const ForwardArgs<T>& a, int64_t b_begin, int64_t b_end) {
+  forward_impl<Ops<T>>(a, b_begin, b_end);
+}
+template <typename T>
+void backward_rows(const BackwardArgs<T>& a, int64_t b_begin, int64_t b_end) {
+  backward_impl<Ops<T>>(a, b_begin, b_end);
+}
+template void pack<float>(const float*, bool, int64_t, int64_t, int64_t, int64_t, float*);
+template void pack<double>(const double*, bool, int64_t, int64_t, int64_t, int64_t, double*);
+template void forward_rows<float>(const ForwardArgs<float>&, int64_t, int64_t);
+template void forward_rows<double>(const ForwardArgs<double>&, int64_t, int64_t);
+template void backward_rows<float>(const BackwardArgs<float>&, int64_t, int64_t);
+template void backward_rows<double>(const BackwardArgs<double>&, int64_t, int64_t);
+
+}  // namespace fastrnn::cpu::FASTRNN_ISA
