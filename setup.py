@@ -52,8 +52,9 @@ def _gencode_flags() -> list:
 def extensions():
     debug = os.environ.get("FASTRNN_DEBUG", "0") == "1"
     opt = ["-O0", "-g"] if debug else ["-O3", "-DNDEBUG"]
-    # cuda_plan_ops.cpp is pure host C++ (the CUDA launch plan as a testable op): every build.
-    sources = ["csrc/rnn_ops.cpp", "csrc/cuda_plan_ops.cpp"] + sorted(glob.glob("csrc/cpu/*.cpp"))
+    # csrc/*.cpp: schemas, shared host code, and cuda_plan_ops.cpp (the CUDA launch plan as a
+    # testable op, pure host C++): every build compiles them.
+    sources = sorted(glob.glob("csrc/*.cpp")) + sorted(glob.glob("csrc/cpu/*.cpp"))
     cxx = opt + ["-fvisibility=hidden"]  # torch sets the C++ standard (C++20)
     if torch.backends.openmp.is_available() and sys.platform.startswith("linux"):
         # at::parallel_for is an inline template: without -fopenmp it compiles to a serial

@@ -44,7 +44,9 @@
 #include <ATen/core/Tensor.h>
 #include <c10/util/Optional.h>
 
+#include <array>
 #include <string_view>
+#include <tuple>
 
 namespace fastrnn {
 
@@ -66,5 +68,24 @@ void check_backward_args(const at::Tensor& grad_output, const at::Tensor& input,
                          const at::Tensor& hx, const at::Tensor& weight_ih,
                          const at::Tensor& weight_hh, const at::Tensor& output,
                          const std::optional<at::Tensor>& lengths);
+
+// ---- Host helpers every device implementation shares (rnn_common.cpp) ----
+
+// float16 / bfloat16 are computed in float32; other types in themselves.
+at::ScalarType compute_type(at::ScalarType t);
+
+// t in the compute type, contiguous (no copy when it already is).
+at::Tensor as_compute(const at::Tensor& t, at::ScalarType ct);
+
+// (grad_input, grad_hx, grad_weight_ih, grad_weight_hh, grad_bias), as rnn_backward returns.
+using Grads = std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor>;
+
+// rnn_backward after its reverse-time loop: dx, dWx, dWh and the bias gradient as batched
+// GEMMs over all T*B rows (the "after the loop" block above), skipping what output_mask
+// does not ask for, each rounded to input's dtype.
+//   dz [T, B, H] and y [T, B, H] in the compute type; grad_hx [B, H] = the final carry.
+Grads backward_gemms(const at::Tensor& dz, const at::Tensor& grad_hx, const at::Tensor& input,
+                     const at::Tensor& hx, const at::Tensor& weight_ih, const at::Tensor& y,
+                     bool reverse, std::array<bool, 2> output_mask);
 
 }  // namespace fastrnn

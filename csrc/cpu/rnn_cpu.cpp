@@ -37,14 +37,6 @@ constexpr int64_t kMinParallelH = 64;
 // a smaller one only moves the switch to project_first's path earlier).
 constexpr int64_t kL2Bytes = int64_t(1) << 21;
 
-at::ScalarType compute_type(at::ScalarType t) {
-  return (t == at::kHalf || t == at::kBFloat16) ? at::kFloat : t;
-}
-
-at::Tensor as_compute(const at::Tensor& t, at::ScalarType ct) {
-  return t.to(ct).contiguous();
-}
-
 cpu::Isa pick_isa() {
   cpu::Isa isa = cpu::Isa::Portable;
   const char* requested = nullptr;
@@ -204,14 +196,12 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> rnn_backw
   check_backward_args(grad_output, input, hx, weight_ih, weight_hh, output, lengths);
   const Activation act = parse_activation(nonlinearity);
   const cpu::Isa isa = pick_isa();
-  const auto in_type = input.scalar_type();
-  const auto ct = compute_type(in_type);
-  const int64_t T = input.size(0), B = input.size(1), I = input.size(2);
+  const auto ct = compute_type(input.scalar_type());
+  const int64_t T = input.size(0), B = input.size(1);
   const int64_t H = weight_hh.size(0);
 
   const at::Tensor dy = as_compute(grad_output, ct);  // [T, B, H]
   const at::Tensor y = as_compute(output, ct);        // [T, B, H]
-  const at::Tensor h0 = as_compute(hx, ct);           // [B, H]
   const at::Tensor w_hh = as_compute(weight_hh, ct);  // [H, H]
   at::Tensor dz = at::empty({T, B, H}, y.options());  // [T, B, H]
   at::Tensor carry = at::zeros({B, H}, y.options());  // [B, H]
@@ -225,32 +215,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> rnn_backw
   } else {
     dz.zero_();
   }
-  const auto back = [&](const at::Tensor& t) {
-    return t.scalar_type() == in_type ? t : t.to(in_type);
-  };
-  at::Tensor grad_input = at::empty({0}, input.options());
-  at::Tensor grad_w_ih = at::empty({0}, input.options());
-  at::Tensor grad_w_hh = at::empty({0}, input.options());
-  at::Tensor grad_bias = at::empty({0}, input.options());
-  const at::Tensor dz2d = dz.view({T * B, H});  // [T*B, H]
-  if (output_mask[0]) {
-    grad_input = back(at::mm(dz2d, as_compute(weight_ih, ct)).view({T, B, I}));
-  }
-  if (output_mask[1]) {
-    const at::Tensor x = as_compute(input, ct);
-    grad_w_ih = back(at::mm(dz2d.t(), x.view({T * B, I})));
-    // h_prev(t) is y of the previously visited step; the first visited step uses h0.
-    const int64_t first = reverse ? T - 1 : 0;
-    at::Tensor g_hh = at::mm(dz.select(0, first).t(), h0);  // [H, H]
-    if (T > 1) {
-      const at::Tensor dz_rest = reverse ? dz.narrow(0, 0, T - 1) : dz.narrow(0, 1, T - 1);
-      const at::Tensor h_rest = reverse ? y.narrow(0, 1, T - 1) : y.narrow(0, 0, T - 1);
-      g_hh.addmm_(dz_rest.reshape({(T - 1) * B, H}).t(), h_rest.reshape({(T - 1) * B, H}));
-    }
-    grad_w_hh = back(g_hh);
-    grad_bias = back(at::sum(dz2d, 0));
-  }
-  return {grad_input, back(carry), grad_w_ih, grad_w_hh, grad_bias};
+  return backward_gemms(dz, carry, input, hx, weight_ih, y, reverse, output_mask);
 }
 
 }  // namespace

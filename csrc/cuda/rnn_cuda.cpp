@@ -29,14 +29,6 @@ namespace {
 
 namespace ck = cuda_kernels;
 
-at::ScalarType compute_type(at::ScalarType t) {
-  return (t == at::kHalf || t == at::kBFloat16) ? at::kFloat : t;
-}
-
-at::Tensor as_compute(const at::Tensor& t, at::ScalarType ct) {
-  return t.to(ct).contiguous();
-}
-
 // FASTRNN_CUDA_PATH=auto|single|grid|gemm forces a path (tests reach every path at
 // small sizes with it); a forced persistent path that cannot run falls back to gemm.
 plan::Force forced_path() {
@@ -194,9 +186,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> rnn_backw
   check_backward_args(grad_output, input, hx, weight_ih, weight_hh, output, lengths);
   const Activation act = parse_activation(nonlinearity);
   const c10::cuda::CUDAGuard guard(input.device());
-  const auto in_type = input.scalar_type();
-  const auto ct = compute_type(in_type);
-  const int64_t T = input.size(0), B = input.size(1), I = input.size(2);
+  const auto ct = compute_type(input.scalar_type());
+  const int64_t T = input.size(0), B = input.size(1);
   const int64_t H = weight_hh.size(0);
 
   const at::Tensor dy = as_compute(grad_output, ct);     // [T, B, H]
@@ -211,35 +202,9 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> rnn_backw
     if (ct == at::kDouble) backward_recurrence<double>(dz, carry, dy, y, w_hh, len, reverse, relu);
     else backward_recurrence<float>(dz, carry, dy, y, w_hh, len, reverse, relu);
   }
-  const auto back = [&](const at::Tensor& t) {
-    return t.scalar_type() == in_type ? t : t.to(in_type);
-  };
   // Step n writes carry[(n + 1) % 2], so the carry after all T steps is carry[T % 2].
-  at::Tensor grad_hx = carry.select(0, T & 1).clone();  // [B, H]
-  at::Tensor grad_input = at::empty({0}, input.options());
-  at::Tensor grad_w_ih = at::empty({0}, input.options());
-  at::Tensor grad_w_hh = at::empty({0}, input.options());
-  at::Tensor grad_bias = at::empty({0}, input.options());
-  const at::Tensor dz2d = dz.view({T * B, H});
-  if (output_mask[0]) {
-    grad_input = back(at::mm(dz2d, as_compute(weight_ih, ct)).view({T, B, I}));
-  }
-  if (output_mask[1]) {
-    const at::Tensor x = as_compute(input, ct);
-    const at::Tensor h0 = as_compute(hx, ct);
-    grad_w_ih = back(at::mm(dz2d.t(), x.view({T * B, I})));
-    // h_prev(t) is y of the previously visited step; the first visited step uses h0.
-    const int64_t first = reverse ? T - 1 : 0;
-    at::Tensor g_hh = at::mm(dz.select(0, first).t(), h0);
-    if (T > 1) {
-      const at::Tensor dz_rest = reverse ? dz.narrow(0, 0, T - 1) : dz.narrow(0, 1, T - 1);
-      const at::Tensor h_rest = reverse ? y.narrow(0, 1, T - 1) : y.narrow(0, 0, T - 1);
-      g_hh.addmm_(dz_rest.reshape({(T - 1) * B, H}).t(), h_rest.reshape({(T - 1) * B, H}));
-    }
-    grad_w_hh = back(g_hh);
-    grad_bias = back(at::sum(dz2d, {0}));
-  }
-  return {grad_input, back(grad_hx), grad_w_ih, grad_w_hh, grad_bias};
+  const at::Tensor grad_hx = carry.select(0, T & 1).clone();  // [B, H], not a view of carry
+  return backward_gemms(dz, grad_hx, input, hx, weight_ih, y, reverse, output_mask);
 }
 
 }  // namespace

@@ -1,0 +1,54 @@
+// Host code every device's implementation shares (declared in rnn.h): the compute type
+// and, after the reverse-time loop of BPTT, the batched GEMMs over all T*B rows.
+#include "rnn.h"
+
+#include <ATen/ops/empty.h>
+#include <ATen/ops/mm.h>
+#include <ATen/ops/sum.h>
+
+namespace fastrnn {
+
+at::ScalarType compute_type(at::ScalarType t) {
+  return (t == at::kHalf || t == at::kBFloat16) ? at::kFloat : t;
+}
+
+at::Tensor as_compute(const at::Tensor& t, at::ScalarType ct) {
+  return t.to(ct).contiguous();
+}
+
+Grads backward_gemms(const at::Tensor& dz, const at::Tensor& grad_hx, const at::Tensor& input,
+                     const at::Tensor& hx, const at::Tensor& weight_ih, const at::Tensor& y,
+                     bool reverse, std::array<bool, 2> output_mask) {
+  const auto in_type = input.scalar_type();
+  const auto ct = dz.scalar_type();
+  const int64_t T = input.size(0), B = input.size(1), I = input.size(2);
+  const int64_t H = dz.size(2);
+  const auto back = [&](const at::Tensor& t) {
+    return t.scalar_type() == in_type ? t : t.to(in_type);
+  };
+  at::Tensor grad_input = at::empty({0}, input.options());
+  at::Tensor grad_w_ih = at::empty({0}, input.options());
+  at::Tensor grad_w_hh = at::empty({0}, input.options());
+  at::Tensor grad_bias = at::empty({0}, input.options());
+  const at::Tensor dz2d = dz.view({T * B, H});  // [T*B, H]
+  if (output_mask[0]) {
+    grad_input = back(at::mm(dz2d, as_compute(weight_ih, ct)).view({T, B, I}));  // [T, B, I]
+  }
+  if (output_mask[1]) {
+    const at::Tensor x = as_compute(input, ct);  // [T, B, I]
+    grad_w_ih = back(at::mm(dz2d.t(), x.view({T * B, I})));  // [H, I]
+    // h_prev(t) is y of the previously visited step; the first visited step uses h0.
+    const int64_t first = reverse ? T - 1 : 0;
+    at::Tensor g_hh = at::mm(dz.select(0, first).t(), as_compute(hx, ct));  // [H, H]
+    if (T > 1) {
+      const at::Tensor dz_rest = reverse ? dz.narrow(0, 0, T - 1) : dz.narrow(0, 1, T - 1);
+      const at::Tensor h_rest = reverse ? y.narrow(0, 1, T - 1) : y.narrow(0, 0, T - 1);
+      g_hh.addmm_(dz_rest.reshape({(T - 1) * B, H}).t(), h_rest.reshape({(T - 1) * B, H}));
+    }
+    grad_w_hh = back(g_hh);
+    grad_bias = back(at::sum(dz2d, {0}));  // [H]
+  }
+  return {grad_input, back(grad_hx), grad_w_ih, grad_w_hh, grad_bias};
+}
+
+}  // namespace fastrnn
