@@ -78,4 +78,20 @@ int kernel_table_occupancy(int elem_size, const plan::Plan& p) {
   return n;
 }
 
+// Launches a persistent kernel as the plan says: one block with a plain launch, several
+// blocks cooperatively (the kernels call grid.sync(), which needs co-resident blocks).
+template <typename... Params>
+void launch_persistent(void (*kernel)(Params...), const plan::Plan& p, cudaStream_t stream,
+                       std::type_identity_t<Params>... args) {
+  if (p.grid == 1) {
+    kernel<<<1, p.threads, p.smem_bytes, stream>>>(args...);
+    C10_CUDA_KERNEL_LAUNCH_CHECK();
+  } else {
+    void* params[] = {static_cast<void*>(&args)...};  // the addresses of this call's copies
+    C10_CUDA_CHECK(cudaLaunchCooperativeKernel(reinterpret_cast<const void*>(kernel), dim3(p.grid),
+                                               dim3(p.threads), params, size_t(p.smem_bytes),
+                                               stream));
+  }
+}
+
 }  // namespace fastrnn::cuda_kernels

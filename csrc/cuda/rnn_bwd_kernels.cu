@@ -97,17 +97,7 @@ int bwd_occupancy(int elem_size, const plan::Plan& p) {
 template <typename T>
 void launch_bwd_persistent(const BwdArgs<T>& a, const plan::Plan& p, cudaStream_t stream) {
   dispatch_kpt<T>(p.kpt, [&](auto k) {
-    auto* fn = &bwd_persistent_kernel<T, k.value>;
-    int ks = p.ks, rows = p.rows_per_tile;
-    if (p.grid == 1) {
-      fn<<<1, p.threads, p.smem_bytes, stream>>>(a, ks, rows);
-      C10_CUDA_KERNEL_LAUNCH_CHECK();
-    } else {
-      BwdArgs<T> args = a;
-      void* params[] = {&args, &ks, &rows};
-      C10_CUDA_CHECK(cudaLaunchCooperativeKernel((const void*)fn, dim3(p.grid), dim3(p.threads),
-                                                 params, size_t(p.smem_bytes), stream));
-    }
+    launch_persistent(&bwd_persistent_kernel<T, k.value>, p, stream, a, p.ks, p.rows_per_tile);
   });
 }
 

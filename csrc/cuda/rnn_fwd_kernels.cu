@@ -125,18 +125,8 @@ int fwd_occupancy(int elem_size, const plan::Plan& p) {
 template <typename T>
 void launch_fwd_persistent(const FwdArgs<T>& a, const plan::Plan& p, cudaStream_t stream) {
   dispatch_kpt<T>(p.kpt, [&](auto k) {
-    auto* fn = &fwd_persistent_kernel<T, k.value>;
-    int ks = p.ks, rows = p.rows_per_tile;
-    bool resident = p.resident != 0;
-    if (p.grid == 1) {
-      fn<<<1, p.threads, p.smem_bytes, stream>>>(a, ks, rows, resident);
-      C10_CUDA_KERNEL_LAUNCH_CHECK();
-    } else {
-      FwdArgs<T> args = a;
-      void* params[] = {&args, &ks, &rows, &resident};
-      C10_CUDA_CHECK(cudaLaunchCooperativeKernel((const void*)fn, dim3(p.grid), dim3(p.threads),
-                                                 params, size_t(p.smem_bytes), stream));
-    }
+    launch_persistent(&fwd_persistent_kernel<T, k.value>, p, stream, a, p.ks, p.rows_per_tile,
+                      p.resident != 0);
   });
 }
 
