@@ -4,6 +4,7 @@ Each ISA variant the machine supports is forced through FASTRNN_CPU_ISA (read at
 call). Sizes straddle the register tiles: AVX-512 tiles are up to 6 rows x 64 float
 columns (32 double), AVX2 6 x 16 (8), portable 4 x 4; threads split the batch when
 T*B*H*(I+H) >= 2^20 and H >= 64; weights over 2 MiB take the project-first forward.
+FASTRNN_CPU_PATH forces the fused kernels or the stepwise path (csrc/cpu/stepwise.h).
 """
 from __future__ import annotations
 
@@ -39,12 +40,19 @@ def _isa_supported(isa: str) -> bool:
 SUPPORTED = {isa: _isa_supported(isa) for isa in ISAS}
 
 
-@pytest.fixture(params=ISAS)
+# Every ISA's fused kernels, and the stepwise path (ATen GEMMs one step at a time, taken
+# for short sequences and for small batches on large weights), forced at any size.
+PATHS = [("fused", isa) for isa in ISAS] + [("stepwise", "auto")]
+
+
+@pytest.fixture(params=PATHS, ids=[isa if path == "fused" else path for path, isa in PATHS])
 def isa(request, monkeypatch):
-    if not SUPPORTED[request.param]:
-        pytest.skip(f"this CPU has no {request.param}")
-    monkeypatch.setenv("FASTRNN_CPU_ISA", request.param)
-    return request.param
+    path, isa = request.param
+    if isa != "auto" and not SUPPORTED[isa]:
+        pytest.skip(f"this CPU has no {isa}")
+    monkeypatch.setenv("FASTRNN_CPU_ISA", isa)
+    monkeypatch.setenv("FASTRNN_CPU_PATH", path)
+    return isa
 
 
 def make_args(T, B, I, H, dtype=torch.float32, bias=True, seed=0):
@@ -220,6 +228,12 @@ def test_threads_match_single_thread(isa):
 def test_bad_isa_env(monkeypatch, value):
     monkeypatch.setenv("FASTRNN_CPU_ISA", value)
     with pytest.raises(RuntimeError, match="FASTRNN_CPU_ISA='" + value.strip()[:3]):
+        ops.rnn_forward(*make_args(2, 1, 1, 1), None, False, "tanh")
+
+
+def test_bad_path_env(monkeypatch):
+    monkeypatch.setenv("FASTRNN_CPU_PATH", "fast")
+    with pytest.raises(RuntimeError, match="FASTRNN_CPU_PATH='fast' is unknown"):
         ops.rnn_forward(*make_args(2, 1, 1, 1), None, False, "tanh")
 
 

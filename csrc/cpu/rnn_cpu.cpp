@@ -10,6 +10,7 @@
 // loop has no synchronisation at all.
 #include "../rnn.h"
 #include "kernels.h"
+#include "stepwise.h"
 #include "thread_pool.h"
 
 #include <ATen/Parallel.h>
@@ -21,6 +22,7 @@
 #include <ATen/ops/zeros.h>
 #include <torch/library.h>
 
+#include <cstdlib>
 #include <initializer_list>
 #include <type_traits>
 #include <utility>
@@ -96,12 +98,42 @@ bool project_first(int64_t I, int64_t H, int64_t elem_size) {
   return (I + H) * H * elem_size > kL2Bytes;
 }
 
+// Packing costs about kPackNsPerElement per weight element, once per call; the fused step
+// saves about kStepCallNs per step over stepwise.h's two library calls. Estimates measured
+// on the development machine (Xeon, AVX-512), used only to pick a path, not for results.
+constexpr double kPackNsPerElement = 0.5;
+constexpr double kStepCallNs = 6000.0;
+
+// True when stepwise.h's path is the faster one (see there): a sequence too short to pay
+// for packing the weights, or a batch too small to split over the threads while the
+// weights would not fit one core's L2 (one thread would stream them at every step, where
+// the BLAS splits each GEMM over all threads).
+bool use_stepwise(int64_t T, int64_t B, int64_t packed_elements, int64_t elem_size) {
+  // FASTRNN_CPU_PATH=auto|fused|stepwise (read at every call) forces a path, so that the
+  // tests reach both at any size.
+  const char* forced = std::getenv("FASTRNN_CPU_PATH");
+  if (forced != nullptr && *forced != '\0') {
+    const std::string_view path(forced);
+    if (path == "fused") return false;
+    if (path == "stepwise") return true;
+    TORCH_CHECK(path == "auto", "fastrnn: FASTRNN_CPU_PATH='", path,
+                "' is unknown; expected one of auto|fused|stepwise");
+  }
+  if (double(T) * kStepCallNs < double(packed_elements) * kPackNsPerElement) return true;
+  const bool rows_for_every_thread = B >= at::get_num_threads();
+  return !rows_for_every_thread && packed_elements * elem_size > kL2Bytes;
+}
+
 template <typename Scalar>
 void forward_recurrence(cpu::Isa isa, const at::Tensor& x, const at::Tensor& w_ih,
                         const at::Tensor& w_hh, const at::Tensor& bias, const at::Tensor& h0,
                         at::Tensor& y, const at::Tensor& lengths, bool reverse, Activation act) {
   const int64_t T = y.size(0), B = y.size(1), I = x.size(2), H = y.size(2);
   const bool pre = project_first(I, H, sizeof(Scalar));
+  if (use_stepwise(T, B, (pre ? H : I + H) * H, sizeof(Scalar))) {
+    cpu::forward_stepwise(x, w_ih, w_hh, bias, h0, y, lengths, reverse, act);
+    return;
+  }
   if (pre) {
     at::Tensor y2d = y.view({T * B, H});  // [T*B, H]
     if (bias.defined()) {
@@ -134,6 +166,10 @@ template <typename T>
 void backward_recurrence(cpu::Isa isa, const at::Tensor& w_hh, const at::Tensor& dy,
                          const at::Tensor& y, at::Tensor& dz, at::Tensor& carry,
                          const at::Tensor& lengths, bool reverse, Activation act) {
+  if (use_stepwise(y.size(0), y.size(1), w_hh.numel(), sizeof(T))) {
+    cpu::backward_stepwise(w_hh, dy, y, dz, carry, lengths, reverse, act);
+    return;
+  }
   const at::Tensor m = pack_panels<T>(isa, {{w_hh, false}});  // W_hh
   at::Tensor scratch = at::empty_like(carry);                    // [B, H]
   cpu::BackwardArgs<T> a{};
