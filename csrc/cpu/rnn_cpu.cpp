@@ -144,7 +144,7 @@ constexpr double kPackNsPerElement = 0.5;
 constexpr double kStepCallNs = 6000.0;
 // The column split pays a barrier per step (~1 us with the team spinning); below this
 // many multiply-adds per step (B * K * H) one thread's whole step is about as short.
-constexpr int64_t kMinColumnStepWork = int64_t(1) << 15;
+constexpr int64_t kMinColumnStepWork = int64_t(1) << 14;
 
 enum class Path { Stepwise, Rows, Columns };
 
