@@ -31,6 +31,7 @@
 
 #include <cstdlib>
 #include <type_traits>
+#include <initializer_list>
 #include <utility>
 #include <vector>
 
@@ -57,33 +58,38 @@ cpu::Isa pick_isa() {
   return isa;
 }
 
-// The parts {(w, transpose)} whose rows, stacked, make M (kernels.h).
-using PackParts = std::vector<std::pair<at::Tensor, bool>>;
-
-// An uninitialised tensor for M packed into the ISA's column panels.
+// One block of rows of M (kernels.h): w [N, K] (transpose) or [K, N], contiguous.
 template <typename T>
-at::Tensor empty_panels(cpu::Isa isa, const PackParts& parts, int64_t* K_out, int64_t* N_out) {
-  int64_t K = 0, N = 0;
-  for (const auto& [w, transpose] : parts) {
-    K += transpose ? w.size(1) : w.size(0);
-    N = transpose ? w.size(0) : w.size(1);
+struct PackPart {
+  const T* w;
+  bool transpose;
+  int64_t rows;  // K
+};
+
+// The parts of M from {(w, transpose)}, in order; raw pointers taken here, outside any
+// parallel region (nothing inside one may throw).
+template <typename T>
+std::vector<PackPart<T>> pack_parts(std::initializer_list<std::pair<const at::Tensor*, bool>> ws,
+                                    int64_t* K, int64_t* N) {
+  std::vector<PackPart<T>> parts;
+  *K = 0;
+  for (const auto& [w, transpose] : ws) {
+    parts.push_back({w->template data_ptr<T>(), transpose, transpose ? w->size(1) : w->size(0)});
+    *K += parts.back().rows;
+    *N = transpose ? w->size(0) : w->size(1);
   }
-  *K_out = K;
-  *N_out = N;
-  return at::empty({cpu::packed_size(isa, K, N, std::is_same_v<T, double>)},
-                   parts.front().first.options());  // [ceil(N/P) * K * P]
+  return parts;
 }
 
-// Packs panels [p0, p1) of M into packed (from empty_panels); threads may fill disjoint
-// ranges at once.
+// Packs panels [p0, p1) of M [K, N] into packed (cpu::packed_size elements); threads may
+// fill disjoint ranges at once.
 template <typename T>
-void fill_panels(cpu::Isa isa, const PackParts& parts, int64_t K, int64_t N, T* packed, int64_t p0,
-                 int64_t p1) {
+void fill_panels(cpu::Isa isa, const std::vector<PackPart<T>>& parts, int64_t K, int64_t N,
+                 T* packed, int64_t p0, int64_t p1) {
   int64_t k0 = 0;
-  for (const auto& [w, transpose] : parts) {
-    const int64_t rows = transpose ? w.size(1) : w.size(0);
-    cpu::pack(isa, w.template data_ptr<T>(), transpose, rows, N, K, k0, packed, p0, p1);
-    k0 += rows;
+  for (const PackPart<T>& part : parts) {
+    cpu::pack(isa, part.w, part.transpose, part.rows, N, K, k0, packed, p0, p1);
+    k0 += part.rows;
   }
 }
 
@@ -142,8 +148,8 @@ bool project_first(int64_t I, int64_t H, int64_t elem_size) {
 // on the development machine (Xeon, AVX-512), used only to pick a path, not for results.
 constexpr double kPackNsPerElement = 0.5;
 constexpr double kStepCallNs = 6000.0;
-// The column split pays a barrier per step (~1 us with the team spinning); below this
-// many multiply-adds per step (B * K * H) one thread's whole step is about as short.
+// The column split pays a barrier per step; below this many multiply-adds per step
+// (B * K * H) it gains nothing (measured break-even on 2 threads: ~1.8e4, I = H = 96).
 constexpr int64_t kMinColumnStepWork = int64_t(1) << 14;
 
 enum class Path { Stepwise, Rows, Columns };
@@ -210,10 +216,11 @@ void forward_recurrence(cpu::Isa isa, const at::Tensor& x, const at::Tensor& w_i
       at::mm_out(y2d, x.view({T * B, I}), w_ih.t());
     }
   }
-  const PackParts parts = pre ? PackParts{{w_hh, true}}                   // W_hh^T
-                              : PackParts{{w_ih, true}, {w_hh, true}};  // [W_ih^T; W_hh^T]
   int64_t K = 0, N = 0;
-  at::Tensor m = empty_panels<Scalar>(isa, parts, &K, &N);
+  const auto parts = pre ? pack_parts<Scalar>({{&w_hh, true}}, &K, &N)                 // W_hh^T
+                         : pack_parts<Scalar>({{&w_ih, true}, {&w_hh, true}}, &K, &N);  // [W_ih^T; W_hh^T]
+  at::Tensor m = at::empty({cpu::packed_size(isa, K, N, std::is_same_v<Scalar, double>)},
+                           x.options());  // [ceil(H/P) * K * P]
   cpu::ForwardArgs<Scalar> a{};
   a.T_ = T;
   a.B = B;
@@ -261,9 +268,10 @@ void backward_recurrence(cpu::Isa isa, const at::Tensor& w_hh, const at::Tensor&
     cpu::backward_stepwise(w_hh, dy, y, dz, carry, lengths, reverse, act);
     return;
   }
-  const PackParts parts{{w_hh, false}};  // W_hh
   int64_t K = 0, N = 0;
-  at::Tensor m = empty_panels<T>(isa, parts, &K, &N);
+  const auto parts = pack_parts<T>({{&w_hh, false}}, &K, &N);  // W_hh
+  at::Tensor m = at::empty({cpu::packed_size(isa, K, N, std::is_same_v<T, double>)},
+                           y.options());  // [ceil(H/P) * H * P]
   at::Tensor scratch = at::empty_like(carry);                    // [B, H]
   cpu::BackwardArgs<T> a{};
   a.T_ = y.size(0);
