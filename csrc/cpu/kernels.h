@@ -2,7 +2,9 @@
 //
 // The per-step recurrences of ../rnn.h, for a contiguous block of batch rows
 // [b_begin, b_end). Rows never interact, so threads split the batch once per
-// sequence and run their blocks with no synchronisation at all.
+// sequence and run their blocks with no synchronisation at all. With fewer rows than
+// threads, the caller splits the columns instead and calls the single-step entry points
+// (forward_step, backward_dz, backward_carry) between barriers.
 //
 // Every kernel reads its weights M [K, H] packed once per call by pack() into the ISA's
 // column panels: panel p holds columns [p*P, p*P + P) as a contiguous [K, P] block

@@ -42,9 +42,10 @@ class SpinBarrier {
   }
 
  private:
-  // ~ tens of microseconds of PAUSE: longer than any step worth splitting, so yielding
-  // only happens when a team member lost its core.
-  static constexpr int kSpinsBeforeYield = 1 << 12;
+  // PAUSE takes ~10 to ~140 cycles depending on the core: this spins ~5 to ~50 us, about
+  // the longest step a column split runs (H = 1024), before it starts yielding, which on
+  // an idle core returns at once and on an oversubscribed one lets the laggard run.
+  static constexpr int kSpinsBeforeYield = 1 << 10;
   static void pause() {
 #if defined(__x86_64__) || defined(_M_X64)
     _mm_pause();
