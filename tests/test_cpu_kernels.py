@@ -4,7 +4,9 @@ Each ISA variant the machine supports is forced through FASTRNN_CPU_ISA (read at
 call). Sizes straddle the register tiles: AVX-512 tiles are up to 6 rows x 64 float
 columns (32 double), AVX2 6 x 16 (8), portable 4 x 4; threads split the batch when
 T*B*H*(I+H) >= 2^20 and H >= 64; weights over 2 MiB take the project-first forward.
-FASTRNN_CPU_PATH forces the fused kernels or the stepwise path (csrc/cpu/stepwise.h).
+FASTRNN_CPU_PATH forces the fused kernels (threads split the batch), the column split
+(threads split the weight panels and meet at a barrier every step; run here on a team of
+2 threads even at tiny sizes) or the stepwise path (csrc/cpu/stepwise.h).
 """
 from __future__ import annotations
 
@@ -40,19 +42,29 @@ def _isa_supported(isa: str) -> bool:
 SUPPORTED = {isa: _isa_supported(isa) for isa in ISAS}
 
 
-# Every ISA's fused kernels, and the stepwise path (ATen GEMMs one step at a time, taken
-# for short sequences and for small batches on large weights), forced at any size.
-PATHS = [("fused", isa) for isa in ISAS] + [("stepwise", "auto")]
+# Every ISA's fused kernels split by rows and by columns, and the stepwise path (ATen
+# GEMMs one step at a time, taken for short sequences and for small batches on large
+# weights), forced at any size.
+PATHS = ([("fused", isa) for isa in ISAS] + [("columns", isa) for isa in ISAS]
+         + [("stepwise", "auto")])
 
 
-@pytest.fixture(params=PATHS, ids=[isa if path == "fused" else path for path, isa in PATHS])
+def _path_id(path, isa):
+    return {"fused": isa, "columns": f"columns-{isa}"}.get(path, path)
+
+
+@pytest.fixture(params=PATHS, ids=[_path_id(*p) for p in PATHS])
 def isa(request, monkeypatch):
     path, isa = request.param
     if isa != "auto" and not SUPPORTED[isa]:
         pytest.skip(f"this CPU has no {isa}")
     monkeypatch.setenv("FASTRNN_CPU_ISA", isa)
     monkeypatch.setenv("FASTRNN_CPU_PATH", path)
-    return isa
+    old = torch.get_num_threads()
+    if path == "columns":
+        torch.set_num_threads(2)  # a team of two: every step meets at the barrier
+    yield isa
+    torch.set_num_threads(old)
 
 
 def make_args(T, B, I, H, dtype=torch.float32, bias=True, seed=0):
@@ -224,6 +236,61 @@ def test_threads_match_single_thread(isa):
     torch.testing.assert_close(one, two, rtol=0, atol=0)
 
 
+@pytest.mark.parametrize("threads", [1, 2, 3])
+def test_columns_any_team_size(monkeypatch, threads):
+    """The column split on teams of 1, 2 and 3 (more threads than cores, and than the 3
+    panels of H = 9 on portable's 4-column panels) gives the single-thread results."""
+    monkeypatch.setenv("FASTRNN_CPU_ISA", "portable")
+    args = make_args(7, 2, 3, 9, dtype=torch.float64)
+    lengths = torch.tensor([7, 4])
+    old = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        monkeypatch.setenv("FASTRNN_CPU_PATH", "fused")
+        expected = run_both(args, lengths, reverse=True)[0]
+        torch.set_num_threads(threads)
+        monkeypatch.setenv("FASTRNN_CPU_PATH", "columns")
+        got = run_both(args, lengths, reverse=True)[0]
+    finally:
+        torch.set_num_threads(old)
+    # same sums in the same order: each column is computed by one thread, as on one
+    for a, b in zip([got[0], *got[1]], [expected[0], *expected[1]]):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+
+
+_SMALLER_TEAM = """
+import os, torch
+from fastrnn import reference
+os.environ["FASTRNN_CPU_PATH"] = "columns"
+torch.set_num_threads(2)  # asks for 2; OMP_THREAD_LIMIT=1 grants a team of 1
+assert torch.get_num_threads() == 2
+g = torch.Generator().manual_seed(0)
+x, hx = torch.randn(5, 1, 3, generator=g), torch.randn(1, 130, generator=g)
+w_ih, w_hh = torch.randn(130, 3, generator=g) / 12, torch.randn(130, 130, generator=g) / 12
+args = [a.double().requires_grad_() for a in (x, hx, w_ih, w_hh)]
+for fn in (torch.ops.fastrnn.rnn_forward, reference.rnn_forward):
+    y = fn(*args, None, None, None, False, "tanh")
+    grads = torch.autograd.grad(y.sin().sum(), args)
+    print(repr([y.sum().item()] + [gr.sum().item() for gr in grads]))
+"""
+
+
+def test_columns_smaller_team_than_asked():
+    """A team smaller than requested (here: OMP_THREAD_LIMIT) still computes every column
+    and does not wait at the barrier for threads that never came."""
+    import os
+    import subprocess
+    import sys
+
+    env = dict(os.environ, OMP_THREAD_LIMIT="1")
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    out = subprocess.run([sys.executable, "-c", _SMALLER_TEAM], env=env, cwd=root, timeout=120,
+                         capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    got, expected = (eval(line) for line in out.stdout.splitlines())
+    assert got == pytest.approx(expected, rel=1e-10)
+
+
 @pytest.mark.parametrize("value", ["sse9", "AVX512 "])
 def test_bad_isa_env(monkeypatch, value):
     monkeypatch.setenv("FASTRNN_CPU_ISA", value)
@@ -233,7 +300,7 @@ def test_bad_isa_env(monkeypatch, value):
 
 def test_bad_path_env(monkeypatch):
     monkeypatch.setenv("FASTRNN_CPU_PATH", "fast")
-    with pytest.raises(RuntimeError, match="FASTRNN_CPU_PATH='fast' is unknown"):
+    with pytest.raises(RuntimeError, match="FASTRNN_CPU_PATH='fast' is unknown.*columns"):
         ops.rnn_forward(*make_args(2, 1, 1, 1), None, False, "tanh")
 
 

@@ -2,7 +2,9 @@
 //
 // The per-step recurrences of ../rnn.h, for a contiguous block of batch rows
 // [b_begin, b_end). Rows never interact, so threads split the batch once per
-// sequence and run their blocks with no synchronisation at all.
+// sequence and run their blocks with no synchronisation at all. With fewer rows than
+// threads, the caller splits the columns instead and calls the single-step entry points
+// (forward_step, backward_dz, backward_carry) between barriers.
 //
 // Every kernel reads its weights M [K, H] packed once per call by pack() into the ISA's
 // column panels: panel p holds columns [p*P, p*P + P) as a contiguous [K, P] block
@@ -53,12 +55,15 @@ struct BackwardArgs {
 
 // Elements of the packed form of a [K, N] matrix.
 int64_t packed_size(Isa isa, int64_t K, int64_t N, bool is_double);
-// Fills rows [k0, k0 + K) of the packed [Ktotal, N] matrix at out with
-// M = (transpose ? w^T : w), w row-major [N, K] (transpose) or [K, N].
+// Columns per panel (P above): the unit a column split (forward_step etc.) works in.
+int64_t panel_cols(Isa isa, bool is_double);
+// Fills rows [k0, k0 + K) of column panels [p_begin, p_end) of the packed [Ktotal, N]
+// matrix at out with M = (transpose ? w^T : w), w row-major [N, K] (transpose) or [K, N].
+// Threads may pack disjoint panel ranges at once.
 void pack(Isa isa, const float* w, bool transpose, int64_t K, int64_t N, int64_t Ktotal,
-          int64_t k0, float* out);
+          int64_t k0, float* out, int64_t p_begin, int64_t p_end);
 void pack(Isa isa, const double* w, bool transpose, int64_t K, int64_t N, int64_t Ktotal,
-          int64_t k0, double* out);
+          int64_t k0, double* out, int64_t p_begin, int64_t p_end);
 
 // Runs the forward recurrence for rows [b_begin, b_end) with the given ISA.
 // The ISA must be supported by the running CPU (see best_isa / isa_supported).
@@ -67,6 +72,25 @@ void forward_rows(Isa isa, const ForwardArgs<double>& a, int64_t b_begin, int64_
 // Runs BPTT's recurrence for rows [b_begin, b_end): fills dz and carry.
 void backward_rows(Isa isa, const BackwardArgs<float>& a, int64_t b_begin, int64_t b_end);
 void backward_rows(Isa isa, const BackwardArgs<double>& a, int64_t b_begin, int64_t b_end);
+
+// Column split (batch too small to give every thread rows): one step at a time for
+// rows [b0, b1) and columns [c0, c1), c0 a multiple of panel_cols, c1 a multiple or H.
+// forward_step(s) reads h_prev of those rows in all columns and writes y_t [rows, cols].
+// BPTT step s is backward_dz (dz_t [rows, cols] from carry [rows, cols]; g of inactive
+// rows) then backward_carry (carry [rows, cols] from dz_t [rows, all columns]).
+// forward_rows / backward_rows are exactly these over all columns, step after step.
+void forward_step(Isa isa, const ForwardArgs<float>& a, int64_t s, int64_t b0, int64_t b1,
+                  int64_t c0, int64_t c1);
+void forward_step(Isa isa, const ForwardArgs<double>& a, int64_t s, int64_t b0, int64_t b1,
+                  int64_t c0, int64_t c1);
+void backward_dz(Isa isa, const BackwardArgs<float>& a, int64_t s, int64_t b0, int64_t b1,
+                 int64_t c0, int64_t c1);
+void backward_dz(Isa isa, const BackwardArgs<double>& a, int64_t s, int64_t b0, int64_t b1,
+                 int64_t c0, int64_t c1);
+void backward_carry(Isa isa, const BackwardArgs<float>& a, int64_t s, int64_t b0, int64_t b1,
+                    int64_t c0, int64_t c1);
+void backward_carry(Isa isa, const BackwardArgs<double>& a, int64_t s, int64_t b0, int64_t b1,
+                    int64_t c0, int64_t c1);
 
 bool isa_supported(Isa isa);
 // The ISA to use: FASTRNN_CPU_ISA=portable|avx2|avx512 (read at every call) if set,
@@ -78,21 +102,42 @@ const char* isa_name(Isa isa);
 // Per-ISA entry points (kernels_<isa>.cpp); callers go through forward_rows/backward_rows.
 namespace portable {
 int64_t panel_cols(bool is_double);
-template <typename T> void pack(const T*, bool, int64_t, int64_t, int64_t, int64_t, T*);
+template <typename T>
+void pack(const T*, bool, int64_t, int64_t, int64_t, int64_t, T*, int64_t, int64_t);
 template <typename T> void forward_rows(const ForwardArgs<T>&, int64_t, int64_t);
 template <typename T> void backward_rows(const BackwardArgs<T>&, int64_t, int64_t);
+template <typename T>
+void forward_step(const ForwardArgs<T>&, int64_t, int64_t, int64_t, int64_t, int64_t);
+template <typename T>
+void backward_dz(const BackwardArgs<T>&, int64_t, int64_t, int64_t, int64_t, int64_t);
+template <typename T>
+void backward_carry(const BackwardArgs<T>&, int64_t, int64_t, int64_t, int64_t, int64_t);
 }  // namespace portable
 namespace avx2 {
 int64_t panel_cols(bool is_double);
-template <typename T> void pack(const T*, bool, int64_t, int64_t, int64_t, int64_t, T*);
+template <typename T>
+void pack(const T*, bool, int64_t, int64_t, int64_t, int64_t, T*, int64_t, int64_t);
 template <typename T> void forward_rows(const ForwardArgs<T>&, int64_t, int64_t);
 template <typename T> void backward_rows(const BackwardArgs<T>&, int64_t, int64_t);
+template <typename T>
+void forward_step(const ForwardArgs<T>&, int64_t, int64_t, int64_t, int64_t, int64_t);
+template <typename T>
+void backward_dz(const BackwardArgs<T>&, int64_t, int64_t, int64_t, int64_t, int64_t);
+template <typename T>
+void backward_carry(const BackwardArgs<T>&, int64_t, int64_t, int64_t, int64_t, int64_t);
 }  // namespace avx2
 namespace avx512 {
 int64_t panel_cols(bool is_double);
-template <typename T> void pack(const T*, bool, int64_t, int64_t, int64_t, int64_t, T*);
+template <typename T>
+void pack(const T*, bool, int64_t, int64_t, int64_t, int64_t, T*, int64_t, int64_t);
 template <typename T> void forward_rows(const ForwardArgs<T>&, int64_t, int64_t);
 template <typename T> void backward_rows(const BackwardArgs<T>&, int64_t, int64_t);
+template <typename T>
+void forward_step(const ForwardArgs<T>&, int64_t, int64_t, int64_t, int64_t, int64_t);
+template <typename T>
+void backward_dz(const BackwardArgs<T>&, int64_t, int64_t, int64_t, int64_t, int64_t);
+template <typename T>
+void backward_carry(const BackwardArgs<T>&, int64_t, int64_t, int64_t, int64_t, int64_t);
 }  // namespace avx512
 
 }  // namespace fastrnn::cpu

@@ -164,14 +164,14 @@ void pass_row(const typename O::T* dy, const typename O::T* carry, typename O::T
   }
 }
 
-// Writes rows [k0, k0 + K) of every column panel of a packed [Ktotal, N] matrix:
+// Writes rows [k0, k0 + K) of column panels [p0, p1) of a packed [Ktotal, N] matrix:
 // out [ceil(N/P), Ktotal, P] gets M = (transpose ? w^T : w) with w [N, K] (transposed)
 // or [K, N], row-major; columns >= N are zero.
 template <class O>
 void pack_impl(const typename O::T* w, bool transpose, int64_t K, int64_t N, int64_t Ktotal,
-               int64_t k0, typename O::T* out) {
+               int64_t k0, typename O::T* out, int64_t p0, int64_t p1) {
   constexpr int64_t P = O::NVMAX * O::W;
-  for (int64_t c0 = 0; c0 < N; c0 += P) {
+  for (int64_t c0 = p0 * P; c0 < min64(N, p1 * P); c0 += P) {
     typename O::T* panel = out + (c0 / P) * Ktotal * P + k0 * P;
     for (int64_t k = 0; k < K; ++k) {
       for (int64_t c = 0; c < P; ++c) {
@@ -186,27 +186,78 @@ inline bool active(const int64_t* lengths, int64_t b, int64_t t) {
   return lengths == nullptr || t < lengths[b];
 }
 
+// One forward step s for rows [b0, b1) and columns [c0, c1) (c0 a multiple of P): reads
+// h_prev of those rows in every column, writes only y_t [rows, cols].
+template <class O>
+void forward_step_impl(const ForwardArgs<typename O::T>& a, int64_t s, int64_t b0, int64_t b1,
+                       int64_t c0, int64_t c1) {
+  using T = typename O::T;
+  constexpr int64_t P = O::NVMAX * O::W;
+  const int64_t H = a.H, I = a.I, R = b1 - b0, N = c1 - c0;
+  if (R <= 0 || N <= 0) return;
+  const int64_t t = a.reverse ? a.T_ - 1 - s : s;
+  const int64_t tp = a.reverse ? t + 1 : t - 1;
+  const T* hp = (s == 0 ? a.h0 : a.y + tp * a.B * H) + b0 * H;  // [R, H]
+  const T* x = a.x + (t * a.B + b0) * I;                         // [R, I]
+  T* out = a.y + (t * a.B + b0) * H;                             // [R, H]
+  const Operand<T> xs{x, I, I}, hs{hp, H, H};
+  const T* m = a.m + (c0 / P) * (I + H) * P;  // the first panel of the column range
+  const Init<T> init = a.y_holds_pre ? Init<T>{out + c0, H}
+                                     : Init<T>{a.bias ? a.bias + c0 : nullptr, 0};
+  if (a.act == Act::Tanh) {
+    gemm_rows<O, Epi::Tanh>(xs, hs, m, init, out + c0, H, R, N);
+  } else {
+    gemm_rows<O, Epi::Relu>(xs, hs, m, init, out + c0, H, R, N);
+  }
+  if (a.lengths != nullptr) {
+    for (int64_t r = 0; r < R; ++r) {
+      if (!active(a.lengths, b0 + r, t)) copy_row<O>(out + r * H + c0, hp + r * H + c0, N);
+    }
+  }
+}
+
 template <class O>
 void forward_impl(const ForwardArgs<typename O::T>& a, int64_t b0, int64_t b1) {
+  for (int64_t s = 0; s < a.T_; ++s) forward_step_impl<O>(a, s, b0, b1, 0, a.H);
+}
+
+// BPTT step s, first half, rows [b0, b1), columns [c0, c1): dz_t from dy_t, y_t and the
+// carry of the same columns; an inactive row's g (scratch) passes through instead.
+template <class O>
+void backward_dz_impl(const BackwardArgs<typename O::T>& a, int64_t s, int64_t b0, int64_t b1,
+                      int64_t c0, int64_t c1) {
   using T = typename O::T;
-  const int64_t H = a.H, I = a.I, R = b1 - b0;
-  for (int64_t s = 0; s < a.T_; ++s) {
-    const int64_t t = a.reverse ? a.T_ - 1 - s : s;
-    const int64_t tp = a.reverse ? t + 1 : t - 1;
-    const T* hp = (s == 0 ? a.h0 : a.y + tp * a.B * H) + b0 * H;  // [R, H]
-    const T* x = a.x + (t * a.B + b0) * I;                         // [R, I]
-    T* out = a.y + (t * a.B + b0) * H;                             // [R, H]
-    const Operand<T> xs{x, I, I}, hs{hp, H, H};
-    const Init<T> init = a.y_holds_pre ? Init<T>{out, H} : Init<T>{a.bias, 0};
-    if (a.act == Act::Tanh) {
-      gemm_rows<O, Epi::Tanh>(xs, hs, a.m, init, out, H, R, H);
+  const int64_t H = a.H, BH = a.B * a.H, N = c1 - c0;
+  if (N <= 0) return;
+  const int64_t t = a.reverse ? s : a.T_ - 1 - s;  // the forward order, reversed
+  for (int64_t b = b0; b < b1; ++b) {
+    const int64_t o = t * BH + b * H + c0;
+    T* carry = a.carry + b * H + c0;
+    if (active(a.lengths, b, t)) {
+      dz_row<O>(a.dy + o, carry, a.y + o, a.dz + o, N, a.act);
     } else {
-      gemm_rows<O, Epi::Relu>(xs, hs, a.m, init, out, H, R, H);
+      pass_row<O>(a.dy + o, carry, a.scratch + b * H + c0, a.dz + o, N);
     }
-    if (a.lengths != nullptr) {
-      for (int64_t r = 0; r < R; ++r) {
-        if (!active(a.lengths, b0 + r, t)) copy_row<O>(out + r * H, hp + r * H, H);
-      }
+  }
+}
+
+// BPTT step s, second half: carry [rows, c0:c1) = dz_t [rows, all H] W_hh[:, c0:c1), or
+// the passed-through g for an inactive row. Reads dz_t in every column.
+template <class O>
+void backward_carry_impl(const BackwardArgs<typename O::T>& a, int64_t s, int64_t b0,
+                         int64_t b1, int64_t c0, int64_t c1) {
+  using T = typename O::T;
+  constexpr int64_t P = O::NVMAX * O::W;
+  const int64_t H = a.H, R = b1 - b0, N = c1 - c0;
+  if (R <= 0 || N <= 0) return;
+  const int64_t t = a.reverse ? s : a.T_ - 1 - s;
+  const T* dz = a.dz + t * a.B * H + b0 * H;  // [R, H]
+  T* carry = a.carry + b0 * H;                // [R, H]
+  gemm_rows<O, Epi::None>(Operand<T>{dz, H, H}, Operand<T>{nullptr, 0, 0}, a.m + (c0 / P) * H * P,
+                          Init<T>{nullptr, 0}, carry + c0, H, R, N);
+  if (a.lengths != nullptr) {
+    for (int64_t b = b0; b < b1; ++b) {
+      if (!active(a.lengths, b, t)) copy_row<O>(a.carry + b * H + c0, a.scratch + b * H + c0, N);
     }
   }
 }
@@ -214,31 +265,10 @@ void forward_impl(const ForwardArgs<typename O::T>& a, int64_t b0, int64_t b1) {
 template <class O>
 void backward_impl(const BackwardArgs<typename O::T>& a, int64_t b0, int64_t b1) {
   using T = typename O::T;
-  const int64_t H = a.H, BH = a.B * a.H, R = b1 - b0;
-  T* carry = a.carry + b0 * H;  // [R, H]
-  T* g = a.scratch + b0 * H;    // [R, H]
-  for (int64_t j = 0; j < R * H; ++j) carry[j] = T(0);
+  for (int64_t j = b0 * a.H; j < b1 * a.H; ++j) a.carry[j] = T(0);
   for (int64_t s = 0; s < a.T_; ++s) {
-    const int64_t t = a.reverse ? s : a.T_ - 1 - s;  // the forward order, reversed
-    const T* dy = a.dy + t * BH + b0 * H;  // [R, H]
-    const T* y = a.y + t * BH + b0 * H;    // [R, H]
-    T* dz = a.dz + t * BH + b0 * H;        // [R, H]
-    bool any_inactive = false;
-    for (int64_t r = 0; r < R; ++r) {
-      if (active(a.lengths, b0 + r, t)) {
-        dz_row<O>(dy + r * H, carry + r * H, y + r * H, dz + r * H, H, a.act);
-      } else {
-        pass_row<O>(dy + r * H, carry + r * H, g + r * H, dz + r * H, H);
-        any_inactive = true;
-      }
-    }
-    gemm_rows<O, Epi::None>(Operand<T>{dz, H, H}, Operand<T>{nullptr, 0, 0}, a.m,
-                            Init<T>{nullptr, 0}, carry, H, R, H);
-    if (any_inactive) {
-      for (int64_t r = 0; r < R; ++r) {
-        if (!active(a.lengths, b0 + r, t)) copy_row<O>(carry + r * H, g + r * H, H);
-      }
-    }
+    backward_dz_impl<O>(a, s, b0, b1, 0, a.H);
+    backward_carry_impl<O>(a, s, b0, b1, 0, a.H);
   }
 }
 
@@ -248,8 +278,9 @@ int64_t panel_cols(bool is_double) {
   return is_double ? Ops<double>::NVMAX * Ops<double>::W : Ops<float>::NVMAX * Ops<float>::W;
 }
 template <typename T>
-void pack(const T* w, bool transpose, int64_t K, int64_t N, int64_t Ktotal, int64_t k0, T* out) {
-  pack_impl<Ops<T>>(w, transpose, K, N, Ktotal, k0, out);
+void pack(const T* w, bool transpose, int64_t K, int64_t N, int64_t Ktotal, int64_t k0, T* out,
+          int64_t p0, int64_t p1) {
+  pack_impl<Ops<T>>(w, transpose, K, N, Ktotal, k0, out, p0, p1);
 }
 template <typename T>
 void forward_rows(const ForwardArgs<T>& a, int64_t b_begin, int64_t b_end) {
@@ -259,11 +290,38 @@ template <typename T>
 void backward_rows(const BackwardArgs<T>& a, int64_t b_begin, int64_t b_end) {
   backward_impl<Ops<T>>(a, b_begin, b_end);
 }
-template void pack<float>(const float*, bool, int64_t, int64_t, int64_t, int64_t, float*);
-template void pack<double>(const double*, bool, int64_t, int64_t, int64_t, int64_t, double*);
+template void pack<float>(const float*, bool, int64_t, int64_t, int64_t, int64_t, float*,
+                          int64_t, int64_t);
+template void pack<double>(const double*, bool, int64_t, int64_t, int64_t, int64_t, double*,
+                           int64_t, int64_t);
 template void forward_rows<float>(const ForwardArgs<float>&, int64_t, int64_t);
 template void forward_rows<double>(const ForwardArgs<double>&, int64_t, int64_t);
 template void backward_rows<float>(const BackwardArgs<float>&, int64_t, int64_t);
 template void backward_rows<double>(const BackwardArgs<double>&, int64_t, int64_t);
+template <typename T>
+void forward_step(const ForwardArgs<T>& a, int64_t s, int64_t b0, int64_t b1, int64_t c0,
+                  int64_t c1) {
+  forward_step_impl<Ops<T>>(a, s, b0, b1, c0, c1);
+}
+template <typename T>
+void backward_dz(const BackwardArgs<T>& a, int64_t s, int64_t b0, int64_t b1, int64_t c0,
+                 int64_t c1) {
+  backward_dz_impl<Ops<T>>(a, s, b0, b1, c0, c1);
+}
+template <typename T>
+void backward_carry(const BackwardArgs<T>& a, int64_t s, int64_t b0, int64_t b1, int64_t c0,
+                    int64_t c1) {
+  backward_carry_impl<Ops<T>>(a, s, b0, b1, c0, c1);
+}
+#define FASTRNN_STEP_INSTANCES(T)                                                             \
+  template void forward_step<T>(const ForwardArgs<T>&, int64_t, int64_t, int64_t, int64_t,    \
+                                int64_t);                                                     \
+  template void backward_dz<T>(const BackwardArgs<T>&, int64_t, int64_t, int64_t, int64_t,    \
+                               int64_t);                                                      \
+  template void backward_carry<T>(const BackwardArgs<T>&, int64_t, int64_t, int64_t, int64_t, \
+                                  int64_t);
+FASTRNN_STEP_INSTANCES(float)
+FASTRNN_STEP_INSTANCES(double)
+#undef FASTRNN_STEP_INSTANCES
 
 }  // namespace fastrnn::cpu::FASTRNN_ISA

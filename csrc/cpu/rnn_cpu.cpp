@@ -7,11 +7,18 @@
 //           dx, dW_ih, dW_hh and the bias gradient.
 // Threads (at::get_num_threads() of them: torch's OpenMP team, or thread_pool.h in a
 // build without OpenMP) split the batch once per call (rows are independent), so the time
-// loop has no synchronisation at all.
+// loop has no synchronisation at all. With fewer rows than threads (batch 1 inference),
+// an OpenMP build splits the columns instead: each thread owns a range of weight panels
+// for all rows and the team meets at a spin barrier once per step (see run_columns).
 #include "../rnn.h"
 #include "kernels.h"
+#include "spin_barrier.h"
 #include "stepwise.h"
 #include "thread_pool.h"
+
+#ifdef _OPENMP
+#include <omp.h>
+#endif
 
 #include <ATen/Parallel.h>
 #include <ATen/TensorOperators.h>
@@ -23,9 +30,10 @@
 #include <torch/library.h>
 
 #include <cstdlib>
-#include <initializer_list>
 #include <type_traits>
+#include <initializer_list>
 #include <utility>
+#include <vector>
 
 namespace fastrnn {
 namespace {
@@ -50,25 +58,62 @@ cpu::Isa pick_isa() {
   return isa;
 }
 
-// The rows of M (kernels.h) stacked from parts = {(w, transpose)}, in the ISA's column
-// panels; done once per call.
+// One block of rows of M (kernels.h): w [N, K] (transpose) or [K, N], contiguous.
 template <typename T>
-at::Tensor pack_panels(cpu::Isa isa, std::initializer_list<std::pair<at::Tensor, bool>> parts) {
-  int64_t K = 0, N = 0;
-  for (const auto& [w, transpose] : parts) {
-    K += transpose ? w.size(1) : w.size(0);
-    N = transpose ? w.size(0) : w.size(1);
+struct PackPart {
+  const T* w;
+  bool transpose;
+  int64_t rows;  // K
+};
+
+// The parts of M from {(w, transpose)}, in order; raw pointers taken here, outside any
+// parallel region (nothing inside one may throw).
+template <typename T>
+std::vector<PackPart<T>> pack_parts(std::initializer_list<std::pair<const at::Tensor*, bool>> ws,
+                                    int64_t* K, int64_t* N) {
+  std::vector<PackPart<T>> parts;
+  *K = 0;
+  for (const auto& [w, transpose] : ws) {
+    parts.push_back({w->template data_ptr<T>(), transpose, transpose ? w->size(1) : w->size(0)});
+    *K += parts.back().rows;
+    *N = transpose ? w->size(0) : w->size(1);
   }
-  at::Tensor packed = at::empty({cpu::packed_size(isa, K, N, std::is_same_v<T, double>)},
-                                parts.begin()->first.options());  // [ceil(N/P) * K * P]
-  int64_t k0 = 0;
-  for (const auto& [w, transpose] : parts) {
-    const int64_t rows = transpose ? w.size(1) : w.size(0);
-    cpu::pack(isa, w.template data_ptr<T>(), transpose, rows, N, K, k0, packed.template data_ptr<T>());
-    k0 += rows;
-  }
-  return packed;
+  return parts;
 }
+
+// Packs panels [p0, p1) of M [K, N] into packed (cpu::packed_size elements); threads may
+// fill disjoint ranges at once.
+template <typename T>
+void fill_panels(cpu::Isa isa, const std::vector<PackPart<T>>& parts, int64_t K, int64_t N,
+                 T* packed, int64_t p0, int64_t p1) {
+  int64_t k0 = 0;
+  for (const PackPart<T>& part : parts) {
+    cpu::pack(isa, part.w, part.transpose, part.rows, N, K, k0, packed, p0, p1);
+    k0 += part.rows;
+  }
+}
+
+#ifdef _OPENMP
+// The column split: body(c0, c1, p0, p1, sync) runs on every thread of an OpenMP team,
+// [c0, c1) its own columns (panels [p0, p1) of P columns), sync() the team's barrier,
+// which every thread must reach equally often. The panels are divided by the team size
+// the region actually got (nested region, OMP limits), so a smaller team still computes
+// every column and the barrier waits only for threads that exist.
+template <typename Body>
+void run_columns(int64_t H, int64_t P, const Body& body) {
+  const int64_t panels = (H + P - 1) / P;
+  const int want = static_cast<int>(std::min<int64_t>(at::get_num_threads(), panels));
+  cpu::SpinBarrier barrier;
+#pragma omp parallel num_threads(want)
+  {
+    const int64_t team = omp_get_num_threads(), id = omp_get_thread_num();
+    const int64_t p0 = id * panels / team, p1 = (id + 1) * panels / team;
+    bool sense = false;
+    body(std::min(p0 * P, H), std::min(p1 * P, H), p0, p1,
+         [&] { barrier.wait(static_cast<int>(team), sense); });
+  }
+}
+#endif
 
 // Calls fn(b_begin, b_end) on disjoint batch ranges, one per thread, once per sequence.
 // work = multiply-adds of the whole recurrence.
@@ -103,25 +148,52 @@ bool project_first(int64_t I, int64_t H, int64_t elem_size) {
 // on the development machine (Xeon, AVX-512), used only to pick a path, not for results.
 constexpr double kPackNsPerElement = 0.5;
 constexpr double kStepCallNs = 6000.0;
+// The column split pays a barrier per step; below this many multiply-adds per step
+// (B * K * H) it gains nothing (measured break-even on 2 threads: ~1.8e4, I = H = 96).
+constexpr int64_t kMinColumnStepWork = int64_t(1) << 14;
 
-// True when stepwise.h's path is the faster one (see there): a sequence too short to pay
-// for packing the weights, or a batch too small to split over the threads while the
-// weights would not fit one core's L2 (one thread would stream them at every step, where
-// the BLAS splits each GEMM over all threads).
-bool use_stepwise(int64_t T, int64_t B, int64_t packed_elements, int64_t elem_size) {
-  // FASTRNN_CPU_PATH=auto|fused|stepwise (read at every call) forces a path, so that the
-  // tests reach both at any size.
+enum class Path { Stepwise, Rows, Columns };
+
+// The path for a recurrence of T steps, B rows, K = rows of M, H columns:
+//   Stepwise (stepwise.h): a sequence too short to pay for packing the weights, or weights
+//     too large for the threads' L2s while the batch cannot be split by rows (each core
+//     would stream its weights at every step, where the BLAS splits each GEMM).
+//   Columns: fewer rows than threads and enough work per step to pay a barrier; each
+//     thread keeps only its 1/n of the panels, so its share of the weights must fit its L2.
+//   Rows: otherwise (every thread its own rows, no synchronisation).
+Path choose_path(int64_t T, int64_t B, int64_t K, int64_t H, int64_t elem_size, int64_t P) {
+  // FASTRNN_CPU_PATH=auto|fused|columns|stepwise (read at every call) forces a path, so that
+  // the tests reach each at any size; `columns` needs an OpenMP build (else it is `fused`).
+  const int64_t threads = at::get_num_threads();
+#ifdef _OPENMP
+  const bool have_openmp = true;
+#else
+  const bool have_openmp = false;
+#endif
+  const int64_t panels = (H + P - 1) / P;
+  const bool columns_possible = have_openmp && threads > 1;
   const char* forced = std::getenv("FASTRNN_CPU_PATH");
   if (forced != nullptr && *forced != '\0') {
     const std::string_view path(forced);
-    if (path == "fused") return false;
-    if (path == "stepwise") return true;
+    if (path == "fused") return Path::Rows;
+    if (path == "stepwise") return Path::Stepwise;
+    // Forced, it runs even on one thread (a team of one never waits at its barrier).
+    if (path == "columns") return have_openmp ? Path::Columns : Path::Rows;
     TORCH_CHECK(path == "auto", "fastrnn: FASTRNN_CPU_PATH='", path,
-                "' is unknown; expected one of auto|fused|stepwise");
+                "' is unknown; expected one of auto|fused|columns|stepwise");
   }
-  if (double(T) * kStepCallNs < double(packed_elements) * kPackNsPerElement) return true;
-  const bool rows_for_every_thread = B >= at::get_num_threads();
-  return !rows_for_every_thread && packed_elements * elem_size > kL2Bytes;
+  const int64_t packed_elements = K * H;
+  const bool rows_for_every_thread = B >= threads;
+  const bool columns = columns_possible && !rows_for_every_thread && panels >= 2 &&
+                       B * K * H >= kMinColumnStepWork;
+  // The column split packs in parallel.
+  const double pack_ns = double(packed_elements) * kPackNsPerElement /
+                         double(columns ? std::min(threads, panels) : 1);
+  if (double(T) * kStepCallNs < pack_ns) return Path::Stepwise;
+  if (rows_for_every_thread) return Path::Rows;
+  const int64_t sharers = columns ? std::min(threads, panels) : 1;
+  if (packed_elements * elem_size / sharers > kL2Bytes) return Path::Stepwise;
+  return columns ? Path::Columns : Path::Rows;
 }
 
 template <typename Scalar>
@@ -130,7 +202,9 @@ void forward_recurrence(cpu::Isa isa, const at::Tensor& x, const at::Tensor& w_i
                         at::Tensor& y, const at::Tensor& lengths, bool reverse, Activation act) {
   const int64_t T = y.size(0), B = y.size(1), I = x.size(2), H = y.size(2);
   const bool pre = project_first(I, H, sizeof(Scalar));
-  if (use_stepwise(T, B, (pre ? H : I + H) * H, sizeof(Scalar))) {
+  const int64_t P = cpu::panel_cols(isa, std::is_same_v<Scalar, double>);
+  const Path path = choose_path(T, B, pre ? H : I + H, H, sizeof(Scalar), P);
+  if (path == Path::Stepwise) {
     cpu::forward_stepwise(x, w_ih, w_hh, bias, h0, y, lengths, reverse, act);
     return;
   }
@@ -142,8 +216,11 @@ void forward_recurrence(cpu::Isa isa, const at::Tensor& x, const at::Tensor& w_i
       at::mm_out(y2d, x.view({T * B, I}), w_ih.t());
     }
   }
-  const at::Tensor m = pre ? pack_panels<Scalar>(isa, {{w_hh, true}})                  // W_hh^T
-                           : pack_panels<Scalar>(isa, {{w_ih, true}, {w_hh, true}});  // [W_ih^T; W_hh^T]
+  int64_t K = 0, N = 0;
+  const auto parts = pre ? pack_parts<Scalar>({{&w_hh, true}}, &K, &N)                 // W_hh^T
+                         : pack_parts<Scalar>({{&w_ih, true}, {&w_hh, true}}, &K, &N);  // [W_ih^T; W_hh^T]
+  at::Tensor m = at::empty({cpu::packed_size(isa, K, N, std::is_same_v<Scalar, double>)},
+                           x.options());  // [ceil(H/P) * K * P]
   cpu::ForwardArgs<Scalar> a{};
   a.T_ = T;
   a.B = B;
@@ -158,6 +235,24 @@ void forward_recurrence(cpu::Isa isa, const at::Tensor& x, const at::Tensor& w_i
   a.lengths = lengths.defined() ? lengths.data_ptr<int64_t>() : nullptr;
   a.reverse = reverse;
   a.act = act == Activation::Tanh ? cpu::Act::Tanh : cpu::Act::Relu;
+  Scalar* packed = m.data_ptr<Scalar>();
+#ifdef _OPENMP
+  if (path == Path::Columns) {
+    // Step s writes y_s [all rows, own columns] and reads y_{s-1} in every column, so one
+    // barrier per step orders it: after it, every column of y_s is written, and nobody
+    // writes y_s again. A thread uses only the panels it packed itself (first touch
+    // places them near its core), so packing needs no barrier of its own.
+    run_columns(H, P, [&](int64_t c0, int64_t c1, int64_t p0, int64_t p1, const auto& sync) {
+      fill_panels<Scalar>(isa, parts, K, N, packed, p0, p1);
+      for (int64_t s = 0; s < T; ++s) {
+        cpu::forward_step(isa, a, s, 0, B, c0, c1);
+        if (s + 1 < T) sync();
+      }
+    });
+    return;
+  }
+#endif
+  fill_panels<Scalar>(isa, parts, K, N, packed, 0, m.numel() / (K * P));
   for_batch_blocks(a.T_ * a.B * a.H * (a.I + a.H), a.B, a.H,
                    [&](int64_t b0, int64_t b1) { cpu::forward_rows(isa, a, b0, b1); });
 }
@@ -166,16 +261,22 @@ template <typename T>
 void backward_recurrence(cpu::Isa isa, const at::Tensor& w_hh, const at::Tensor& dy,
                          const at::Tensor& y, at::Tensor& dz, at::Tensor& carry,
                          const at::Tensor& lengths, bool reverse, Activation act) {
-  if (use_stepwise(y.size(0), y.size(1), w_hh.numel(), sizeof(T))) {
+  const int64_t H = y.size(2);
+  const int64_t P = cpu::panel_cols(isa, std::is_same_v<T, double>);
+  const Path path = choose_path(y.size(0), y.size(1), H, H, sizeof(T), P);
+  if (path == Path::Stepwise) {
     cpu::backward_stepwise(w_hh, dy, y, dz, carry, lengths, reverse, act);
     return;
   }
-  const at::Tensor m = pack_panels<T>(isa, {{w_hh, false}});  // W_hh
+  int64_t K = 0, N = 0;
+  const auto parts = pack_parts<T>({{&w_hh, false}}, &K, &N);  // W_hh
+  at::Tensor m = at::empty({cpu::packed_size(isa, K, N, std::is_same_v<T, double>)},
+                           y.options());  // [ceil(H/P) * H * P]
   at::Tensor scratch = at::empty_like(carry);                    // [B, H]
   cpu::BackwardArgs<T> a{};
   a.T_ = y.size(0);
   a.B = y.size(1);
-  a.H = y.size(2);
+  a.H = H;
   a.m = m.data_ptr<T>();
   a.dy = dy.data_ptr<T>();
   a.y = y.data_ptr<T>();
@@ -185,6 +286,28 @@ void backward_recurrence(cpu::Isa isa, const at::Tensor& w_hh, const at::Tensor&
   a.lengths = lengths.defined() ? lengths.data_ptr<int64_t>() : nullptr;
   a.reverse = reverse;
   a.act = act == Activation::Tanh ? cpu::Act::Tanh : cpu::Act::Relu;
+  T* packed = m.data_ptr<T>();
+#ifdef _OPENMP
+  if (path == Path::Columns) {
+    // carry (zeroed by the caller) and scratch are private per column: backward_dz reads
+    // and writes only its own columns of them, and so does backward_carry. The one shared
+    // thing is dz_t, written in own columns by backward_dz and read in all columns by
+    // backward_carry, hence the barrier between the two. None is needed after
+    // backward_carry: the next step's backward_dz writes dz of another time step (dz is
+    // [T, B, H]) and only own columns of carry/scratch, so a thread running ahead cannot
+    // touch what a slower one still reads, and it cannot pass the next barrier alone.
+    run_columns(H, P, [&](int64_t c0, int64_t c1, int64_t p0, int64_t p1, const auto& sync) {
+      fill_panels<T>(isa, parts, K, N, packed, p0, p1);
+      for (int64_t s = 0; s < a.T_; ++s) {
+        cpu::backward_dz(isa, a, s, 0, a.B, c0, c1);
+        sync();
+        cpu::backward_carry(isa, a, s, 0, a.B, c0, c1);
+      }
+    });
+    return;
+  }
+#endif
+  fill_panels<T>(isa, parts, K, N, packed, 0, m.numel() / (K * P));
   for_batch_blocks(a.T_ * a.B * a.H * a.H, a.B, a.H,
                    [&](int64_t b0, int64_t b1) { cpu::backward_rows(isa, a, b0, b1); });
 }

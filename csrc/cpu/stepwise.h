@@ -1,10 +1,11 @@
 // The CPU recurrences one step at a time through ATen's GEMMs (math in ../rnn.h).
 //
 // The fused kernels (kernels.h) pack the weights into column panels once per call, which
-// costs about one pass over them, and run each thread on its own batch rows. For short
-// sequences (an RNNCell is T = 1) the packing is not paid back, and with fewer rows than
-// threads on weights larger than a core's L2 one thread would stream them at every step;
-// then stepping with the BLAS GEMMs (all threads, weights read in place) is faster.
+// costs about one pass over them, and run each thread on its own batch rows (or, with
+// fewer rows than threads, its own columns). For short sequences (an RNNCell is T = 1)
+// the packing is not paid back, and when a thread's share of the weights exceeds a core's
+// L2 it would stream them at every step; then stepping with the BLAS GEMMs (all
+// threads, weights read in place) is faster.
 #pragma once
 
 #include <ATen/core/Tensor.h>
