@@ -61,6 +61,9 @@ def _worker(rank: int, world: int, port: int, out_path: str) -> None:
         _train(model, x[part], target[part])
         if rank == 0:
             torch.save({k: v.detach().clone() for k, v in model.module.state_dict().items()}, out_path)
+        # Neither rank closes its connections while the other may still use them: without
+        # this, a gloo thread of the slower rank can die on the closed socket (std::terminate).
+        dist.barrier()
     finally:
         dist.destroy_process_group()
 
