@@ -13,6 +13,8 @@ at::ScalarType compute_type(at::ScalarType t) {
 }
 
 at::Tensor as_compute(const at::Tensor& t, at::ScalarType ct) {
+  // The common case (already right) skips two dispatcher round trips.
+  if (t.scalar_type() == ct && t.is_contiguous()) return t;
   return t.to(ct).contiguous();
 }
 
