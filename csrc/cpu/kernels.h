@@ -99,45 +99,32 @@ bool isa_supported(Isa isa);
 bool select_isa(Isa* isa, const char** requested);
 const char* isa_name(Isa isa);
 
-// Per-ISA entry points (kernels_<isa>.cpp); callers go through forward_rows/backward_rows.
-namespace portable {
-int64_t panel_cols(bool is_double);
-template <typename T>
-void pack(const T*, bool, int64_t, int64_t, int64_t, int64_t, T*, int64_t, int64_t);
-template <typename T> void forward_rows(const ForwardArgs<T>&, int64_t, int64_t);
-template <typename T> void backward_rows(const BackwardArgs<T>&, int64_t, int64_t);
-template <typename T>
-void forward_step(const ForwardArgs<T>&, int64_t, int64_t, int64_t, int64_t, int64_t);
-template <typename T>
-void backward_dz(const BackwardArgs<T>&, int64_t, int64_t, int64_t, int64_t, int64_t);
-template <typename T>
-void backward_carry(const BackwardArgs<T>&, int64_t, int64_t, int64_t, int64_t, int64_t);
-}  // namespace portable
-namespace avx2 {
-int64_t panel_cols(bool is_double);
-template <typename T>
-void pack(const T*, bool, int64_t, int64_t, int64_t, int64_t, T*, int64_t, int64_t);
-template <typename T> void forward_rows(const ForwardArgs<T>&, int64_t, int64_t);
-template <typename T> void backward_rows(const BackwardArgs<T>&, int64_t, int64_t);
-template <typename T>
-void forward_step(const ForwardArgs<T>&, int64_t, int64_t, int64_t, int64_t, int64_t);
-template <typename T>
-void backward_dz(const BackwardArgs<T>&, int64_t, int64_t, int64_t, int64_t, int64_t);
-template <typename T>
-void backward_carry(const BackwardArgs<T>&, int64_t, int64_t, int64_t, int64_t, int64_t);
-}  // namespace avx2
-namespace avx512 {
-int64_t panel_cols(bool is_double);
-template <typename T>
-void pack(const T*, bool, int64_t, int64_t, int64_t, int64_t, T*, int64_t, int64_t);
-template <typename T> void forward_rows(const ForwardArgs<T>&, int64_t, int64_t);
-template <typename T> void backward_rows(const BackwardArgs<T>&, int64_t, int64_t);
-template <typename T>
-void forward_step(const ForwardArgs<T>&, int64_t, int64_t, int64_t, int64_t, int64_t);
-template <typename T>
-void backward_dz(const BackwardArgs<T>&, int64_t, int64_t, int64_t, int64_t, int64_t);
-template <typename T>
-void backward_carry(const BackwardArgs<T>&, int64_t, int64_t, int64_t, int64_t, int64_t);
-}  // namespace avx512
+// Per-ISA entry points (kernels_<isa>.cpp), declared once for every ISA namespace; callers
+// go through the dispatching functions above. Ranges: rows [b0, b1), columns [c0, c1),
+// column panels [p0, p1), step s (the s-th visited step).
+#define FASTRNN_DECLARE_ISA_ENTRY_POINTS(isa_ns)                                              \
+  namespace isa_ns {                                                                          \
+  int64_t panel_cols(bool is_double);                                                         \
+  template <typename T>                                                                       \
+  void pack(const T* w, bool transpose, int64_t K, int64_t N, int64_t Ktotal, int64_t k0,     \
+            T* out, int64_t p0, int64_t p1);                                                  \
+  template <typename T>                                                                       \
+  void forward_rows(const ForwardArgs<T>& a, int64_t b0, int64_t b1);                         \
+  template <typename T>                                                                       \
+  void backward_rows(const BackwardArgs<T>& a, int64_t b0, int64_t b1);                       \
+  template <typename T>                                                                       \
+  void forward_step(const ForwardArgs<T>& a, int64_t s, int64_t b0, int64_t b1, int64_t c0,   \
+                    int64_t c1);                                                              \
+  template <typename T>                                                                       \
+  void backward_dz(const BackwardArgs<T>& a, int64_t s, int64_t b0, int64_t b1, int64_t c0,   \
+                   int64_t c1);                                                               \
+  template <typename T>                                                                       \
+  void backward_carry(const BackwardArgs<T>& a, int64_t s, int64_t b0, int64_t b1,            \
+                      int64_t c0, int64_t c1);                                                \
+  }
+FASTRNN_DECLARE_ISA_ENTRY_POINTS(portable)
+FASTRNN_DECLARE_ISA_ENTRY_POINTS(avx2)
+FASTRNN_DECLARE_ISA_ENTRY_POINTS(avx512)
+#undef FASTRNN_DECLARE_ISA_ENTRY_POINTS
 
 }  // namespace fastrnn::cpu
