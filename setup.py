@@ -4,7 +4,7 @@ Environment switches:
   FASTRNN_BUILD_CUDA=0|1   skip / require the CUDA kernels (default: build them when nvcc
                            and a CUDA build of torch are both present)
   FASTRNN_CUDA_ARCHS       semicolon list of compute capabilities (default "8.0;9.0")
-  FASTRNN_DEBUG=1          -O0 -g, assertions on
+  FASTRNN_DEBUG=1          -O0 -g, no -DNDEBUG (the c10/ATen headers' debug assertions on)
   MAX_JOBS                 parallel compile jobs (torch's BuildExtension reads it)
 """
 import glob

@@ -17,9 +17,10 @@ Activation parse_activation(std::string_view nonlinearity) {
 namespace {
 
 void check_float(const at::Tensor& t, const char* name) {
-  TORCH_CHECK_VALUE(at::isFloatingType(t.scalar_type()),
-                    "fastrnn: ", name, " must be a floating point tensor, got ",
-                    t.scalar_type());
+  const auto s = t.scalar_type();
+  TORCH_CHECK_VALUE(s == at::kFloat || s == at::kDouble || s == at::kHalf || s == at::kBFloat16,
+                    "fastrnn: ", name, " must be a floating point tensor (float32, float64, ",
+                    "float16 or bfloat16), got ", s);
 }
 
 void check_like(const at::Tensor& t, const at::Tensor& input, const char* name) {

@@ -12,6 +12,9 @@ import torch
 from torch import Tensor
 
 
+_SUPPORTED_DTYPES = (torch.float32, torch.float64, torch.float16, torch.bfloat16)
+
+
 def _shape_is(t: Tensor, expected: tuple) -> bool:
     return t.dim() == len(expected) and all(a == b for a, b in zip(t.shape, expected))
 
@@ -47,8 +50,9 @@ def check_forward_args(input, hx, weight_ih, weight_hh, bias_ih, bias_hh, length
         lambda: f"fastrnn: input must be 3-D [T, B, I], got {input.dim()}-D with shape {list(input.shape)}",
     )
     torch._check_value(
-        input.dtype.is_floating_point,
-        lambda: f"fastrnn: input must be a floating point tensor, got {input.dtype}",
+        input.dtype in _SUPPORTED_DTYPES,
+        lambda: f"fastrnn: input must be a floating point tensor (float32, float64, float16 or "
+        f"bfloat16), got {input.dtype}",
     )
     T, B, I = input.shape
     torch._check(T > 0, lambda: f"fastrnn: input must have sequence length T > 0, got {list(input.shape)}")

@@ -29,6 +29,8 @@ def rnn_forward(
     """One layer, one direction. ``h_n`` is ``y[-1]`` (``y[0]`` when ``reverse``)."""
     if nonlinearity not in ("tanh", "relu"):
         raise ValueError(f"fastrnn: nonlinearity must be 'tanh' or 'relu', got '{nonlinearity}'")
+    if (bias_ih is None) != (bias_hh is None):
+        raise RuntimeError("fastrnn: bias_ih and bias_hh must be given together")
     act = torch.tanh if nonlinearity == "tanh" else torch.relu
     ct = compute_dtype(input.dtype)
     x, h, w_ih, w_hh = (t.to(ct) for t in (input, hx, weight_ih, weight_hh))

@@ -5,7 +5,6 @@ process training on the whole batch.
 from __future__ import annotations
 
 import os
-import socket
 
 import torch
 import torch.distributed as dist
@@ -50,10 +49,11 @@ def _train(model, x, target):
         opt.step()
 
 
-def _worker(rank: int, world: int, port: int, out_path: str) -> None:
+def _worker(rank: int, world: int, store_path: str, out_path: str) -> None:
     torch.set_num_threads(1)
-    os.environ.setdefault("GLOO_SOCKET_IFNAME", "lo")
-    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world)
+    os.environ.setdefault("GLOO_SOCKET_IFNAME", "lo")  # gloo's traffic stays on loopback
+    # A file store for the rendezvous: no port to probe and then race other processes for.
+    dist.init_process_group("gloo", init_method=f"file://{store_path}", rank=rank, world_size=world)
     try:
         model = nn.parallel.DistributedDataParallel(_model())
         x, target = _data()
@@ -68,15 +68,9 @@ def _worker(rank: int, world: int, port: int, out_path: str) -> None:
         dist.destroy_process_group()
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_ddp_matches_single_process(tmp_path):
     out_path = str(tmp_path / "rank0.pt")
-    mp.spawn(_worker, args=(2, _free_port(), out_path), nprocs=2, join=True)
+    mp.spawn(_worker, args=(2, str(tmp_path / "store"), out_path), nprocs=2, join=True)
     distributed = torch.load(out_path, weights_only=True)
 
     x, target = _data()

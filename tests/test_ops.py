@@ -104,3 +104,13 @@ def test_torch_compile_fullgraph(backend):
     assert_close(loss_comp, loss_eager, name="loss")
     for a, b in zip(g_comp, g_eager):
         assert_close(a, b, name="grad")
+
+
+@pytest.mark.parametrize("dtype", [torch.float8_e4m3fn, torch.int32, torch.complex64],
+                         ids=["float8", "int32", "complex64"])
+def test_unsupported_dtypes_are_refused(dtype):
+    """Only float32/64 and float16/bfloat16 are computed: anything else is a clear ValueError."""
+    args = list(op_args())
+    args[0] = torch.zeros(4, 3, 5).to(dtype)
+    with pytest.raises(ValueError, match="input must be a floating point tensor"):
+        torch.ops.fastrnn.rnn_forward(*args)

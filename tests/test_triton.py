@@ -209,6 +209,28 @@ def test_bad_arguments_name_the_argument(change, message):
 
 
 @pytest.mark.parametrize("device", DEVICES)
+def test_frozen_weights_input_gradient_only(device):
+    """need_weights=False: the skipped gradients are separate empty tensors (outputs of a
+    custom op must not alias each other), and the input gradient matches nn.RNN's."""
+    ref, ours = twin_rnn(3, 5, backend="triton", device=device)
+    for p in (*ref.parameters(), *ours.parameters()):
+        p.requires_grad_(False)
+    x = torch.randn(4, 2, 3, device=device)
+    grads = []
+    for model in (ref, ours):
+        xi = x.clone().requires_grad_()
+        out, h = model(xi)
+        grads.append(torch.autograd.grad(random_loss([out, h]), xi)[0])
+    assert_close(grads[1], grads[0], name="grad input")
+    _, args = layer_args(3, 2, 4, 5, device=device)
+    args = [a.detach() if a is not None else None for a in args]
+    y = torch.ops.fastrnn_triton.rnn_forward(*args, False, "tanh")
+    for need_input in (False, True):
+        torch.library.opcheck(torch.ops.fastrnn_triton.rnn_backward.default,
+                              (torch.randn_like(y), *args[:4], y, args[6], False, "tanh", need_input, False))
+
+
+@pytest.mark.parametrize("device", DEVICES)
 def test_double_backward_matches_nn_rnn(device):
     """A gradient penalty (create_graph=True) through the Triton op, as nn.RNN computes it."""
     ref, ours = twin_rnn(3, 4, num_layers=2, backend="triton", device=device)

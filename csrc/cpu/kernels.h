@@ -66,7 +66,7 @@ void pack(Isa isa, const double* w, bool transpose, int64_t K, int64_t N, int64_
           int64_t k0, double* out, int64_t p_begin, int64_t p_end);
 
 // Runs the forward recurrence for rows [b_begin, b_end) with the given ISA.
-// The ISA must be supported by the running CPU (see best_isa / isa_supported).
+// The ISA must be supported by the running CPU (see select_isa / isa_supported).
 void forward_rows(Isa isa, const ForwardArgs<float>& a, int64_t b_begin, int64_t b_end);
 void forward_rows(Isa isa, const ForwardArgs<double>& a, int64_t b_begin, int64_t b_end);
 // Runs BPTT's recurrence for rows [b_begin, b_end): fills dz and carry.
@@ -93,7 +93,7 @@ void backward_carry(Isa isa, const BackwardArgs<double>& a, int64_t s, int64_t b
                     int64_t c0, int64_t c1);
 
 bool isa_supported(Isa isa);
-// The ISA to use: FASTRNN_CPU_ISA=portable|avx2|avx512 (read at every call) if set,
+// The ISA to use: FASTRNN_CPU_ISA=auto|portable|avx2|avx512 (read at every call) if set,
 // else the best one the CPU supports. Asking for an unsupported ISA is an error
 // (the caller reports it); returns false then and leaves *isa untouched.
 bool select_isa(Isa* isa, const char** requested);

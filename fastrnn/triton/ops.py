@@ -219,8 +219,10 @@ def _rnn_backward_op(
 
     # Everything else is batched GEMMs over all T*B rows (rnn.h), in float32.
     dz2 = dz.view(T * B, H)  # [T*B, H]
-    empty = input.new_empty(0)
-    grad_input = (dz2 @ weight_ih.float()).view(T, B, I).to(dtype) if need_input else empty  # [T, B, I]
+    def skipped():  # a fresh [0] tensor per skipped gradient: outputs must not alias
+        return input.new_empty(0)
+
+    grad_input = (dz2 @ weight_ih.float()).view(T, B, I).to(dtype) if need_input else skipped()  # [T, B, I]
     if need_weights:
         x2 = input.reshape(T * B, I).float()  # [T*B, I]
         h0 = hx.float().unsqueeze(0)  # [1, B, H]
@@ -231,7 +233,7 @@ def _rnn_backward_op(
         grad_w_hh = (dz2.t() @ h_prev.view(T * B, H)).to(dtype)  # [H, H]
         grad_bias = dz2.sum(0).to(dtype)  # [H]
     else:
-        grad_w_ih = grad_w_hh = grad_bias = empty
+        grad_w_ih, grad_w_hh, grad_bias = skipped(), skipped(), skipped()
     return grad_input, dh0.to(dtype), grad_w_ih, grad_w_hh, grad_bias
 
 
