@@ -68,76 +68,41 @@ int64_t packed_size(Isa isa, int64_t K, int64_t N, bool is_double) {
   return (N + P - 1) / P * P * K;
 }
 
-template <typename T>
-static void run_pack(Isa isa, const T* w, bool transpose, int64_t K, int64_t N, int64_t Ktotal,
-                     int64_t k0, T* out, int64_t p0, int64_t p1) {
-  switch (isa) {
+// One switch from the run-time ISA to its namespace's entry point (kernels.h).
 #if defined(__x86_64__) || defined(_M_X64)
-    case Isa::Avx512: avx512::pack(w, transpose, K, N, Ktotal, k0, out, p0, p1); return;
-    case Isa::Avx2: avx2::pack(w, transpose, K, N, Ktotal, k0, out, p0, p1); return;
-#endif
-    default: portable::pack(w, transpose, K, N, Ktotal, k0, out, p0, p1); return;
-  }
-}
-void pack(Isa isa, const float* w, bool transpose, int64_t K, int64_t N, int64_t Ktotal,
-          int64_t k0, float* out, int64_t p0, int64_t p1) {
-  run_pack(isa, w, transpose, K, N, Ktotal, k0, out, p0, p1);
-}
-void pack(Isa isa, const double* w, bool transpose, int64_t K, int64_t N, int64_t Ktotal,
-          int64_t k0, double* out, int64_t p0, int64_t p1) {
-  run_pack(isa, w, transpose, K, N, Ktotal, k0, out, p0, p1);
-}
-
-template <typename Args>
-static void run_forward(Isa isa, const Args& a, int64_t b0, int64_t b1) {
-  switch (isa) {
-#if defined(__x86_64__) || defined(_M_X64)
-    case Isa::Avx512: avx512::forward_rows(a, b0, b1); return;
-    case Isa::Avx2: avx2::forward_rows(a, b0, b1); return;
-#endif
-    default: portable::forward_rows(a, b0, b1); return;
-  }
-}
-
-template <typename Args>
-static void run_backward(Isa isa, const Args& a, int64_t b0, int64_t b1) {
-  switch (isa) {
-#if defined(__x86_64__) || defined(_M_X64)
-    case Isa::Avx512: avx512::backward_rows(a, b0, b1); return;
-    case Isa::Avx2: avx2::backward_rows(a, b0, b1); return;
-#endif
-    default: portable::backward_rows(a, b0, b1); return;
-  }
-}
-
-void forward_rows(Isa isa, const ForwardArgs<float>& a, int64_t b0, int64_t b1) {
-  run_forward(isa, a, b0, b1);
-}
-void forward_rows(Isa isa, const ForwardArgs<double>& a, int64_t b0, int64_t b1) {
-  run_forward(isa, a, b0, b1);
-}
-void backward_rows(Isa isa, const BackwardArgs<float>& a, int64_t b0, int64_t b1) {
-  run_backward(isa, a, b0, b1);
-}
-void backward_rows(Isa isa, const BackwardArgs<double>& a, int64_t b0, int64_t b1) {
-  run_backward(isa, a, b0, b1);
-}
-
-// One switch for the three step functions of a column split.
-#if defined(__x86_64__) || defined(_M_X64)
-#define FASTRNN_STEP_DISPATCH(fn, a, ...)                          \
+#define FASTRNN_ISA_DISPATCH(fn, ...)                              \
   switch (isa) {                                                   \
-    case Isa::Avx512: avx512::fn(a, __VA_ARGS__); return;          \
-    case Isa::Avx2: avx2::fn(a, __VA_ARGS__); return;              \
-    default: portable::fn(a, __VA_ARGS__); return;                 \
+    case Isa::Avx512: avx512::fn(__VA_ARGS__); return;             \
+    case Isa::Avx2: avx2::fn(__VA_ARGS__); return;                 \
+    default: portable::fn(__VA_ARGS__); return;                    \
   }
 #else
-#define FASTRNN_STEP_DISPATCH(fn, a, ...) portable::fn(a, __VA_ARGS__);
+#define FASTRNN_ISA_DISPATCH(fn, ...) portable::fn(__VA_ARGS__);
 #endif
+
+#define FASTRNN_PACK_ENTRY(T)                                                              \
+  void pack(Isa isa, const T* w, bool transpose, int64_t K, int64_t N, int64_t Ktotal,     \
+            int64_t k0, T* out, int64_t p0, int64_t p1) {                                  \
+    FASTRNN_ISA_DISPATCH(pack, w, transpose, K, N, Ktotal, k0, out, p0, p1)                \
+  }
+FASTRNN_PACK_ENTRY(float)
+FASTRNN_PACK_ENTRY(double)
+#undef FASTRNN_PACK_ENTRY
+
+#define FASTRNN_ROWS_ENTRY(fn, Args)                                     \
+  void fn(Isa isa, const Args& a, int64_t b0, int64_t b1) {              \
+    FASTRNN_ISA_DISPATCH(fn, a, b0, b1)                                  \
+  }
+FASTRNN_ROWS_ENTRY(forward_rows, ForwardArgs<float>)
+FASTRNN_ROWS_ENTRY(forward_rows, ForwardArgs<double>)
+FASTRNN_ROWS_ENTRY(backward_rows, BackwardArgs<float>)
+FASTRNN_ROWS_ENTRY(backward_rows, BackwardArgs<double>)
+#undef FASTRNN_ROWS_ENTRY
+
 #define FASTRNN_STEP_ENTRY(fn, Args)                                                   \
   void fn(Isa isa, const Args& a, int64_t s, int64_t b0, int64_t b1, int64_t c0,      \
           int64_t c1) {                                                                \
-    FASTRNN_STEP_DISPATCH(fn, a, s, b0, b1, c0, c1)                                    \
+    FASTRNN_ISA_DISPATCH(fn, a, s, b0, b1, c0, c1)                                     \
   }
 FASTRNN_STEP_ENTRY(forward_step, ForwardArgs<float>)
 FASTRNN_STEP_ENTRY(forward_step, ForwardArgs<double>)
@@ -146,6 +111,6 @@ FASTRNN_STEP_ENTRY(backward_dz, BackwardArgs<double>)
 FASTRNN_STEP_ENTRY(backward_carry, BackwardArgs<float>)
 FASTRNN_STEP_ENTRY(backward_carry, BackwardArgs<double>)
 #undef FASTRNN_STEP_ENTRY
-#undef FASTRNN_STEP_DISPATCH
+#undef FASTRNN_ISA_DISPATCH
 
 }  // namespace fastrnn::cpu
