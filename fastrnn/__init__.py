@@ -5,9 +5,9 @@
     model = fastrnn.convert(model)                # or: swap every nn.RNN / nn.RNNCell in a model
 """
 from . import _ops  # noqa: F401  (registers the fastrnn::* ops, fake kernels and autograd)
-from . import functional, reference
+from . import backends, functional, reference
 from .modules import RNN, RNNCell, convert
 
 __version__ = "0.1.0"
 
-__all__ = ["RNN", "RNNCell", "convert", "functional", "reference", "__version__"]
+__all__ = ["RNN", "RNNCell", "convert", "backends", "functional", "reference", "__version__"]
