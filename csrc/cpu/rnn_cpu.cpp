@@ -12,6 +12,7 @@
 // for all rows and the team meets at a spin barrier once per step (see run_columns).
 #include "../rnn.h"
 #include "kernels.h"
+#include "last_plan.h"
 #include "spin_barrier.h"
 #include "stepwise.h"
 #include "thread_pool.h"
@@ -117,10 +118,14 @@ void run_columns(int64_t H, int64_t P, const Body& body) {
 
 // Calls fn(b_begin, b_end) on disjoint batch ranges, one per thread, once per sequence.
 // work = multiply-adds of the whole recurrence.
+// The number of batch blocks (threads) for_batch_blocks splits a recurrence into.
+int64_t batch_chunks(int64_t work, int64_t B, int64_t H) {
+  if (work < kMinParallelWork || H < kMinParallelH) return 1;
+  return std::max<int64_t>(1, std::min<int64_t>(at::get_num_threads(), B));
+}
+
 template <typename Fn>
-void for_batch_blocks(int64_t work, int64_t B, int64_t H, const Fn& fn) {
-  int64_t chunks = std::min<int64_t>(at::get_num_threads(), B);
-  if (work < kMinParallelWork || H < kMinParallelH) chunks = 1;
+void for_batch_blocks(int64_t chunks, int64_t B, const Fn& fn) {
   if (chunks <= 1) {
     fn(0, B);
     return;
@@ -196,6 +201,25 @@ Path choose_path(int64_t T, int64_t B, int64_t K, int64_t H, int64_t elem_size, 
   return columns ? Path::Columns : Path::Rows;
 }
 
+// Notes the path a call takes for fastrnn.backends.last_cpu_plan() (last_plan.h).
+// threads: batch blocks for Rows, the team run_columns asks for, torch's team for Stepwise.
+void record_path(const char* op, Path path, cpu::Isa isa, int64_t chunks, int64_t H, int64_t P,
+                 bool pre) {
+  cpu::LastPlan plan;
+  plan.op = op;
+  plan.isa = cpu::isa_name(isa);
+  plan.project_first = pre && path != Path::Stepwise;
+  switch (path) {
+    case Path::Rows: plan.path = "rows"; plan.threads = chunks; break;
+    case Path::Columns:
+      plan.path = "columns";
+      plan.threads = std::min<int64_t>(at::get_num_threads(), (H + P - 1) / P);
+      break;
+    case Path::Stepwise: plan.path = "stepwise"; plan.threads = at::get_num_threads(); break;
+  }
+  cpu::record_plan(plan);
+}
+
 template <typename Scalar>
 void forward_recurrence(cpu::Isa isa, const at::Tensor& x, const at::Tensor& w_ih,
                         const at::Tensor& w_hh, const at::Tensor& bias, const at::Tensor& h0,
@@ -204,6 +228,8 @@ void forward_recurrence(cpu::Isa isa, const at::Tensor& x, const at::Tensor& w_i
   const bool pre = project_first(I, H, sizeof(Scalar));
   const int64_t P = cpu::panel_cols(isa, std::is_same_v<Scalar, double>);
   const Path path = choose_path(T, B, pre ? H : I + H, H, sizeof(Scalar), P);
+  const int64_t chunks = batch_chunks(T * B * H * ((pre ? 0 : I) + H), B, H);
+  record_path("forward", path, isa, chunks, H, P, pre);
   if (path == Path::Stepwise) {
     cpu::forward_stepwise(x, w_ih, w_hh, bias, h0, y, lengths, reverse, act);
     return;
@@ -253,8 +279,7 @@ void forward_recurrence(cpu::Isa isa, const at::Tensor& x, const at::Tensor& w_i
   }
 #endif
   fill_panels<Scalar>(isa, parts, K, N, packed, 0, m.numel() / (K * P));
-  for_batch_blocks(a.T_ * a.B * a.H * (a.I + a.H), a.B, a.H,
-                   [&](int64_t b0, int64_t b1) { cpu::forward_rows(isa, a, b0, b1); });
+  for_batch_blocks(chunks, a.B, [&](int64_t b0, int64_t b1) { cpu::forward_rows(isa, a, b0, b1); });
 }
 
 template <typename T>
@@ -264,6 +289,8 @@ void backward_recurrence(cpu::Isa isa, const at::Tensor& w_hh, const at::Tensor&
   const int64_t H = y.size(2);
   const int64_t P = cpu::panel_cols(isa, std::is_same_v<T, double>);
   const Path path = choose_path(y.size(0), y.size(1), H, H, sizeof(T), P);
+  const int64_t chunks = batch_chunks(y.size(0) * y.size(1) * H * H, y.size(1), H);
+  record_path("backward", path, isa, chunks, H, P, false);
   if (path == Path::Stepwise) {
     cpu::backward_stepwise(w_hh, dy, y, dz, carry, lengths, reverse, act);
     return;
@@ -308,8 +335,7 @@ void backward_recurrence(cpu::Isa isa, const at::Tensor& w_hh, const at::Tensor&
   }
 #endif
   fill_panels<T>(isa, parts, K, N, packed, 0, m.numel() / (K * P));
-  for_batch_blocks(a.T_ * a.B * a.H * a.H, a.B, a.H,
-                   [&](int64_t b0, int64_t b1) { cpu::backward_rows(isa, a, b0, b1); });
+  for_batch_blocks(chunks, a.B, [&](int64_t b0, int64_t b1) { cpu::backward_rows(isa, a, b0, b1); });
 }
 
 at::Tensor contiguous_lengths(const std::optional<at::Tensor>& lengths) {

@@ -1,0 +1,28 @@
+// fastrnn::_cpu_last_plan: the record of last_plan.h as an op, for tests and reports.
+#include "last_plan.h"
+
+#include <torch/library.h>
+
+#include <string>
+#include <tuple>
+
+namespace fastrnn::cpu {
+namespace {
+
+thread_local LastPlan last_plan;
+
+// (op, path, isa, threads, project_first); op is "" before the first call on this thread.
+std::tuple<std::string, std::string, std::string, int64_t, bool> cpu_last_plan() {
+  return {last_plan.op, last_plan.path, last_plan.isa, last_plan.threads,
+          last_plan.project_first};
+}
+
+}  // namespace
+
+void record_plan(const LastPlan& plan) { last_plan = plan; }
+
+TORCH_LIBRARY_FRAGMENT(fastrnn, m) {
+  m.def("_cpu_last_plan() -> (str, str, str, int, bool)", &cpu_last_plan);
+}
+
+}  // namespace fastrnn::cpu
