@@ -42,20 +42,27 @@ def triton_mode() -> str | None:
     return "compiled" if torch.cuda.is_available() else None
 
 
-TRITON_MODE = triton_mode()
 _NO_TRITON_INTERPRETER = (
     "Triton runs compiled in this process (a GPU is present); CPU tensors need the "
     "interpreter: test_triton.py::test_interpreter_suite_in_subprocess runs these with "
     "TRITON_INTERPRET=1 and no visible GPU")
-# Devices for Triton tests: CPU tensors only under the interpreter, CUDA tensors only compiled.
-# Both ids always exist so that a run says which half was skipped and why.
-TRITON_DEVICES = [
-    pytest.param("cpu", marks=pytest.mark.skipif(
-        TRITON_MODE != "interpreter",
-        reason=_NO_TRITON_INTERPRETER if TRITON_MODE == "compiled" else "triton is not installed")),
-    pytest.param("cuda", marks=pytest.mark.skipif(
-        TRITON_MODE != "compiled", reason="needs a CUDA device and compiled Triton (TRITON_INTERPRET unset)")),
-]
+
+
+def triton_devices(mode: str | None) -> list:
+    """Device parameters for Triton tests: CPU tensors only under the interpreter, CUDA
+    tensors only compiled. Both ids always exist, so a run says which half was skipped and why."""
+    return [
+        pytest.param("cpu", marks=pytest.mark.skipif(
+            mode != "interpreter",
+            reason=_NO_TRITON_INTERPRETER if mode == "compiled" else
+            "Triton cannot run here: not installed, or TRITON_INTERPRET=0 without a GPU")),
+        pytest.param("cuda", marks=pytest.mark.skipif(
+            mode != "compiled", reason="needs a CUDA device and compiled Triton (TRITON_INTERPRET unset)")),
+    ]
+
+
+TRITON_MODE = triton_mode()
+TRITON_DEVICES = triton_devices(TRITON_MODE)
 
 
 def assert_close(actual, expected, dtype=None, name=""):
