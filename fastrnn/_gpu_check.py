@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import glob
 import json
 import os
 import shlex
@@ -59,6 +60,7 @@ class Step:
     junit: str | None = None  # pytest's XML report, for the test counts
     must_run: str | None = None  # pytest: a test module of which some test must not be skipped
     error: str | None = None  # set when the step cannot start (a missing tool)
+    remove: list[str] = field(default_factory=list)  # files unlinked before the step starts
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -144,7 +146,10 @@ def plan_steps(repo: str, work: str, gpus: list[dict], skip: set[str]) -> list[S
         # visible GPUs' own, which the default may not run on (a cubin runs on its major only).
         archs = {"8.0", "9.0"} | {g["capability"] for g in gpus}
         build_env["FASTRNN_CUDA_ARCHS"] = ";".join(sorted(archs, key=lambda a: tuple(map(int, a.split(".")))))
-    steps.append(Step("build", [py, "setup.py", "build_ext", "--inplace"], 300, build_env))
+    # This process has fastrnn/_C*.so mapped (importing fastrnn loads it): unlink it first,
+    # so that the build writes a new file instead of truncating the mapped one under us.
+    built = sorted(glob.glob(os.path.join(repo, "fastrnn", "_C*.so")))
+    steps.append(Step("build", [py, "setup.py", "build_ext", "--inplace"], 300, build_env, remove=built))
     junit = os.path.join(work, "parity.xml")
     steps.append(Step("parity", [*pytest, f"--junitxml={junit}", *PARITY_TESTS, "-k", PARITY_FILTER],
                       180, junit=junit, must_run="test_cuda_parity"))
@@ -202,6 +207,10 @@ def run_step(step: Step, repo: str, log, limit_s: float) -> dict:
         record.update(status="not_run", note="the budget was spent before this step")
         log.write(f"----- {step.name}: not run: the budget was spent\n")
         return record
+    for path in step.remove:
+        if os.path.exists(path):
+            os.unlink(path)
+            log.write(f"      removed {path}\n")
     start = time.monotonic()
     # Its own session, so that a timeout kills the whole tree (pytest's children too).
     proc = subprocess.Popen(step.argv, cwd=repo, env={**os.environ, **step.env}, stdout=log,
@@ -267,6 +276,8 @@ def main(argv: list[str] | None = None) -> int:
         for s in steps:
             extra = "".join(f"{k}={shlex.quote(v)} " for k, v in s.env.items())
             print(f"  [{s.name}, up to {s.limit_s:.0f} s] {extra}{shlex.join(s.argv)}")
+            if s.remove:
+                print(f"    first removes {', '.join(s.remove)}")
             if s.error:
                 print(f"    cannot start: {s.error}")
         return EXIT_OK

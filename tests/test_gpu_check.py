@@ -116,8 +116,11 @@ def test_runner_records_each_outcome(pretend_gpu, monkeypatch, tmp_path, capsys)
     bench = {"meta": {"device": "pretend"}, "rows": [{"speedup": 1.5}]}
     write_bench = (f"import json, os; os.makedirs({str(out / 'work')!r}, exist_ok=True); "
                    f"json.dump({bench!r}, open({str(out / 'work' / 'bench_cuda.json')!r}, 'w'))")
+    stale = tmp_path / "_C.stale.so"  # the build step unlinks the loaded library first
+    stale.write_text("old")
     steps = [
-        gc.Step("prints", [sys.executable, "-c", "print('hello from a step')"], 60, env={"STEP_FLAG": "1"}),
+        gc.Step("prints", [sys.executable, "-c", "print('hello from a step')"], 60, env={"STEP_FLAG": "1"},
+                remove=[str(stale)]),
         gc.Step("fails", [sys.executable, "-c", "import sys; sys.exit(3)"], 60),
         gc.Step("hangs", [sys.executable, "-c", "import time; time.sleep(60)"], 1.0),
         gc.Step("no-tool", ["compute-sanitizer"], 60, error="compute-sanitizer not found"),
@@ -137,7 +140,7 @@ def test_runner_records_each_outcome(pretend_gpu, monkeypatch, tmp_path, capsys)
     assert by_name["no-tool"]["note"] == "compute-sanitizer not found"
     assert by_name["ran"]["tests"] == {"total": 1, "failures": 0, "errors": 0, "skipped": 0, "ran_in_module": 1}
     assert by_name["all_skipped"]["tests"]["skipped"] == 1 and "no test of" in by_name["all_skipped"]["note"]
-    assert by_name["prints"]["env"] == {"STEP_FLAG": "1"}
+    assert by_name["prints"]["env"] == {"STEP_FLAG": "1"} and not stale.exists()
     assert data["status"] == "failed" and "fails" in data["reason"] and "prints" not in data["reason"]
     assert data["benchmark"] == bench and data["environment"]["gpus"] == [PRETEND_GPU]
     log = (out / "gpu_check.log").read_text()
