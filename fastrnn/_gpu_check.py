@@ -152,7 +152,7 @@ def plan_steps(repo: str, work: str, gpus: list[dict], skip: set[str]) -> list[S
     steps.append(Step("build", [py, "setup.py", "build_ext", "--inplace"], 300, build_env, remove=built))
     junit = os.path.join(work, "parity.xml")
     steps.append(Step("parity", [*pytest, f"--junitxml={junit}", *PARITY_TESTS, "-k", PARITY_FILTER],
-                      180, junit=junit, must_run="test_cuda_parity"))
+                      240, junit=junit, must_run="test_cuda_parity"))
     sanitizer = find_compute_sanitizer()
     for tool in SANITIZER_TOOLS:
         junit = os.path.join(work, f"{tool}.xml")
@@ -166,10 +166,10 @@ def plan_steps(repo: str, work: str, gpus: list[dict], skip: set[str]) -> list[S
         error = None if sanitizer else (
             "compute-sanitizer not found (on PATH, in $CUDA_HOME/bin or /usr/local/cuda/bin): install the "
             f"CUDA toolkit, or pass --skip {','.join(SANITIZER_TOOLS)}")
-        steps.append(Step(tool, argv, 90, {"PYTORCH_NO_CUDA_MEMORY_CACHING": "1"}, junit=junit,
+        steps.append(Step(tool, argv, 75, {"PYTORCH_NO_CUDA_MEMORY_CACHING": "1"}, junit=junit,
                           must_run="test_cuda_parity", error=error))
     bench_json = os.path.join(work, "bench_cuda.json")
-    steps.append(Step("bench", [py, "benchmarks/bench_cuda.py", "--quick", "--json", bench_json], 120))
+    steps.append(Step("bench", [py, "benchmarks/bench_cuda.py", "--quick", "--json", bench_json], 90))
     return [s for s in steps if s.name not in skip]
 
 
