@@ -282,7 +282,10 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"    cannot start: {s.error}")
         return EXIT_OK
 
-    os.makedirs(work, exist_ok=True)
+    # A fresh work directory: a step that dies before writing its report must not be
+    # credited with the report of an earlier run.
+    shutil.rmtree(work, ignore_errors=True)
+    os.makedirs(work)
     result = {"tool": "python -m fastrnn gpu-check", "format": 1, "status": None, "reason": "",
               "started": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
               "seconds": 0.0, "budget_s": args.budget, "repo": repo, "commit": _git_commit(repo),

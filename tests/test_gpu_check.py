@@ -160,6 +160,8 @@ def test_budget_spent_leaves_later_steps_not_run(pretend_gpu, monkeypatch, tmp_p
 def test_all_passing_steps_exit_0(pretend_gpu, monkeypatch, tmp_path):
     steps = [gc.Step("a", [sys.executable, "-c", "pass"], 60), gc.Step("b", [sys.executable, "-c", "pass"], 60)]
     monkeypatch.setattr(gc, "plan_steps", lambda repo, work, gpus, skip: steps)
+    (tmp_path / "work").mkdir()
+    (tmp_path / "work" / "bench_cuda.json").write_text('{"rows": "from an earlier run"}')
     assert cli.main(["gpu-check", "--out", str(tmp_path), "--repo", ROOT]) == 0
     data = json.loads((tmp_path / "gpu_check.json").read_text())
     assert data["status"] == "passed" and data["reason"] == "" and data["benchmark"] is None
