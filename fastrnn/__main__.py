@@ -3,6 +3,7 @@
 Prints the environment and the backends that can run, checks each backend against
 torch.nn.RNN (outputs and gradients), and times them against nn.RNN on a grid of shapes.
 The work is done in ``fastrnn/_report.py``; this file only parses the command line.
+``python -m fastrnn gpu-check`` (fastrnn/_gpu_check.py) is the one subcommand.
 """
 from __future__ import annotations
 
@@ -63,7 +64,10 @@ def build_parser() -> argparse.ArgumentParser:
         prog="python -m fastrnn",
         description="Show what fastrnn gives on this machine: backends, parity with torch.nn.RNN, "
                     "and speed against nn.RNN (cuDNN on GPU).",
-        epilog="Exit status: 0 on success, 1 when a backend fails the parity check, 2 on bad options.",
+        epilog="Exit status: 0 on success, 1 when a backend fails the parity check, 2 on bad options. "
+               "On an NVIDIA GPU machine, from a source checkout: `python -m fastrnn gpu-check` builds "
+               "the CUDA kernels and runs the GPU tests, compute-sanitizer and the cuDNN benchmark "
+               "(see `python -m fastrnn gpu-check --help`).",
     )
     p.add_argument("--quick", action="store_true",
                    help="a small grid and short timings (under a minute on 2 CPU cores)")
@@ -129,6 +133,11 @@ def _resolve(args, parser):
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["gpu-check"]:  # the one subcommand; everything else is the report below
+        from ._gpu_check import main as gpu_check
+
+        return gpu_check(argv[1:])
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.threads:

@@ -2,6 +2,9 @@
 
 Without a GPU, Triton kernels run on CPU tensors in Triton's interpreter; the variable
 must be set before any kernel is decorated, i.e. before fastrnn.triton is imported.
+With a GPU it is left unset: Triton runs compiled on CUDA tensors, and the CPU-tensor
+(interpreter) variants are skipped in this process with a reason and run in a child
+process instead (tests/helpers.py TRITON_DEVICES, tests/test_triton.py).
 """
 import os
 

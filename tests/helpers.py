@@ -1,6 +1,9 @@
 """Test helpers: twin models with identical weights, per-dtype tolerances, gradient comparison."""
 from __future__ import annotations
 
+import importlib.util
+import os
+
 import pytest
 import torch
 from torch import nn
@@ -21,6 +24,45 @@ TOLERANCES = {
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 GPU_DEVICES = ["cuda"] if torch.cuda.is_available() else []
 requires_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+
+
+def triton_mode() -> str | None:
+    """How fastrnn's Triton kernels run in this test process: "interpreter" (CPU tensors;
+    TRITON_INTERPRET=1, which tests/conftest.py sets only where there is no GPU), "compiled"
+    (CUDA tensors), or None (no triton, or compiled Triton without a GPU).
+
+    Read once at import: Triton decides interpreted vs compiled when the kernels are
+    decorated, so flipping the variable later changes nothing in this process.
+    TODO(merge): ask fastrnn.backends' Triton-availability function (issue 13) instead.
+    """
+    if importlib.util.find_spec("triton") is None:
+        return None
+    if os.environ.get("TRITON_INTERPRET", "0") == "1":
+        return "interpreter"
+    return "compiled" if torch.cuda.is_available() else None
+
+
+_NO_TRITON_INTERPRETER = (
+    "Triton runs compiled in this process (a GPU is present); CPU tensors need the "
+    "interpreter: test_triton.py::test_interpreter_suite_in_subprocess runs these with "
+    "TRITON_INTERPRET=1 and no visible GPU")
+
+
+def triton_devices(mode: str | None) -> list:
+    """Device parameters for Triton tests: CPU tensors only under the interpreter, CUDA
+    tensors only compiled. Both ids always exist, so a run says which half was skipped and why."""
+    return [
+        pytest.param("cpu", marks=pytest.mark.skipif(
+            mode != "interpreter",
+            reason=_NO_TRITON_INTERPRETER if mode == "compiled" else
+            "Triton cannot run here: not installed, or TRITON_INTERPRET=0 without a GPU")),
+        pytest.param("cuda", marks=pytest.mark.skipif(
+            mode != "compiled", reason="needs a CUDA device and compiled Triton (TRITON_INTERPRET unset)")),
+    ]
+
+
+TRITON_MODE = triton_mode()
+TRITON_DEVICES = triton_devices(TRITON_MODE)
 
 
 def assert_close(actual, expected, dtype=None, name=""):

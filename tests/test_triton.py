@@ -1,10 +1,17 @@
 """The Triton backend (fastrnn/triton) against torch.nn.RNN and fastrnn.reference.
 
 Without a GPU the kernels run on CPU tensors in Triton's interpreter (tests/conftest.py
-sets TRITON_INTERPRET=1), with a GPU on CUDA tensors too. Shapes stay small: the
-interpreter executes every Triton op in numpy.
+sets TRITON_INTERPRET=1); with a GPU they run compiled on CUDA tensors, and the CPU-tensor
+variants, which need the interpreter, run in a subprocess with no visible GPU
+(test_interpreter_suite_in_subprocess). Shapes stay small: the interpreter executes every
+Triton op in numpy.
 """
 from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -12,12 +19,13 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 import fastrnn
 from fastrnn import reference
-from tests.helpers import DEVICES, assert_close, grads_of, random_loss, requires_cuda, twin_rnn
+from tests.helpers import TRITON_DEVICES, TRITON_MODE, assert_close, grads_of, random_loss, twin_rnn
 
 triton = pytest.importorskip("triton")
 from fastrnn.triton import ops  # noqa: E402  (after the importorskip)
 
 REDUCED = [torch.float16, torch.bfloat16]
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 @pytest.fixture(params=["persistent", "tiled"])
@@ -59,7 +67,7 @@ LAYER_CASES = {
 }
 
 
-@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("device", TRITON_DEVICES)
 @pytest.mark.parametrize("nonlinearity", ["tanh", "relu"])
 @pytest.mark.parametrize("reverse", [False, True], ids=["forward", "reverse"])
 @pytest.mark.parametrize("case", LAYER_CASES.values(), ids=LAYER_CASES.keys())
@@ -77,7 +85,7 @@ def test_layer_matches_reference(case, reverse, nonlinearity, device, path):
         assert_close(g, g_ref, name=f"grad {name}")
 
 
-@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("device", TRITON_DEVICES)
 @pytest.mark.parametrize(
     "config",
     [
@@ -105,7 +113,7 @@ def test_module_matches_nn_rnn(config, device, path):
         assert_close(g, g_ref, name=f"grad {name}")
 
 
-@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("device", TRITON_DEVICES)
 def test_packed_sequence_matches_nn_rnn(device, path):
     """Unsorted lengths through pack_padded_sequence: reverse + lengths is the backward
     direction of a packed sequence (rnn.h)."""
@@ -127,7 +135,7 @@ def test_packed_sequence_matches_nn_rnn(device, path):
         assert_close(g, g_ref, name=f"grad {name}")
 
 
-@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("device", TRITON_DEVICES)
 @pytest.mark.parametrize("dtype", REDUCED, ids=["float16", "bfloat16"])
 def test_reduced_precision_matches_reference(dtype, device, path):
     """float16 / bfloat16 are computed in float32 and rounded once (rnn.h), like the reference."""
@@ -144,7 +152,7 @@ def test_reduced_precision_matches_reference(dtype, device, path):
         assert_close(g, g_ref, name=f"grad {name}")
 
 
-@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("device", TRITON_DEVICES)
 @pytest.mark.parametrize("dtype", REDUCED, ids=["float16", "bfloat16"])
 def test_reduced_precision_module_matches_nn_rnn(dtype, device):
     ref, ours = twin_rnn(7, 17, backend="triton", device=device, dtype=dtype)
@@ -155,7 +163,7 @@ def test_reduced_precision_module_matches_nn_rnn(dtype, device):
     assert_close(h_n, h_n_ref, name="h_n")
 
 
-@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("device", TRITON_DEVICES)
 def test_hidden_past_on_chip_limit_uses_tiled_kernels(device):
     """H = 129 > MAX_ON_CHIP_H: the tiled kernels run (3 hidden blocks of 64) and still match."""
     H = ops.MAX_ON_CHIP_H[torch.float32] + 1
@@ -170,7 +178,7 @@ def test_hidden_past_on_chip_limit_uses_tiled_kernels(device):
         assert_close(g, g_ref, name=f"grad {name}")
 
 
-@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("device", TRITON_DEVICES)
 def test_backward_is_deterministic(device, path):
     leaves, args = layer_args(4, 35, 5, 17, lengths=list(range(35)), device=device)
     first = grads_of(random_loss([fastrnn.triton.rnn_forward(*args, False, "tanh")]), leaves)
@@ -179,12 +187,13 @@ def test_backward_is_deterministic(device, path):
         assert torch.equal(a, b)
 
 
-@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("device", TRITON_DEVICES)
 def test_float64_runs_the_reference(device):
     leaves, args = layer_args(3, 2, 4, 5, device=device, dtype=torch.float64)
     assert_close(fastrnn.triton.rnn_forward(*args, False, "relu"), reference.rnn_forward(*args, False, "relu"))
 
 
+@pytest.mark.parametrize("device", TRITON_DEVICES)
 @pytest.mark.parametrize(
     "change, message",
     [
@@ -196,11 +205,14 @@ def test_float64_runs_the_reference(device):
     ],
     ids=["nonlinearity", "hx-shape", "lengths-dtype", "one-bias", "weight-dtype"],
 )
-def test_bad_arguments_name_the_argument(change, message):
+def test_bad_arguments_name_the_argument(change, message, device):
     args = dict(input=torch.zeros(2, 2, 3), hx=torch.zeros(2, 5), weight_ih=torch.zeros(5, 3),
                 weight_hh=torch.zeros(5, 5), bias_ih=torch.zeros(5), bias_hh=torch.zeros(5),
                 lengths=None, reverse=False, nonlinearity="tanh")
     args.update(change)
+    # Every tensor on the device the kernels run on here, so the argument check, not the
+    # device check, is what must fire.
+    args = {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in args.items()}
     with pytest.raises((ValueError, RuntimeError), match=message):
         fastrnn.triton.rnn_forward(**args)
     # The op itself checks too: a direct call must never launch on a malformed tensor.
@@ -208,7 +220,7 @@ def test_bad_arguments_name_the_argument(change, message):
         torch.ops.fastrnn_triton.rnn_forward(*args.values())
 
 
-@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("device", TRITON_DEVICES)
 def test_frozen_weights_input_gradient_only(device):
     """need_weights=False: the skipped gradients are separate empty tensors (outputs of a
     custom op must not alias each other), and the input gradient matches nn.RNN's."""
@@ -230,7 +242,7 @@ def test_frozen_weights_input_gradient_only(device):
                               (torch.randn_like(y), *args[:4], y, args[6], False, "tanh", need_input, False))
 
 
-@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("device", TRITON_DEVICES)
 def test_double_backward_matches_nn_rnn(device):
     """A gradient penalty (create_graph=True) through the Triton op, as nn.RNN computes it."""
     ref, ours = twin_rnn(3, 4, num_layers=2, backend="triton", device=device)
@@ -244,7 +256,7 @@ def test_double_backward_matches_nn_rnn(device):
         assert_close(a, b, name="second derivative")
 
 
-@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("device", TRITON_DEVICES)
 def test_opcheck(device):
     """Schema, fake kernel and autograd registration agree with the real kernels."""
     _, args = layer_args(3, 2, 4, 5, lengths=[3, 1], device=device)
@@ -252,8 +264,10 @@ def test_opcheck(device):
                           test_utils=("test_schema", "test_autograd_registration", "test_faketensor"))
 
 
-COMPILE_CASES = [pytest.param("aot_eager", d, id=f"aot_eager-{d}") for d in DEVICES] + [
-    pytest.param("inductor", "cuda", id="inductor-cuda", marks=requires_cuda)]
+COMPILE_CASES = [pytest.param("aot_eager", d.values[0], id=f"aot_eager-{d.values[0]}", marks=d.marks)
+                 for d in TRITON_DEVICES] + [
+    pytest.param("inductor", "cuda", id="inductor-cuda", marks=pytest.mark.skipif(
+        TRITON_MODE != "compiled", reason="needs a CUDA device and compiled Triton"))]
 
 
 @pytest.mark.parametrize("compiler, device", COMPILE_CASES)
@@ -307,19 +321,30 @@ print(json.dumps(out))
 """
 
 
+def _missing_nvidia_tool() -> str | None:
+    """Why compiled Triton cannot build cubins here (None when it can): ptxas and cuobjdump
+    must exist. Checked before compiling, so that a real ptxas error (spills past a limit,
+    shared memory overflow) fails the test instead of reading as a missing tool."""
+    from triton import knobs
+
+    try:
+        knobs.nvidia.ptxas.path
+    except Exception as exc:  # triton raises RuntimeError when no ptxas runs
+        return f"no ptxas to compile for sm_90 ({type(exc).__name__}: {exc})"
+    cuobjdump = os.path.join(os.path.dirname(triton.__file__), "backends", "nvidia", "bin", "cuobjdump")
+    if not os.access(cuobjdump, os.X_OK):
+        return f"no cuobjdump at {cuobjdump} (fastrnn.triton.resources reads kernel resources with it)"
+    return None
+
+
 @pytest.fixture(scope="module")
 def compiled_triton():
-    import json
-    import os
-    import subprocess
-    import sys
-
+    missing = _missing_nvidia_tool()
+    if missing:
+        pytest.skip(missing)
     env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    run = subprocess.run([sys.executable, "-c", _COMPILED_TRITON_SCRIPT], cwd=root, env=env,
+    run = subprocess.run([sys.executable, "-c", _COMPILED_TRITON_SCRIPT], cwd=ROOT, env=env,
                          capture_output=True, text=True, timeout=300)
-    if run.returncode != 0 and "ptxas" in run.stderr:
-        pytest.skip(f"no ptxas to compile for sm_90: {run.stderr[-300:]}")
     assert run.returncode == 0, run.stderr[-3000:]
     return json.loads(run.stdout.strip().splitlines()[-1])
 
@@ -344,3 +369,20 @@ def test_compiled_ops_are_triton_ops_traced_into_kernels(compiled_triton):
 
 def test_cpu_tensors_without_interpreter_raise_a_clear_error(compiled_triton):
     assert "runs on CUDA tensors (or on CPU tensors when TRITON_INTERPRET=1" in compiled_triton["cpu_error"]
+
+
+@pytest.mark.skipif(TRITON_MODE != "compiled",
+                    reason="Triton is interpreted in this process: the CPU-tensor tests above ran here")
+def test_interpreter_suite_in_subprocess():
+    """With a GPU this process runs Triton compiled, so the CPU-tensor variants above are
+    skipped here; they run in a child with the interpreter on and no visible GPU (Triton
+    fixes interpreted vs compiled when the kernels are decorated, once per process)."""
+    env = dict(os.environ, TRITON_INTERPRET="1", CUDA_VISIBLE_DEVICES="")
+    run = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", os.path.abspath(__file__),
+         "-k", "cpu and not interpreter_suite"],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=1200)
+    tail = run.stdout[-3000:] + run.stderr[-2000:]
+    assert run.returncode == 0, tail
+    # A child that collected nothing, or skipped everything, would prove nothing.
+    assert " passed" in run.stdout and " failed" not in run.stdout, tail
