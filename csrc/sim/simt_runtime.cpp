@@ -204,7 +204,7 @@ std::string where(const Region* r, size_t offset) {
     return format("shared memory of block %d (%zu bytes) at byte offset %zu", r->block, r->bytes,
                   offset);
   }
-  return format("global buffer '%s' (%zu bytes) at byte offset %zu (element %zu of 4 bytes)",
+  return format("global buffer '%s' (%zu bytes) at byte offset %zu (4-byte word %zu)",
                 r->name, r->bytes, offset, offset / 4);
 }
 
@@ -359,9 +359,10 @@ void syncthreads(const char* file, int line) {
   release(L, first, L.dims.block_dim.x, Wait::kBlock);
 }
 
-void grid_sync() {
+void grid_sync(const char* file, int line) {
   Launch::State& L = launch();
   SimThread* t = t_thread;
+  if (line == L.drop_line && base_name(file) == L.drop_file) return;  // planted bug
   if (!barrier_allowed(L, "grid sync")) return;
   if (!L.cfg.cooperative) {
     L.error(format("%s: grid sync by %s in a launch that is not cooperative (undefined on a GPU)",

@@ -156,7 +156,8 @@ ptr<T> dynamic_smem() {
 }
 
 void syncthreads(const char* file, int line);
-void grid_sync();
+// The caller's file and line name the barrier (a planted-bug test may drop one).
+void grid_sync(const char* file = __builtin_FILE(), int line = __builtin_LINE());
 void shfl_xor(unsigned mask, const void* in, void* out, size_t bytes, int lane_mask);
 
 // ---------------------------------------------------------------------------- launching
@@ -188,7 +189,7 @@ class Launch {
 
 // Debug switches for the planted-bug tests (process-wide).
 struct DebugOptions {
-  std::string drop_barrier;  // "file_name:line": that __syncthreads does nothing
+  std::string drop_barrier;  // "file_name:line": that __syncthreads / grid sync does nothing
   size_t smem_shortfall = 0; // allocate this many bytes less dynamic shared memory
 };
 void set_debug_options(const DebugOptions& o);
