@@ -263,3 +263,17 @@ def test_the_grid_covers_every_path_and_instantiation():
                  for e in (p.values[6], p.values[7])}
         assert {("resident", 1), ("single", 1), ("single", 2), ("grid", 1), ("grid", 2),
                 ("gemm", 0)} <= paths, (dtype, paths)
+
+
+def test_ops_pass_opcheck_and_gradcheck():
+    # The sim ops carry the same fake kernels and autograd glue as the native ones.
+    tensors, lens = _inputs(torch.float64, 2, 2, 3, 3, True, seed=4)
+    x, h0, w_ih, w_hh, b_ih, b_hh = tensors
+    args = (x, h0, w_ih, w_hh, b_ih, b_hh, lens, False, "tanh")
+    torch.library.opcheck(torch.ops.fastrnn_cuda_sim.rnn_forward, args)
+    y = torch.ops.fastrnn_cuda_sim.rnn_forward(*args).detach()
+    torch.library.opcheck(torch.ops.fastrnn_cuda_sim.rnn_backward,
+                          (torch.randn_like(y), x.detach(), h0.detach(), w_ih.detach(),
+                           w_hh.detach(), y, lens, False, "tanh", [True, True]))
+    assert torch.autograd.gradcheck(
+        lambda *t: fastrnn.cuda_sim.rnn_forward(*t, lens, True, "tanh"), tuple(tensors))
