@@ -53,8 +53,11 @@ def extensions():
     debug = os.environ.get("FASTRNN_DEBUG", "0") == "1"
     opt = ["-O0", "-g"] if debug else ["-O3", "-DNDEBUG"]
     # csrc/*.cpp: schemas, shared host code, and cuda_plan_ops.cpp (the CUDA launch plan as a
-    # testable op, pure host C++): every build compiles them.
-    sources = sorted(glob.glob("csrc/*.cpp")) + sorted(glob.glob("csrc/cpu/*.cpp"))
+    # testable op, pure host C++); csrc/sim/*.cpp: the SIMT simulation of the CUDA kernels
+    # (backend "cuda_sim", plain C++ compiled from the same kernel bodies as nvcc's): every
+    # build compiles them.
+    sources = (sorted(glob.glob("csrc/*.cpp")) + sorted(glob.glob("csrc/cpu/*.cpp"))
+               + sorted(glob.glob("csrc/sim/*.cpp")))
     cxx = opt + ["-fvisibility=hidden"]  # torch sets the C++ standard (C++20)
     if torch.backends.openmp.is_available() and sys.platform.startswith("linux"):
         # at::parallel_for is an inline template: without -fopenmp it compiles to a serial

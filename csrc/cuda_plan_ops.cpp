@@ -1,15 +1,39 @@
 // fastrnn::_cuda_launch_plan: the CUDA path selection (csrc/cuda/launch_plan.h)
 // exposed as an op. Compiled in every build, with or without CUDA, so that CI machines
 // without a GPU unit-test the same function the CUDA host code calls at run time.
+// fastrnn::_last_cuda_plan: the record of the last CUDA or simulated CUDA launch on this
+// thread (csrc/cuda/last_plan.h), read by fastrnn.backends.last_cuda_plan().
 #include <ATen/core/ivalue.h>
 #include <torch/library.h>
 
 #include <string>
 #include <vector>
 
+#include "cuda/last_plan.h"
 #include "cuda/launch_plan.h"
 
 namespace fastrnn {
+
+namespace plan {
+namespace {
+thread_local bool has_record = false;
+thread_local LaunchRecord last_record;
+}  // namespace
+
+void record_launch(const LaunchRecord& r) {
+  last_record = r;
+  has_record = true;
+}
+
+std::vector<int64_t> last_launch_fields() {
+  if (!has_record) return {};
+  const LaunchRecord& r = last_record;
+  return {r.target, r.backward, int(r.path), r.blocks, r.threads_per_block, r.tiles_per_step,
+          r.kpt, r.ks, r.rows_per_tile, r.smem_bytes, r.launches, r.steps, r.batch, r.hidden,
+          r.elem_size};
+}
+}  // namespace plan
+
 namespace {
 
 // Returns [path, grid, threads, kpt, ks, rows_per_tile, smem_bytes, blocks_per_sm, resident];
@@ -68,6 +92,9 @@ TORCH_LIBRARY_FRAGMENT(fastrnn, m) {
       "bool cooperative_launch=True, bool backward=False) -> int[]",
       &cuda_launch_plan);
   m.def("_cuda_kernel_kpts(int elem_size) -> int[]", &cuda_kernel_kpts);
+  // [target, backward, path, blocks, threads_per_block, tiles_per_step, kpt, ks,
+  //  rows_per_tile, smem_bytes, launches, steps, batch, hidden, elem_size] or [].
+  m.def("_last_cuda_plan() -> int[]", &plan::last_launch_fields);
 }
 
 }  // namespace fastrnn

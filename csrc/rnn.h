@@ -50,6 +50,17 @@
 
 namespace fastrnn {
 
+// The op schemas, written once: registered as fastrnn::* (rnn_ops.cpp) and, for the SIMT
+// simulation of the CUDA kernels, as fastrnn_cuda_sim::* (sim/rnn_sim.cpp).
+inline constexpr const char* kRnnForwardSchema =
+    "rnn_forward(Tensor input, Tensor hx, Tensor weight_ih, Tensor weight_hh, "
+    "Tensor? bias_ih, Tensor? bias_hh, Tensor? lengths, bool reverse, "
+    "str nonlinearity) -> Tensor";
+inline constexpr const char* kRnnBackwardSchema =
+    "rnn_backward(Tensor grad_output, Tensor input, Tensor hx, Tensor weight_ih, "
+    "Tensor weight_hh, Tensor output, Tensor? lengths, bool reverse, "
+    "str nonlinearity, bool[2] output_mask) -> (Tensor, Tensor, Tensor, Tensor, Tensor)";
+
 enum class Activation { Tanh, Relu };
 
 // Parses the schema's `nonlinearity` string; errors name the argument.

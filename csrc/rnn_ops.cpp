@@ -93,18 +93,12 @@ void check_backward_args(const at::Tensor& grad_output, const at::Tensor& input,
 
 TORCH_LIBRARY(fastrnn, m) {
   // One layer, one direction. Returns y [T, B, H]; h_n is y[T-1] (or y[0] if reverse).
-  m.def(
-      "rnn_forward(Tensor input, Tensor hx, Tensor weight_ih, Tensor weight_hh, "
-      "Tensor? bias_ih, Tensor? bias_hh, Tensor? lengths, bool reverse, "
-      "str nonlinearity) -> Tensor");
+  m.def(fastrnn::kRnnForwardSchema);
   // BPTT for rnn_forward. output_mask = (grad_input, grad_weights): a False entry
   // skips that GEMM and returns an empty tensor in its place(s).
   // Returns (grad_input [T,B,I], grad_hx [B,H], grad_weight_ih [H,I],
   //          grad_weight_hh [H,H], grad_bias [H]); grad_bias serves both biases.
-  m.def(
-      "rnn_backward(Tensor grad_output, Tensor input, Tensor hx, Tensor weight_ih, "
-      "Tensor weight_hh, Tensor output, Tensor? lengths, bool reverse, "
-      "str nonlinearity, bool[2] output_mask) -> (Tensor, Tensor, Tensor, Tensor, Tensor)");
+  m.def(fastrnn::kRnnBackwardSchema);
 }
 
 // `import fastrnn._C` loads this library, which runs the registrations above.

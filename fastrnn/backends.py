@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import torch
 
-from . import _ops  # noqa: F401  (loads the library that defines fastrnn::_cpu_last_plan)
+from . import _ops  # noqa: F401  (loads the library: fastrnn::_cpu_last_plan, _last_cuda_plan)
 
 
 # ---- CPU kernels: the path the last call took ----------------------------------------------
@@ -25,3 +25,35 @@ def last_cpu_plan() -> dict | None:
     if not op:
         return None
     return {"op": op, "path": path, "isa": isa, "threads": threads, "project_first": project_first}
+
+
+# ---- CUDA kernels (on a GPU or in the cuda_sim simulation): the last launch -------------
+
+_CUDA_PATHS = ("resident", "single", "grid", "gemm")
+# The order of fastrnn::_last_cuda_plan's fields (csrc/cuda/last_plan.h, LaunchRecord).
+_CUDA_PLAN_FIELDS = ("target", "direction", "path", "blocks", "threads_per_block",
+                     "tiles_per_step", "kpt", "ks", "rows_per_tile", "smem_bytes", "launches",
+                     "steps", "batch", "hidden", "compute_dtype")
+
+
+def last_cuda_plan() -> dict | None:
+    """How the last CUDA (or ``cuda_sim``) recurrence on this thread was launched, or None.
+
+    Keys: ``target`` ("cuda" or "cuda_sim"), ``direction`` ("fwd" or "bwd"), ``path``
+    ("resident": one block keeping the state in shared memory; "single": one block staging
+    the state per tile; "grid": a cooperative grid; "gemm": per-step GEMM + pointwise
+    kernel), ``blocks`` and ``threads_per_block`` of a launch, ``tiles_per_step`` (batch
+    tiles a block stages per step), ``kpt`` / ``ks`` / ``rows_per_tile`` / ``smem_bytes``
+    (the persistent kernel's template and shape; 0 on "gemm"), ``launches`` (kernel launches
+    of the recurrence), ``steps`` / ``batch`` / ``hidden`` of the call and its
+    ``compute_dtype``. A forward and its backward are two records: the later one wins.
+    """
+    fields = torch.ops.fastrnn._last_cuda_plan()
+    if not fields:
+        return None
+    plan = dict(zip(_CUDA_PLAN_FIELDS, fields))
+    plan["target"] = ("cuda", "cuda_sim")[plan["target"]]
+    plan["direction"] = ("fwd", "bwd")[plan["direction"]]
+    plan["path"] = _CUDA_PATHS[plan["path"]]
+    plan["compute_dtype"] = torch.float64 if plan["compute_dtype"] == 8 else torch.float32
+    return plan

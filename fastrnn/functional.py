@@ -13,9 +13,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from . import _ops, reference
+from . import _ops, cuda_sim, reference
 
-BACKENDS = ("auto", "native", "triton", "reference")
+BACKENDS = ("auto", "native", "triton", "reference", "cuda_sim")
 
 
 # Constants, so that torch.compile sees plain values instead of tracing the queries.
@@ -39,6 +39,8 @@ def resolve_backend(backend: str, device: torch.device) -> str:
         )
     if backend == "triton" and not _TRITON_INSTALLED:
         raise RuntimeError("fastrnn: backend='triton' needs the triton package (pip install triton)")
+    if backend == "cuda_sim":
+        cuda_sim.check_device(device)
     return backend
 
 
@@ -50,6 +52,8 @@ def forward_fn(backend: str) -> Callable[..., Tensor]:
         from .triton import rnn_forward
 
         return rnn_forward
+    if backend == "cuda_sim":
+        return cuda_sim.rnn_forward
     return reference.rnn_forward
 
 

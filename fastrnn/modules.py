@@ -89,7 +89,9 @@ class RNN(nn.Module):
 
     * ``"auto"`` (default): the fused native kernel for the device (C++ on CPU, CUDA on
       GPU when built with CUDA), else Triton on GPU, else the reference loop;
-    * ``"native"``, ``"triton"``, ``"reference"``: that backend, or an error if it cannot run.
+    * ``"native"``, ``"triton"``, ``"reference"``: that backend, or an error if it cannot run;
+    * ``"cuda_sim"``: the CUDA kernels executed by a SIMT simulation on CPU tensors (slow; for
+      debugging and verification, see ``fastrnn.cuda_sim``).
     """
 
     def __init__(

@@ -6,33 +6,10 @@
 
 #include <cstdint>
 
+#include "kernel_args.h"
 #include "launch_plan.h"
 
 namespace fastrnn::cuda_kernels {
-
-// Forward recurrence over a buffer that already holds the input projection.
-template <typename T>
-struct FwdArgs {
-  T* y;                     // [T, B, H] in: x W_ih^T + b_ih + b_hh; out: y
-  const T* h0;              // [B, H]
-  const T* w_hh;            // [H, H]
-  const int64_t* lengths;   // [B] or nullptr
-  int64_t steps, batch, hidden;
-  bool reverse, relu;
-};
-
-// Reverse-time recurrence of BPTT (csrc/rnn.h): writes dz and the final carry.
-template <typename T>
-struct BwdArgs {
-  T* dz;                    // [T, B, H] out
-  T* carry;                 // [2, B, H]; carry[0] is zero on entry, the final one is carry[T % 2]
-  const T* dy;              // [T, B, H]
-  const T* y;               // [T, B, H]
-  const T* w_hh;            // [H, H]
-  const int64_t* lengths;   // [B] or nullptr
-  int64_t steps, batch, hidden;
-  bool reverse, relu;
-};
 
 // Registers per thread of each instantiated persistent kernel, in launch_plan's kpt
 // order (plan::kpt_at(elem_size, i)), as the CUDA runtime reports them for the

@@ -1,4 +1,5 @@
-// Device building blocks shared by the persistent forward and backward kernels.
+// Device building blocks shared by the persistent forward and backward kernels, compiled
+// by nvcc and by the SIMT simulation (simt.h says how).
 //
 // Layout (launch_plan.h): thread tid = col * ks + lane, col < kThreads / ks. A block
 // owns output columns [blockIdx.x * cols, +cols). Lane `lane` of a column holds the
@@ -7,13 +8,12 @@
 // `cols` columns of a warp read at the same address (a broadcast, no bank conflict).
 #pragma once
 
-#include <cuda_runtime.h>
-
 #include <cstdint>
 
 #include "launch_plan.h"
+#include "simt.h"
 
-namespace fastrnn::cuda_kernels {
+namespace fastrnn::FASTRNN_KERNEL_NS {
 
 template <typename T> struct VecOf;
 template <> struct VecOf<float> { using type = float4; static constexpr int n = 4; };
@@ -57,7 +57,7 @@ template <typename T> struct VecFma<T, 2> {
 // (forward: M = W_hh; backward: M = W_hh^T). Entries outside [0, H)^2 are zero, so the
 // padded dot product needs no bounds checks.
 template <typename T, int KPT>
-__device__ __forceinline__ void load_weights(T (&w)[KPT], const T* __restrict__ m, int64_t H,
+__device__ __forceinline__ void load_weights(T (&w)[KPT], simt::ptr<const T> __restrict__ m, int64_t H,
                                              int64_t out, int lane, int ks, int64_t s_out,
                                              int64_t s_in) {
   constexpr int VEC = VecOf<T>::n;
@@ -83,8 +83,8 @@ constexpr int pass_rows() {
 // lanes of the column with a fixed butterfly (deterministic; every lane ends with the
 // full sum).
 template <typename T, int KPT, int R>
-__device__ __forceinline__ void dot_rows(T (&acc)[R], const T (&w)[KPT], const T* s, int row0,
-                                         int hp, int lane, int ks) {
+__device__ __forceinline__ void dot_rows(T (&acc)[R], const T (&w)[KPT], simt::ptr<const T> s,
+                                         int row0, int hp, int lane, int ks) {
   using V = typename VecOf<T>::type;
   constexpr int VEC = VecOf<T>::n;
 #pragma unroll
@@ -94,7 +94,7 @@ __device__ __forceinline__ void dot_rows(T (&acc)[R], const T (&w)[KPT], const T
     const int c = lane + i * ks;
 #pragma unroll
     for (int r = 0; r < R; ++r) {
-      const V h = reinterpret_cast<const V*>(s + (row0 + r) * hp)[c];
+      const V h = simt::load_vec<V>(s + (row0 + r) * hp, c);
       acc[r] = VecFma<T, VEC>::apply(&w[i * VEC], h, acc[r]);
     }
   }
@@ -104,8 +104,8 @@ __device__ __forceinline__ void dot_rows(T (&acc)[R], const T (&w)[KPT], const T
   }
 }
 
-__device__ __forceinline__ bool row_active(const int64_t* lengths, int64_t b, int64_t t) {
+__device__ __forceinline__ bool row_active(simt::ptr<const int64_t> lengths, int64_t b, int64_t t) {
   return lengths == nullptr || t < lengths[b];
 }
 
-}  // namespace fastrnn::cuda_kernels
+}  // namespace fastrnn::FASTRNN_KERNEL_NS

@@ -1,111 +1,11 @@
-// Persistent forward recurrence: the time loop runs inside one kernel launch.
-// Each lane keeps its slice of W_hh in registers for all T steps; the previous state
-// h_{t-1} of a tile of batch rows is staged in shared memory; bias (already folded into
-// the input projection), activation and the lengths mask are applied in the epilogue.
-// One inter-block barrier per step (grid.sync()) when the columns span several blocks;
-// a single block uses __syncthreads: once per step when the whole batch's state stays
-// in shared memory ("resident"), otherwise twice per tile of batch rows.
-#include <c10/cuda/CUDAException.h>
-#include <cooperative_groups.h>
-
+// Host-side launchers of the persistent forward kernel (its body: rnn_fwd_body.cuh, the
+// one copy that the SIMT simulation compiles too).
+#include "kernel_table.cuh"
 #include "kernels.h"
-#include "kpt_dispatch.cuh"
-#include "recurrence.cuh"
+#include "rnn_fwd_body.cuh"
 
 namespace fastrnn::cuda_kernels {
 namespace {
-
-template <typename T, int KPT>
-__global__ void __launch_bounds__(plan::kThreads, plan::kMinBlocksPerSm)
-    fwd_persistent_kernel(FwdArgs<T> a, int ks, int rows_per_tile, bool resident) {
-  extern __shared__ __align__(16) unsigned char smem_raw[];
-  T* s = reinterpret_cast<T*>(smem_raw);  // [rows_per_tile, hp] state tile
-  constexpr int R = pass_rows<T, KPT>();
-  const int tid = threadIdx.x;
-  const int lane = tid & (ks - 1);
-  const int cols = plan::kThreads / ks;
-  const int64_t H = a.hidden, B = a.batch, BH = B * H;
-  const int64_t out = int64_t(blockIdx.x) * cols + tid / ks;
-  const int hp = ks * KPT;
-  T w[KPT];
-  load_weights<T, KPT>(w, a.w_hh, H, out, lane, ks, H, 1);
-  const bool many_blocks = gridDim.x > 1;
-
-  if (resident) {
-    // One block, all B rows in one tile: h_t goes from the epilogue straight into the
-    // other tile, never back through global memory. The padding (rows >= B, columns
-    // >= H) is zeroed once and never written. One barrier per step: step n reads tile
-    // n % 2 and writes the other, and the barrier separates the two uses of each.
-    T* s_cur = s;
-    T* s_next = s + rows_per_tile * hp;
-    for (int e = tid; e < rows_per_tile * hp; e += plan::kThreads) {
-      const int r = e / hp, k = e - r * hp;
-      s_cur[e] = (r < B && k < H) ? a.h0[r * H + k] : T(0);
-      s_next[e] = T(0);
-    }
-    __syncthreads();
-    for (int64_t n = 0; n < a.steps; ++n) {
-      const int64_t t = a.reverse ? a.steps - 1 - n : n;
-      T* y_t = a.y + t * BH;
-      for (int r0 = 0; r0 < rows_per_tile && r0 < B; r0 += R) {
-        T acc[R];
-        dot_rows<T, KPT, R>(acc, w, s_cur, r0, hp, lane, ks);
-        if (lane == 0 && out < H) {
-#pragma unroll
-          for (int r = 0; r < R; ++r) {
-            const int64_t b = r0 + r;
-            if (b < B) {
-              const int64_t idx = b * H + out;
-              const T z = y_t[idx] + acc[r];
-              const T h = row_active(a.lengths, b, t) ? act_fn(z, a.relu)
-                                                      : s_cur[(r0 + r) * hp + out];
-              y_t[idx] = h;
-              s_next[(r0 + r) * hp + out] = h;
-            }
-          }
-        }
-      }
-      __syncthreads();
-      T* tmp = s_cur;
-      s_cur = s_next;
-      s_next = tmp;
-    }
-    return;
-  }
-
-  for (int64_t n = 0; n < a.steps; ++n) {
-    const int64_t t = a.reverse ? a.steps - 1 - n : n;
-    // Written by other blocks in the previous step: plain (coherent) loads only.
-    const T* h_prev = n == 0 ? a.h0 : a.y + (a.reverse ? t + 1 : t - 1) * BH;
-    T* y_t = a.y + t * BH;
-    for (int64_t b0 = 0; b0 < B; b0 += rows_per_tile) {
-      for (int e = tid; e < rows_per_tile * hp; e += plan::kThreads) {
-        const int r = e / hp, k = e - r * hp;
-        const int64_t b = b0 + r;
-        s[e] = (b < B && k < H) ? h_prev[b * H + k] : T(0);
-      }
-      __syncthreads();
-      for (int r0 = 0; r0 < rows_per_tile && b0 + r0 < B; r0 += R) {
-        T acc[R];
-        dot_rows<T, KPT, R>(acc, w, s, r0, hp, lane, ks);
-        if (lane == 0 && out < H) {
-#pragma unroll
-          for (int r = 0; r < R; ++r) {
-            const int64_t b = b0 + r0 + r;
-            if (b < B) {
-              const int64_t idx = b * H + out;
-              const T z = y_t[idx] + acc[r];
-              y_t[idx] = row_active(a.lengths, b, t) ? act_fn(z, a.relu)
-                                                     : s[(r0 + r) * hp + out];
-            }
-          }
-        }
-      }
-      __syncthreads();  // the tile is overwritten next
-    }
-    if (many_blocks) cooperative_groups::this_grid().sync();
-  }
-}
 
 struct FwdKernels {
   template <typename T, int KPT>

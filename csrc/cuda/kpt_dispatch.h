@@ -1,0 +1,44 @@
+// Maps a plan's runtime kpt to the kernel template instantiated for it. Exactly the
+// values of launch_plan.h's kKptFloat / kKptDouble are instantiated, nothing more.
+// Plain C++: the CUDA launchers (kernel_table.cuh) and the SIMT simulation
+// (../sim/sim_kernels.cpp) dispatch through the same table.
+#pragma once
+
+#include <c10/util/Exception.h>
+
+#include <type_traits>
+
+#include "launch_plan.h"
+
+namespace fastrnn::cuda_kernels {
+
+template <typename T, typename F>
+void dispatch_kpt(int kpt, F&& f) {
+  switch (kpt) {
+    case 4: f(std::integral_constant<int, 4>{}); return;
+    case 8: f(std::integral_constant<int, 8>{}); return;
+    case 16: f(std::integral_constant<int, 16>{}); return;
+    case 32: f(std::integral_constant<int, 32>{}); return;
+    case 64:
+      if constexpr (std::is_same_v<T, float>) {
+        f(std::integral_constant<int, 64>{});
+        return;
+      }
+      break;
+    default: break;
+  }
+  TORCH_CHECK(false, "fastrnn: no CUDA kernel instantiated for kpt=", kpt, " and element size ",
+              sizeof(T));
+}
+
+// Calls f(i, kernel-kpt constant) for every kpt of the element type, in launch_plan order.
+template <typename T, typename F>
+void for_each_kpt(F&& f) {
+  f(0, std::integral_constant<int, 4>{});
+  f(1, std::integral_constant<int, 8>{});
+  f(2, std::integral_constant<int, 16>{});
+  f(3, std::integral_constant<int, 32>{});
+  if constexpr (std::is_same_v<T, float>) f(4, std::integral_constant<int, 64>{});
+}
+
+}  // namespace fastrnn::cuda_kernels

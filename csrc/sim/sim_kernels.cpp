@@ -1,0 +1,125 @@
+// The simulation's translation unit of the CUDA kernels: it includes the very kernel
+// bodies that nvcc compiles (../cuda/*_body.cuh; tests/test_cuda_sim.py checks that no
+// other copy exists) with FASTRNN_SIMT_HOST, so ../cuda/simt.h maps the CUDA names onto
+// the SIMT runtime (simt_runtime.h). The launchers mirror the GPU's: one block plain, a
+// grid cooperatively; the pointwise kernels as a grid-stride loop of 256-thread blocks.
+#define FASTRNN_SIMT_HOST 1
+
+#include "sim_kernels.h"
+
+#include <string>
+
+#include "../cuda/kpt_dispatch.h"
+#include "../cuda/rnn_bwd_body.cuh"
+#include "../cuda/rnn_fwd_body.cuh"
+#include "../cuda/rnn_pointwise_body.cuh"
+#include "simt_runtime.h"
+
+namespace fastrnn::sim_kernels {
+namespace {
+
+template <typename T>
+const char* type_name() {
+  return sizeof(T) == 8 ? "double" : "float";
+}
+
+template <typename T>
+simt::LaunchConfig persistent_config(const char* kernel, const plan::Plan& p) {
+  simt::LaunchConfig c;
+  c.kernel = std::string(kernel) + "<" + type_name<T>() + ", " + std::to_string(p.kpt) + ">";
+  c.grid = unsigned(p.grid);
+  c.block = unsigned(p.threads);
+  c.smem_bytes = size_t(p.smem_bytes);
+  c.cooperative = p.grid > 1;  // kernel_table.cuh: launch_persistent
+  return c;
+}
+
+template <typename T>
+simt::LaunchConfig pointwise_config(const char* kernel, int64_t n) {
+  simt::LaunchConfig c;
+  c.kernel = std::string(kernel) + "<" + type_name<T>() + ">";
+  c.grid = unsigned(cuda_kernels::pointwise_blocks(n));
+  c.block = unsigned(cuda_kernels::kPointwiseThreads);
+  c.barrier_free = true;
+  return c;
+}
+
+template <typename T>
+size_t bytes(int64_t n) {
+  return size_t(n) * sizeof(T);
+}
+
+}  // namespace
+
+template <typename T>
+void launch_fwd_persistent(const cuda_kernels::FwdArgs<T>& a, const plan::Plan& p) {
+  const int64_t BH = a.batch * a.hidden;
+  cuda_kernels::dispatch_kpt<T>(p.kpt, [&](auto k) {
+    simt::Launch launch(persistent_config<T>("fwd_persistent_kernel", p));
+    launch.add_buffer("y", a.y, bytes<T>(a.steps * BH), /*writable=*/true);
+    launch.add_buffer("h0", a.h0, bytes<T>(BH), false);
+    launch.add_buffer("w_hh", a.w_hh, bytes<T>(a.hidden * a.hidden), false);
+    launch.add_buffer("lengths", a.lengths, bytes<int64_t>(a.batch), false);
+    launch.run([&] {
+      fwd_persistent_kernel<T, decltype(k)::value>(a, p.ks, p.rows_per_tile, p.resident != 0);
+    });
+  });
+}
+
+template <typename T>
+void launch_bwd_persistent(const cuda_kernels::BwdArgs<T>& a, const plan::Plan& p) {
+  const int64_t BH = a.batch * a.hidden;
+  cuda_kernels::dispatch_kpt<T>(p.kpt, [&](auto k) {
+    simt::Launch launch(persistent_config<T>("bwd_persistent_kernel", p));
+    launch.add_buffer("dz", a.dz, bytes<T>(a.steps * BH), true);
+    launch.add_buffer("carry", a.carry, bytes<T>(2 * BH), true);
+    launch.add_buffer("dy", a.dy, bytes<T>(a.steps * BH), false);
+    launch.add_buffer("y", a.y, bytes<T>(a.steps * BH), false);
+    launch.add_buffer("w_hh", a.w_hh, bytes<T>(a.hidden * a.hidden), false);
+    launch.add_buffer("lengths", a.lengths, bytes<int64_t>(a.batch), false);
+    launch.run([&] { bwd_persistent_kernel<T, decltype(k)::value>(a, p.ks, p.rows_per_tile); });
+  });
+}
+
+template <typename T>
+void launch_fwd_pointwise(T* y_t, const T* h_prev, const int64_t* lengths, int64_t t, int64_t B,
+                          int64_t H, bool relu) {
+  simt::Launch launch(pointwise_config<T>("fwd_pointwise_kernel", B * H));
+  launch.add_buffer("y_t", y_t, bytes<T>(B * H), true);
+  launch.add_buffer("h_prev", h_prev, bytes<T>(B * H), false);
+  launch.add_buffer("lengths", lengths, bytes<int64_t>(B), false);
+  launch.run([&] {
+    fwd_pointwise_kernel<T>(simt::global(y_t), simt::global(h_prev), simt::global(lengths), t, B,
+                            H, relu);
+  });
+}
+
+template <typename T>
+void launch_bwd_pointwise(T* dz_t, T* carry_next, const T* dy_t, const T* y_t, const T* carry,
+                          const int64_t* lengths, int64_t t, int64_t B, int64_t H, bool relu) {
+  simt::Launch launch(pointwise_config<T>("bwd_pointwise_kernel", B * H));
+  launch.add_buffer("dz_t", dz_t, bytes<T>(B * H), true);
+  launch.add_buffer("carry_next", carry_next, bytes<T>(B * H), true);
+  launch.add_buffer("dy_t", dy_t, bytes<T>(B * H), false);
+  launch.add_buffer("y_t", y_t, bytes<T>(B * H), false);
+  launch.add_buffer("carry", carry, bytes<T>(B * H), false);
+  launch.add_buffer("lengths", lengths, bytes<int64_t>(B), false);
+  launch.run([&] {
+    bwd_pointwise_kernel<T>(simt::global(dz_t), simt::global(carry_next), simt::global(dy_t),
+                            simt::global(y_t), simt::global(carry), simt::global(lengths), t, B,
+                            H, relu);
+  });
+}
+
+#define FASTRNN_INSTANTIATE(T)                                                                   \
+  template void launch_fwd_persistent<T>(const cuda_kernels::FwdArgs<T>&, const plan::Plan&);    \
+  template void launch_bwd_persistent<T>(const cuda_kernels::BwdArgs<T>&, const plan::Plan&);    \
+  template void launch_fwd_pointwise<T>(T*, const T*, const int64_t*, int64_t, int64_t, int64_t, \
+                                        bool);                                                   \
+  template void launch_bwd_pointwise<T>(T*, T*, const T*, const T*, const T*, const int64_t*,    \
+                                        int64_t, int64_t, int64_t, bool);
+FASTRNN_INSTANTIATE(float)
+FASTRNN_INSTANTIATE(double)
+#undef FASTRNN_INSTANTIATE
+
+}  // namespace fastrnn::sim_kernels

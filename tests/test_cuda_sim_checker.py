@@ -1,0 +1,150 @@
+"""The SIMT simulation's checkers fire when they should (planted bugs), and the simulation
+compiles the one copy of each kernel body that nvcc compiles.
+
+The planted bugs use the simulation's debug switches (fastrnn_cuda_sim::_set_debug): drop
+one barrier of the real kernel source, named by file:line (found here by its comment, so a
+moved line is followed), or allocate less dynamic shared memory than the plan asks for. The
+same call without the bug passes, so the report is caused by the planted bug alone.
+"""
+from __future__ import annotations
+
+import pathlib
+import re
+
+import pytest
+import torch
+
+from fastrnn import functional as F
+from fastrnn.backends import last_cuda_plan
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+CUDA = ROOT / "csrc" / "cuda"
+set_debug = torch.ops.fastrnn_cuda_sim._set_debug
+
+
+@pytest.fixture(autouse=True)
+def _clean(monkeypatch):
+    for var in ("FASTRNN_SIM_DEVICE", "FASTRNN_CUDA_PATH", "FASTRNN_SIM_RACECHECK"):
+        monkeypatch.delenv(var, raising=False)
+    yield
+    set_debug("", 0)
+
+
+def barrier_at(body: str, comment: str) -> str:
+    """'file:line' of the barrier in csrc/cuda/<body> whose line carries `comment`."""
+    lines = (CUDA / body).read_text().splitlines()
+    hits = [i + 1 for i, line in enumerate(lines)
+            if comment in line and ("__syncthreads()" in line or "grid_sync()" in line)]
+    assert len(hits) == 1, f"{body}: expected one barrier commented '{comment}', found {hits}"
+    return f"{body}:{hits[0]}"
+
+
+def run(B, H, T=2, backward=False, dtype=torch.float32):
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(T, B, 3, generator=gen, dtype=dtype, requires_grad=backward)
+    h0 = torch.randn(B, H, generator=gen, dtype=dtype)
+    w_ih = torch.randn(H, 3, generator=gen, dtype=dtype) * 0.3
+    w_hh = torch.randn(H, H, generator=gen, dtype=dtype) * H ** -0.5
+    y, _ = F.rnn_layer(x, h0, w_ih, w_hh, backend="cuda_sim")
+    if backward:
+        y.sum().backward()
+    return y
+
+
+# (kernel body, barrier comment, B, H, FASTRNN_CUDA_PATH, backward, the path it must be on,
+#  what the report must say)
+PLANTED = [
+    pytest.param("rnn_fwd_body.cuh", "the tile is staged", 200, 17, "single", False, "single",
+                 r"race in fwd_persistent_kernel<float, 4> on shared memory of block 0",
+                 id="fwd-staging"),
+    pytest.param("rnn_fwd_body.cuh", "the tile is overwritten next", 200, 17, "single", False,
+                 "single", r"race in fwd_persistent_kernel<float, 4> on shared memory",
+                 id="fwd-tile-reuse"),
+    pytest.param("rnn_fwd_body.cuh", "resident: the tiles swap roles", 3, 17, "auto", False,
+                 "resident", r"race in fwd_persistent_kernel<float, 4> on shared memory",
+                 id="fwd-resident"),
+    pytest.param("rnn_fwd_body.cuh", "if (many_blocks)", 3, 129, "auto", False, "grid",
+                 r"race in fwd_persistent_kernel<float, 32> on global buffer 'y'.*"
+                 r"block \d+ thread \d+.*block \d+ thread \d+.*no grid sync", id="fwd-grid-sync"),
+    pytest.param("rnn_bwd_body.cuh", "the dz tile is staged", 3, 17, "auto", True, "single",
+                 r"race in bwd_persistent_kernel<float, 4> on shared memory", id="bwd-staging"),
+    pytest.param("rnn_bwd_body.cuh", "if (many_blocks)", 3, 129, "auto", True, "grid",
+                 r"race in bwd_persistent_kernel<float, 32> on global buffer 'carry'.*no grid sync",
+                 id="bwd-grid-sync"),
+]
+
+
+@pytest.mark.parametrize("body,comment,B,H,force,backward,path,report", PLANTED)
+def test_a_missing_barrier_is_reported(monkeypatch, body, comment, B, H, force, backward, path,
+                                       report):
+    monkeypatch.setenv("FASTRNN_CUDA_PATH", force)
+    run(B, H, backward=backward)  # the real kernel: no report
+    assert last_cuda_plan()["path"] == path
+    set_debug(barrier_at(body, comment), 0)
+    with pytest.raises(RuntimeError, match=report) as info:
+        run(B, H, backward=backward)
+    assert "fastrnn cuda_sim:" in str(info.value) and "error(s)" in str(info.value)
+
+
+def test_shared_memory_past_the_allocation_is_reported():
+    run(3, 17)
+    assert last_cuda_plan()["path"] == "resident"
+    set_debug("", 16)  # 16 bytes less than the plan's tiles
+    with pytest.raises(RuntimeError, match=r"out-of-bounds 4-byte (load|store) by block 0 thread "
+                                           r"\d+ .* of shared memory"):
+        run(3, 17)
+
+
+def test_race_checker_off_does_not_see_the_race(monkeypatch):
+    # The report comes from the checker, not from wrong numbers: with it off, a missing
+    # staging barrier goes unnoticed by the simulation (whose fixed schedule may even
+    # compute the right values), which is why the checker is on by default.
+    monkeypatch.setenv("FASTRNN_CUDA_PATH", "single")
+    set_debug(barrier_at("rnn_fwd_body.cuh", "the tile is staged"), 0)
+    monkeypatch.setenv("FASTRNN_SIM_RACECHECK", "0")
+    run(200, 17)
+    monkeypatch.setenv("FASTRNN_SIM_RACECHECK", "1")
+    with pytest.raises(RuntimeError, match="race"):
+        run(200, 17)
+
+
+def test_the_simulation_is_usable_after_an_error():
+    set_debug("", 16)
+    with pytest.raises(RuntimeError):
+        run(3, 17)
+    set_debug("", 0)
+    run(3, 17)
+
+
+# ----------------------------------------------------------------------------- one copy
+
+KERNEL_DEF = re.compile(r"__global__\s+void\s+(?:__launch_bounds__\([^)]*\)\s+)?(\w+)\s*\(")
+
+
+def _sources():
+    return {p.relative_to(ROOT).as_posix(): p.read_text()
+            for p in (ROOT / "csrc").rglob("*") if p.suffix in (".cu", ".cuh", ".h", ".cpp")}
+
+
+def test_every_kernel_body_exists_once_and_both_targets_compile_it():
+    sources = _sources()
+    defined = {}
+    for path, text in sources.items():
+        for name in KERNEL_DEF.findall(text):
+            defined.setdefault(name, []).append(path)
+    assert defined, "no __global__ kernel found under csrc/"
+    for name, paths in defined.items():
+        assert len(paths) == 1, f"kernel {name} is defined in {paths}: one copy only"
+        assert paths[0].endswith("_body.cuh"), f"kernel {name} lives in {paths[0]}, not a *_body.cuh"
+    bodies = sorted({paths[0].rsplit("/", 1)[1] for paths in defined.values()})
+    sim = sources["csrc/sim/sim_kernels.cpp"]
+    cu_files = {p: t for p, t in sources.items() if p.endswith(".cu")}
+    for body in bodies:
+        assert f'#include "../cuda/{body}"' in sim, f"the simulation does not compile {body}"
+        users = [p for p, t in cu_files.items() if f'#include "{body}"' in t]
+        assert len(users) == 1, f"{body} is compiled by nvcc through {users}, expected one .cu"
+    # Both targets launch every kernel.
+    for name in defined:
+        assert name in sim, f"the simulation never launches {name}"
+        assert any(name in t for t in cu_files.values()), f"no .cu file launches {name}"
+    assert "__global__" not in "".join(cu_files.values()), "a .cu file defines its own kernel"
