@@ -92,6 +92,7 @@ inline T __shfl_xor_sync(unsigned mask, T v, int lane_mask) {
 
 template <class T>
 inline T __ldg(::fastrnn::simt::ptr<const T> p) {
+  ::fastrnn::simt::check_ldg(p.region());
   return *p;
 }
 
