@@ -18,7 +18,7 @@ namespace fastrnn::FASTRNN_KERNEL_NS {
 template <typename T, int KPT>
 __global__ void __launch_bounds__(plan::kThreads, plan::kMinBlocksPerSm)
     fwd_persistent_kernel(cuda_kernels::FwdArgs<T> a, int ks, int rows_per_tile, bool resident) {
-  const simt::ptr<T> s = simt::dynamic_smem<T>();  // [rows_per_tile, hp] state tile
+  FASTRNN_DYNAMIC_SMEM(T, s);  // [rows_per_tile, hp] state tile
   constexpr int R = pass_rows<T, KPT>();
   const int tid = threadIdx.x;
   const int lane = tid & (ks - 1);
@@ -45,7 +45,7 @@ __global__ void __launch_bounds__(plan::kThreads, plan::kMinBlocksPerSm)
     __syncthreads();
     for (int64_t n = 0; n < a.steps; ++n) {
       const int64_t t = a.reverse ? a.steps - 1 - n : n;
-      const simt::ptr<T> y_t = simt::global(a.y) + t * BH;
+      simt::ptr<T> y_t = simt::global(a.y + t * BH);
       for (int r0 = 0; r0 < rows_per_tile && r0 < B; r0 += R) {
         T acc[R];
         dot_rows<T, KPT, R>(acc, w, s_cur, r0, hp, lane, ks);
@@ -58,7 +58,7 @@ __global__ void __launch_bounds__(plan::kThreads, plan::kMinBlocksPerSm)
               const T z = y_t[idx] + acc[r];
               const T h = row_active(simt::global(a.lengths), b, t)
                               ? act_fn(z, a.relu)
-                              : T(s_cur[(r0 + r) * hp + out]);
+                              : s_cur[(r0 + r) * hp + out];
               y_t[idx] = h;
               s_next[(r0 + r) * hp + out] = h;
             }
@@ -66,7 +66,7 @@ __global__ void __launch_bounds__(plan::kThreads, plan::kMinBlocksPerSm)
         }
       }
       __syncthreads();  // resident: the tiles swap roles
-      const simt::ptr<T> tmp = s_cur;
+      simt::ptr<T> tmp = s_cur;
       s_cur = s_next;
       s_next = tmp;
     }
@@ -76,9 +76,9 @@ __global__ void __launch_bounds__(plan::kThreads, plan::kMinBlocksPerSm)
   for (int64_t n = 0; n < a.steps; ++n) {
     const int64_t t = a.reverse ? a.steps - 1 - n : n;
     // Written by other blocks in the previous step: plain (coherent) loads only.
-    const simt::ptr<const T> h_prev =
+    simt::ptr<const T> h_prev =
         simt::global(n == 0 ? a.h0 : a.y + (a.reverse ? t + 1 : t - 1) * BH);
-    const simt::ptr<T> y_t = simt::global(a.y) + t * BH;
+    simt::ptr<T> y_t = simt::global(a.y + t * BH);
     for (int64_t b0 = 0; b0 < B; b0 += rows_per_tile) {
       for (int e = tid; e < rows_per_tile * hp; e += plan::kThreads) {
         const int r = e / hp, k = e - r * hp;
@@ -98,7 +98,7 @@ __global__ void __launch_bounds__(plan::kThreads, plan::kMinBlocksPerSm)
               const T z = y_t[idx] + acc[r];
               y_t[idx] = row_active(simt::global(a.lengths), b, t)
                              ? act_fn(z, a.relu)
-                             : T(s[(r0 + r) * hp + out]);
+                             : s[(r0 + r) * hp + out];
             }
           }
         }
