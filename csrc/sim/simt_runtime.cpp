@@ -115,7 +115,7 @@ void make_context(Context* c, char* stack, size_t size, void (*entry)()) {
 
 #endif
 
-constexpr size_t kStackBytes = 32 * 1024;  // the kernels need < 2 KiB; errors format strings
+constexpr size_t kStackBytes = 64 * 1024;  // reserved, touched on use: kernels need a few KiB
 constexpr uint64_t kCanary = 0x5eedfa11c0ffee42ull;
 constexpr int kWarpSize = 32;
 constexpr size_t kMaxMessages = 8;
