@@ -121,9 +121,14 @@ def test_the_simulation_is_usable_after_an_error():
 KERNEL_DEF = re.compile(r"__global__\s+void\s+(?:__launch_bounds__\([^)]*\)\s+)?(\w+)\s*\(")
 
 
+# The checker's own self-test kernels exist only in the simulation, on purpose.
+SIM_ONLY = {"csrc/sim/checker_selftest.cpp"}
+
+
 def _sources():
     return {p.relative_to(ROOT).as_posix(): p.read_text()
-            for p in (ROOT / "csrc").rglob("*") if p.suffix in (".cu", ".cuh", ".h", ".cpp")}
+            for p in (ROOT / "csrc").rglob("*") if p.suffix in (".cu", ".cuh", ".h", ".cpp")
+            and p.relative_to(ROOT).as_posix() not in SIM_ONLY}
 
 
 def test_every_kernel_body_exists_once_and_both_targets_compile_it():
@@ -148,3 +153,20 @@ def test_every_kernel_body_exists_once_and_both_targets_compile_it():
         assert name in sim, f"the simulation never launches {name}"
         assert any(name in t for t in cu_files.values()), f"no .cu file launches {name}"
     assert "__global__" not in "".join(cu_files.values()), "a .cu file defines its own kernel"
+
+
+@pytest.mark.parametrize("kernel,report", [
+    ("divergent_barrier", r"divergent __syncthreads in block 0: .* waits at checker_selftest.cpp:\d+, "
+                          r".* at checker_selftest.cpp:\d+"),
+    ("exit_before_barrier", r"deadlock \(the launch would hang on a GPU\) in block 0: 63 threads wait "
+                            r"at __syncthreads .* 1 threads have exited"),
+    ("ldg_of_written", r"__ldg by block 0 thread \d+ .* of global buffer 'buf', which the kernel may write"),
+    ("store_to_read_only", r"store by block 0 thread \d+ .* into read-only global buffer 'buf'"),
+    ("grid_sync_not_cooperative", r"grid sync by block 0 thread \d+ .* not cooperative"),
+    ("partial_warp_shuffle", r"__shfl_xor_sync with mask 0xffffffff in a warp of 16 threads"),
+])
+def test_other_rule_breaks_are_reported(kernel, report):
+    # Tiny simulation-only kernels, one rule each (csrc/sim/checker_selftest.cpp).
+    message = torch.ops.fastrnn_cuda_sim._checker_selftest(kernel)
+    assert re.search(report, message), message
+    assert message.startswith("fastrnn cuda_sim: ") and kernel in message

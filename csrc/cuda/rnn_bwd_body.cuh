@@ -18,7 +18,7 @@ namespace fastrnn::FASTRNN_KERNEL_NS {
 template <typename T, int KPT>
 __global__ void __launch_bounds__(plan::kThreads, plan::kMinBlocksPerSm)
     bwd_persistent_kernel(cuda_kernels::BwdArgs<T> a, int ks, int rows_per_tile) {
-  const simt::ptr<T> s = simt::dynamic_smem<T>();  // [rows_per_tile, hp] dz tile
+  FASTRNN_DYNAMIC_SMEM(T, s);  // [rows_per_tile, hp] dz tile
   const simt::ptr<T> dz = simt::global(a.dz);                     // [T, B, H]
   const simt::ptr<T> carry_buf = simt::global(a.carry);           // [2, B, H]
   const simt::ptr<const T> dy = simt::global(a.dy);               // [T, B, H]

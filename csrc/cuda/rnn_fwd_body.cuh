@@ -18,10 +18,7 @@ namespace fastrnn::FASTRNN_KERNEL_NS {
 template <typename T, int KPT>
 __global__ void __launch_bounds__(plan::kThreads, plan::kMinBlocksPerSm)
     fwd_persistent_kernel(cuda_kernels::FwdArgs<T> a, int ks, int rows_per_tile, bool resident) {
-  const simt::ptr<T> s = simt::dynamic_smem<T>();  // [rows_per_tile, hp] state tile
-  const simt::ptr<T> y = simt::global(a.y);                       // [T, B, H]
-  const simt::ptr<const T> h0 = simt::global(a.h0);               // [B, H]
-  const simt::ptr<const int64_t> lengths = simt::global(a.lengths);  // [B] or null
+  FASTRNN_DYNAMIC_SMEM(T, s);  // [rows_per_tile, hp] state tile
   constexpr int R = pass_rows<T, KPT>();
   const int tid = threadIdx.x;
   const int lane = tid & (ks - 1);
@@ -42,13 +39,13 @@ __global__ void __launch_bounds__(plan::kThreads, plan::kMinBlocksPerSm)
     simt::ptr<T> s_next = s + rows_per_tile * hp;
     for (int e = tid; e < rows_per_tile * hp; e += plan::kThreads) {
       const int r = e / hp, k = e - r * hp;
-      s_cur[e] = (r < B && k < H) ? h0[r * H + k] : T(0);
+      s_cur[e] = (r < B && k < H) ? simt::global(a.h0)[r * H + k] : T(0);
       s_next[e] = T(0);
     }
     __syncthreads();
     for (int64_t n = 0; n < a.steps; ++n) {
       const int64_t t = a.reverse ? a.steps - 1 - n : n;
-      const simt::ptr<T> y_t = y + t * BH;
+      simt::ptr<T> y_t = simt::global(a.y + t * BH);
       for (int r0 = 0; r0 < rows_per_tile && r0 < B; r0 += R) {
         T acc[R];
         dot_rows<T, KPT, R>(acc, w, s_cur, r0, hp, lane, ks);
@@ -59,8 +56,9 @@ __global__ void __launch_bounds__(plan::kThreads, plan::kMinBlocksPerSm)
             if (b < B) {
               const int64_t idx = b * H + out;
               const T z = y_t[idx] + acc[r];
-              const T h = row_active(lengths, b, t) ? act_fn(z, a.relu)
-                                                    : T(s_cur[(r0 + r) * hp + out]);
+              const T h = row_active(simt::global(a.lengths), b, t)
+                              ? act_fn(z, a.relu)
+                              : s_cur[(r0 + r) * hp + out];
               y_t[idx] = h;
               s_next[(r0 + r) * hp + out] = h;
             }
@@ -68,7 +66,7 @@ __global__ void __launch_bounds__(plan::kThreads, plan::kMinBlocksPerSm)
         }
       }
       __syncthreads();  // resident: the tiles swap roles
-      const simt::ptr<T> tmp = s_cur;
+      simt::ptr<T> tmp = s_cur;
       s_cur = s_next;
       s_next = tmp;
     }
@@ -78,8 +76,9 @@ __global__ void __launch_bounds__(plan::kThreads, plan::kMinBlocksPerSm)
   for (int64_t n = 0; n < a.steps; ++n) {
     const int64_t t = a.reverse ? a.steps - 1 - n : n;
     // Written by other blocks in the previous step: plain (coherent) loads only.
-    const simt::ptr<const T> h_prev = n == 0 ? h0 : y + (a.reverse ? t + 1 : t - 1) * BH;
-    const simt::ptr<T> y_t = y + t * BH;
+    simt::ptr<const T> h_prev =
+        simt::global(n == 0 ? a.h0 : a.y + (a.reverse ? t + 1 : t - 1) * BH);
+    simt::ptr<T> y_t = simt::global(a.y + t * BH);
     for (int64_t b0 = 0; b0 < B; b0 += rows_per_tile) {
       for (int e = tid; e < rows_per_tile * hp; e += plan::kThreads) {
         const int r = e / hp, k = e - r * hp;
@@ -97,8 +96,9 @@ __global__ void __launch_bounds__(plan::kThreads, plan::kMinBlocksPerSm)
             if (b < B) {
               const int64_t idx = b * H + out;
               const T z = y_t[idx] + acc[r];
-              y_t[idx] = row_active(lengths, b, t) ? act_fn(z, a.relu)
-                                                   : T(s[(r0 + r) * hp + out]);
+              y_t[idx] = row_active(simt::global(a.lengths), b, t)
+                             ? act_fn(z, a.relu)
+                             : s[(r0 + r) * hp + out];
             }
           }
         }

@@ -12,7 +12,8 @@
 // What the kernel bodies use instead of raw CUDA, so that both targets see the same text:
 //   simt::ptr<T>             a pointer into global or shared memory (T* on the GPU)
 //   simt::global(p)          wraps a kernel argument pointer (identity on the GPU)
-//   simt::dynamic_smem<T>()  the block's dynamic shared memory (extern __shared__)
+//   FASTRNN_DYNAMIC_SMEM(T, s)  declares s, the block's dynamic shared memory as T
+//                            (extern __shared__ on the GPU)
 //   simt::load_vec<V>(p, i)  reinterpret_cast<const V*>(p)[i], a vector load
 //   simt::grid_sync()        cooperative_groups::this_grid().sync()
 //   FASTRNN_KERNEL_NS        the namespace the bodies are compiled into (cuda_kernels on
@@ -37,12 +38,6 @@ __device__ __forceinline__ T* global(T* p) {
   return p;
 }
 
-template <class T>
-__device__ __forceinline__ T* dynamic_smem() {
-  extern __shared__ __align__(16) unsigned char fastrnn_dynamic_smem[];
-  return reinterpret_cast<T*>(fastrnn_dynamic_smem);
-}
-
 template <class V, class T>
 __device__ __forceinline__ V load_vec(const T* p, int i) {
   return reinterpret_cast<const V*>(p)[i];
@@ -51,6 +46,13 @@ __device__ __forceinline__ V load_vec(const T* p, int i) {
 __device__ __forceinline__ void grid_sync() { cooperative_groups::this_grid().sync(); }
 
 }  // namespace fastrnn::simt
+
+// A declaration, not a function: taking the address of the extern array inside an inlined
+// helper changed nvcc's loop code for the staging loops (same registers, other
+// instructions); declared in the kernel, the PTX is the pre-simulation kernels' exactly.
+#define FASTRNN_DYNAMIC_SMEM(T, name)                                 \
+  extern __shared__ __align__(16) unsigned char fastrnn_smem_raw[]; \
+  T* name = reinterpret_cast<T*>(fastrnn_smem_raw)
 
 #elif defined(FASTRNN_SIMT_HOST)
 
@@ -77,6 +79,8 @@ __device__ __forceinline__ void grid_sync() { cooperative_groups::this_grid().sy
 #define gridDim (::fastrnn::simt::current_launch()->grid_dim)
 // The call site names the barrier (the planted-bug tests drop one by file:line).
 #define __syncthreads() ::fastrnn::simt::syncthreads(__FILE__, __LINE__)
+#define FASTRNN_DYNAMIC_SMEM(T, name) \
+  ::fastrnn::simt::ptr<T> name = ::fastrnn::simt::dynamic_smem<T>()
 
 namespace fastrnn::sim_kernels {
 using simt::double2;
@@ -92,6 +96,7 @@ inline T __shfl_xor_sync(unsigned mask, T v, int lane_mask) {
 
 template <class T>
 inline T __ldg(::fastrnn::simt::ptr<const T> p) {
+  ::fastrnn::simt::check_ldg(p.region());
   return *p;
 }
 

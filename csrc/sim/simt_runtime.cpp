@@ -115,7 +115,7 @@ void make_context(Context* c, char* stack, size_t size, void (*entry)()) {
 
 #endif
 
-constexpr size_t kStackBytes = 32 * 1024;  // the kernels need < 2 KiB; errors format strings
+constexpr size_t kStackBytes = 64 * 1024;  // reserved, touched on use: kernels need a few KiB
 constexpr uint64_t kCanary = 0x5eedfa11c0ffee42ull;
 constexpr int kWarpSize = 32;
 constexpr size_t kMaxMessages = 8;
@@ -286,13 +286,13 @@ bool report_bad_access(const Region* r, const void* p, size_t bytes, bool write)
   return false;
 }
 
-void track_access(const Region* r, size_t offset, size_t bytes, bool write) {
+bool track_access(const Region* r, size_t offset, size_t bytes, bool write) {
   Launch::State& L = launch();
   const SimThread* t = t_thread;
   if (write && !r->writable) {
     L.error(format("%s: store by %s into read-only %s", L.cfg.kernel.c_str(),
                    thread_name(L, t->id).c_str(), where(r, offset).c_str()));
-    return;
+    return false;
   }
   const Access cur{t->id, L.grid_epoch, L.blocks[t->block].epoch};
   for (size_t w = offset / 4; w < (offset + bytes + 3) / 4; ++w) {
@@ -310,6 +310,16 @@ void track_access(const Region* r, size_t offset, size_t bytes, bool write) {
       else if (s.read2.thread == cur.thread || !concurrent(L, s.read2, cur)) s.read2 = cur;
     }
   }
+  return true;
+}
+
+void check_ldg(const Region* r) {
+  if (r == nullptr || !r->writable) return;  // a bad pointer is reported by the load itself
+  Launch::State& L = launch();
+  L.error(format("%s: __ldg by %s of %s '%s', which the kernel may write (the read-only "
+                 "cache is not coherent with stores of the same launch)",
+                 L.cfg.kernel.c_str(), thread_name(L, t_thread->id).c_str(),
+                 r->shared ? "shared memory" : "global buffer", r->name));
 }
 
 const Region* find_global(const void* p) {

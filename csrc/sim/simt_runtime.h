@@ -70,9 +70,13 @@ struct LaunchDims {
 ThreadCoords* current_thread();
 const LaunchDims* current_launch();
 
-// Slow paths of a checked access (simt_runtime.cpp): record an error / track the word.
+// Slow paths of a checked access (simt_runtime.cpp): record an error; check a store into a
+// read-only buffer and feed the race checker (false: the access must not happen).
 bool report_bad_access(const Region* r, const void* p, size_t bytes, bool write);
-void track_access(const Region* r, size_t offset, size_t bytes, bool write);
+bool track_access(const Region* r, size_t offset, size_t bytes, bool write);
+// __ldg reads through the non-coherent cache: only valid for memory no thread of the
+// launch writes.
+void check_ldg(const Region* r);
 
 // True when the access may happen (else the error is recorded: a load gives 0, a store
 // is dropped, and the launch fails when it ends).
@@ -82,7 +86,9 @@ inline bool access(const Region* r, const void* p, size_t bytes, bool write) {
       (reinterpret_cast<uintptr_t>(c) % bytes) != 0) {
     return report_bad_access(r, p, bytes, write);
   }
-  if (r->shadow != nullptr) track_access(r, size_t(c - r->base), bytes, write);
+  if (r->shadow != nullptr || (write && !r->writable)) {
+    return track_access(r, size_t(c - r->base), bytes, write);
+  }
   return true;
 }
 

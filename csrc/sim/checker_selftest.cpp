@@ -1,0 +1,82 @@
+// fastrnn_cuda_sim::_checker_selftest: tiny kernels that each break one rule the SIMT
+// simulation enforces beyond races and bounds (tests/test_cuda_sim_checker.py shows the
+// report for each). They exist only in the simulation; nvcc never sees them.
+#define FASTRNN_SIMT_HOST 1
+
+#include <torch/library.h>
+
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "../cuda/simt.h"
+#include "simt_runtime.h"
+
+namespace fastrnn::sim_kernels {
+namespace {
+
+__global__ void divergent_barrier(simt::ptr<float> out) {
+  if (threadIdx.x < 32) {
+    __syncthreads();
+  } else {
+    __syncthreads();
+  }
+  out[threadIdx.x] = 1.f;
+}
+
+__global__ void exit_before_barrier(simt::ptr<float> out) {
+  if (threadIdx.x == 0) return;  // the others wait for it forever
+  __syncthreads();
+  out[threadIdx.x] = 1.f;
+}
+
+__global__ void ldg_of_written(simt::ptr<float> out) {
+  out[threadIdx.x] = 1.f;
+  out[threadIdx.x] = __ldg(simt::ptr<const float>(out) + threadIdx.x) + 1.f;
+}
+
+__global__ void store_to_read_only(simt::ptr<float> in) { in[threadIdx.x] = 0.f; }
+
+__global__ void grid_sync_not_cooperative(simt::ptr<float> out) {
+  out[threadIdx.x] = 1.f;
+  simt::grid_sync();
+}
+
+__global__ void partial_warp_shuffle(simt::ptr<float> out) {
+  out[threadIdx.x] = __shfl_xor_sync(0xffffffffu, float(threadIdx.x), 1);
+}
+
+// Runs kernel `name` on a 64-float buffer; returns the simulation's report ("" if none).
+std::string checker_selftest(std::string_view name) {
+  std::vector<float> buf(64, 0.f);
+  simt::LaunchConfig cfg;
+  cfg.kernel = std::string(name);
+  cfg.grid = 1;
+  cfg.block = 64;
+  bool writable = true;
+  void (*kernel)(simt::ptr<float>) = nullptr;
+  if (name == "divergent_barrier") kernel = &divergent_barrier;
+  else if (name == "exit_before_barrier") kernel = &exit_before_barrier;
+  else if (name == "ldg_of_written") kernel = &ldg_of_written;
+  else if (name == "grid_sync_not_cooperative") kernel = &grid_sync_not_cooperative;
+  else if (name == "store_to_read_only") kernel = &store_to_read_only, writable = false;
+  else if (name == "partial_warp_shuffle") kernel = &partial_warp_shuffle, cfg.block = 16;
+  TORCH_CHECK_VALUE(kernel != nullptr, "fastrnn: no checker self-test named '", std::string(name),
+                    "'");
+  simt::Launch launch(cfg);
+  launch.add_buffer("buf", buf.data(), buf.size() * sizeof(float), writable);
+  try {
+    launch.run([&] { kernel(simt::global(buf.data())); });
+  } catch (const std::runtime_error& e) {
+    return e.what();
+  }
+  return "";
+}
+
+}  // namespace
+
+TORCH_LIBRARY_FRAGMENT(fastrnn_cuda_sim, m) {
+  m.def("_checker_selftest(str name) -> str", &checker_selftest);
+}
+
+}  // namespace fastrnn::sim_kernels
