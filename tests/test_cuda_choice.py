@@ -221,14 +221,16 @@ def test_deterministic_mode_fixes_the_choice_to_the_models_fastrnn_path():
         for _ in range(2):  # two processes' worth: a fresh chooser each time
             chooser = cc.Chooser(timer=_no_timer, runner=rec.runner, environment=lambda dev: H100,
                                  cudnn_available=lambda: True)
-            c = _call(T=1024, B=16, H=256)
-            choices.append(chooser.choose(c))
+            for c in (_call(T=1024, B=16, H=256), _call()):  # chosen without running
+                choices.append(chooser.choose(c))
             y1, y2 = chooser.run(c), chooser.run(c)
             assert torch.equal(y1, y2)
     finally:
         torch.use_deterministic_algorithms(False)
-    assert choices[0].candidate == choices[1].candidate == _model_best(c, allow_cudnn=False)
-    assert choices[0].source == "deterministic" and "cudnn" not in choices[0].ranking
+    assert choices[0].candidate == choices[2].candidate == _model_best(_call(T=1024, B=16, H=256),
+                                                                       allow_cudnn=False)
+    assert choices[1].candidate == choices[3].candidate == _model_best(_call(), allow_cudnn=False)
+    assert all(ch.source == "deterministic" and "cudnn" not in ch.ranking for ch in choices)
 
 
 # ---- refused launches ------------------------------------------------------------------------
@@ -472,3 +474,22 @@ def test_gpu_deterministic_mode_is_bitwise_repeatable(monkeypatch):
         torch.use_deterministic_algorithms(was)
     assert torch.equal(runs[0][0], runs[1][0]) and torch.equal(runs[0][1], runs[1][1])
     assert all(v["candidate"] != "cudnn" for k, v in cuda_choice().items() if "float32" in k)
+
+
+# ---- the documented predictions --------------------------------------------------------------
+
+def test_readme_table_is_what_the_model_prints(capsys):
+    # csrc/cuda/README.md holds `python -m fastrnn cost-model`'s table: regenerate it there
+    # whenever cost_model.h changes (this fails until then).
+    from pathlib import Path
+
+    from fastrnn.__main__ import main
+
+    assert main(["cost-model"]) == 0
+    printed = capsys.readouterr().out
+    table = printed.split("\n", 1)[1].strip()
+    assert table.count("\n") == 2 + 7 * 2 * 2 - 1  # header, rule, 7 shapes x 2 dtypes x fwd/bwd
+    readme = (Path(__file__).resolve().parents[1] / "csrc" / "cuda" / "README.md").read_text()
+    assert table in readme
+    assert main(["cost-model", "--device", "a100", "--dtype", "float32"]) == 0
+    assert "100, 64, 128 packed | float32 | bwd" in capsys.readouterr().out
