@@ -20,7 +20,8 @@ own plan (autograd runs it on its device thread, which does not see the per-thre
 override), and is the same for every fastrnn candidate.
 
 Shape buckets: H exactly (it decides the plan), T, B and the input size rounded up to a
-power of two. ``fastrnn.backends.cuda_choice()`` reports the choices made.
+power of two. ``fastrnn.backends.cuda_choice()`` reports the choices made. Under
+torch.compile the layer calls the op directly (its own plan): the timing is eager-only.
 """
 from __future__ import annotations
 
@@ -319,8 +320,8 @@ class Chooser:
         with self._lock:
             if key in self.choices:
                 return self.choices[key]
-        cudnn_ok = self.cudnn_available() and c.input.dtype != torch.float64
-        ranking, predicted = self._model_ranking(c, name, cudnn_ok and key.mode != "deterministic")
+        allow_cudnn = self.cudnn_available() and key.mode != "deterministic"
+        ranking, predicted = self._model_ranking(c, name, allow_cudnn)
         if key.mode != "measure":
             choice = Choice(ranking[0], key.mode, ranking, {}, predicted, [])
         else:

@@ -73,7 +73,8 @@ def rnn_layer(
     """One layer, one direction."""
     name = resolve_backend(backend, input.device)
     fwd = forward_fn(name)
-    if backend == "auto" and name == "native" and input.device.type == "cuda":
+    if (backend == "auto" and name == "native" and input.device.type == "cuda"
+            and not torch.compiler.is_compiling()):  # compiled graphs keep the op itself
         from . import _cuda_choice  # the measured choice: fastrnn's CUDA paths or cuDNN
 
         fwd = _cuda_choice.rnn_forward
