@@ -15,9 +15,9 @@ on disk, keyed by device name, driver and fastrnn version).
 * A refused cooperative launch (``cudaErrorCooperativeLaunchTooLarge``: the grid did not fit
   next to other work) drops that candidate and runs the next one instead of raising.
 
-Limit: the forced path applies to the forward recurrence; the backward recurrence keeps its
-own plan (autograd runs it on its device thread, which does not see the per-thread
-override), and is the same for every fastrnn candidate.
+The forced path applies to the forward recurrence and, through hooks on the op's autograd
+node (autograd runs it on a device thread, which does not see the caller's per-thread
+override), to its backward recurrence.
 
 Shape buckets: H exactly (it decides the plan), T, B and the input size rounded up to a
 power of two. ``fastrnn.backends.cuda_choice()`` reports the choices made. Under
@@ -28,6 +28,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import dataclasses
+import functools
 import json
 import os
 import statistics
@@ -175,10 +176,29 @@ def current_mode() -> str:
 
 # ---- running a candidate -----------------------------------------------------------------
 
-def _run_fastrnn(path: str, c: LayerCall) -> Tensor:  # [T, B, H]
+def _run_fastrnn(path: str, c: LayerCall, forward: Callable[..., Tensor] = _ops.rnn_forward) -> Tensor:
+    """The layer through fastrnn's op (``forward``: the native op, or cuda_sim's) with ``path``
+    forced for its forward recurrence and, through hooks on its autograd node, its backward."""
     with forced_path(path):
-        return _ops.rnn_forward(c.input, c.hx, c.weight_ih, c.weight_hh, c.bias_ih, c.bias_hh,
-                                c.lengths, c.reverse, c.nonlinearity)
+        y = forward(c.input, c.hx, c.weight_ih, c.weight_hh, c.bias_ih, c.bias_hh, c.lengths,
+                    c.reverse, c.nonlinearity)  # [T, B, H]
+    node = y.grad_fn
+    if node is not None:
+        # Autograd runs the node on its own thread (a device thread on CUDA), which does not
+        # see this thread's override: set it there just before the node runs, restore after.
+        # (Should the node raise, the override stays on that thread until the next hooked node
+        # restores its predecessor; the recurrence ops check their arguments in the forward.)
+        previous: list[str] = []
+
+        def before(grad_outputs) -> None:
+            previous.append(torch.ops.fastrnn._set_cuda_path_override(path))
+
+        def after(grad_inputs, grad_outputs) -> None:
+            torch.ops.fastrnn._set_cuda_path_override(previous.pop())
+
+        node.register_prehook(before)
+        node.register_hook(after)
+    return y
 
 
 def _run_cudnn(c: LayerCall) -> Tensor:  # [T, B, H]
@@ -265,7 +285,9 @@ def _driver_version() -> str:
     return "unknown"
 
 
+@functools.lru_cache(maxsize=None)
 def gpu_environment(device: torch.device) -> tuple[str, str, str]:
+    """(device name, driver version, fastrnn version), read once per device."""
     from . import __version__
     return torch.cuda.get_device_name(device), _driver_version(), __version__
 

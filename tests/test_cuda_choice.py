@@ -493,3 +493,27 @@ def test_readme_table_is_what_the_model_prints(capsys):
     assert table in readme
     assert main(["cost-model", "--device", "a100", "--dtype", "float32"]) == 0
     assert "100, 64, 128 packed | float32 | bwd" in capsys.readouterr().out
+
+
+def test_forced_path_reaches_the_backward_recurrence(monkeypatch):
+    # H=64, B=2: unforced, the backward plans a single block; a layer run through a forced
+    # "grid" candidate must take the grid in its backward too (hooks on its autograd node),
+    # and leave no override behind. float64: rounding-level agreement with the reference.
+    c = _call(T=2, B=2, I=3, H=64, dtype=torch.float64, grad=True)
+    wrt = [t for t in c.tensors()]
+    ref = reference.rnn_forward(c.input, c.hx, c.weight_ih, c.weight_hh, c.bias_ih, c.bias_hh,
+                                None, False, "tanh")
+    want = torch.autograd.grad(ref, wrt, torch.ones_like(ref))
+    y = _sim_layer(c)
+    torch.autograd.grad(y, wrt, torch.ones_like(y))
+    auto_bwd = last_cuda_plan()
+    assert auto_bwd["direction"] == "bwd" and auto_bwd["path"] != "grid"
+    for path in ("grid", "gemm"):
+        y = cc._run_fastrnn(path, c, forward=cuda_sim.rnn_forward)
+        assert last_cuda_plan()["path"] == path
+        got = torch.autograd.grad(y, wrt, torch.ones_like(y))
+        plan = last_cuda_plan()
+        assert (plan["direction"], plan["path"]) == ("bwd", path)
+        for a, b in zip(got, want):
+            torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
+    assert torch.ops.fastrnn._set_cuda_path_override("") == ""  # restored after the node ran
