@@ -33,6 +33,7 @@ import json
 import os
 import statistics
 import threading
+import warnings
 from collections.abc import Callable, Iterator
 
 import torch
@@ -171,6 +172,8 @@ def current_mode() -> str:
     """How a choice is made now: never measured in deterministic mode or with AUTOTUNE=0."""
     if torch.are_deterministic_algorithms_enabled():
         return "deterministic"
+    if torch.cuda.is_available() and torch.cuda.is_current_stream_capturing():
+        return "model"  # no timing inside a CUDA graph capture
     return "model" if os.environ.get(ENV_AUTOTUNE, "1").strip() == "0" else "measure"
 
 
@@ -203,7 +206,16 @@ def _run_fastrnn(path: str, c: LayerCall, forward: Callable[..., Tensor] = _ops.
 
 def _run_cudnn(c: LayerCall) -> Tensor:  # [T, B, H]
     """The layer through torch's RNN op (cuDNN on a GPU), with fastrnn's contract: steps past
-    a sequence's length carry the state (forward: h_n; reverse: h0), as in rnn.h."""
+    a sequence's length carry the state (forward: h_n; reverse: h0), as in rnn.h.
+
+    The weights are the layer's own tensors, not one flattened cuDNN buffer, so cuDNN copies
+    them per call (what nn.RNN does with non-flattened weights; its warning is silenced)."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="RNN module weights are not part")
+        return _run_torch_rnn(c)
+
+
+def _run_torch_rnn(c: LayerCall) -> Tensor:  # [T, B, H]
     fn = torch._VF.rnn_tanh if c.nonlinearity == "tanh" else torch._VF.rnn_relu
     params = [c.weight_ih, c.weight_hh] + ([c.bias_ih, c.bias_hh] if c.bias_ih is not None else [])
     has_bias = c.bias_ih is not None
