@@ -10,6 +10,13 @@ Two ways to run it (both need a GPU and fastrnn built with CUDA; skipped otherwi
 
 Timing: CUDA events around each call after warm-up, torch.cuda.synchronize() before
 reading them; TF32 off for both sides (IEEE fp32, what fastrnn guarantees).
+
+The script also times every CUDA candidate of the measured choice (fastrnn/_cuda_choice.py:
+fastrnn's persistent "single" and "grid" plans, the per-step cuBLAS "gemm" path, cuDNN through
+torch's RNN op) on issue 12's shapes, one layer, forward and backward separately, per time
+step, beside the cost model's prediction (csrc/cuda/cost_model.h) and the path that actually
+ran (fastrnn.backends.last_cuda_plan); each candidate's output and gradients are checked
+against nn.RNN before it is timed. Then it reports which candidate the choice picked.
 """
 from __future__ import annotations
 
@@ -93,11 +100,121 @@ def measure(T, B, H, dtype, mode):
             "cudnn_ms": t_ref, "fastrnn_ms": t_ours, "speedup": t_ref / t_ours}
 
 
+# Issue 12's shapes (T, B, H), I = H; the packed bidirectional case is timed per direction.
+ISSUE_SHAPES = [(1024, 16, 256), (1024, 64, 512), (256, 16, 256), (128, 64, 1024), (512, 8, 128),
+                (100, 256, 64)]
+PACKED_SHAPE = (100, 64, 128)
+QUICK_ISSUE_SHAPES = [(256, 16, 256), (512, 8, 128), (128, 64, 1024)]
+# Parity before timing: nn.RNN's fp32 contract is 1e-5 for short sequences; over up to 1024
+# steps the two fp32 summation orders drift further apart, so 1e-4 (relative to max |ref|);
+# bf16 outputs carry 8 mantissa bits: 2e-2.
+CHECK_TOL = {torch.float32: 1e-4, torch.float16: 5e-3, torch.bfloat16: 2e-2}
+
+
+def _rel_err(a, b):
+    return ((a.float() - b.float()).abs().max() / b.float().abs().max().clamp_min(1e-30)).item()
+
+
+def measure_candidates(T, B, H, dtype, *, packed=False, reverse=False, iters=5):
+    """Per candidate: predicted and measured us per step, forward and backward separately,
+    the path that ran, and the parity check that came first. One layer (I = H)."""
+    from fastrnn import _cuda_choice as cc
+    from fastrnn.backends import last_cuda_plan
+
+    torch.manual_seed(0)
+    ref = torch.nn.RNN(H, H).to("cuda", dtype)
+    w_ih, w_hh, b_ih, b_hh = (p.detach().clone().requires_grad_() for p in
+                              (ref.weight_ih_l0, ref.weight_hh_l0, ref.bias_ih_l0, ref.bias_hh_l0))
+    x = torch.randn(T, B, H, device="cuda", dtype=dtype, requires_grad=True)
+    h0 = torch.zeros(B, H, device="cuda", dtype=dtype, requires_grad=True)
+    lengths = None
+    if packed:  # sorted longest first, as a PackedSequence is; every length in 1..T
+        lengths = torch.randint(1, T + 1, (B,)).sort(descending=True).values
+        lengths[0] = T
+        lengths = lengths.cuda()
+    call = cc.LayerCall(x, h0, w_ih, w_hh, b_ih, b_hh, lengths, reverse, "tanh")
+    leaves = [x, h0, w_ih, w_hh, b_ih, b_hh]
+    gy = torch.randn(T, B, H, device="cuda", dtype=dtype)
+    # the truth: fastrnn.reference in float64 (cuDNN itself is one of the candidates)
+    with torch.no_grad():
+        truth = fastrnn.reference.rnn_forward(*(t.double() for t in (x, h0, w_ih, w_hh, b_ih, b_hh)),
+                                              lengths, reverse, "tanh")
+    device = cc.model_device(torch.cuda.get_device_name())
+    predicted = {bw: {p["name"]: p for p in cc.predict(device, T, B, H, dtype, backward=bw, packed=packed)}
+                 for bw in (False, True)}
+    out = []
+    for name in cc.CANDIDATES:
+        row = {"T": T, "B": B, "H": H, "dtype": str(dtype).split(".")[-1], "packed": packed,
+               "reverse": reverse, "candidate": name,
+               "predicted_fwd_us_per_step": predicted[False][name]["total"] / 1e3,
+               "predicted_bwd_us_per_step": predicted[True][name]["total"] / 1e3,
+               "model_fits": predicted[False][name]["fits"]}
+        try:
+            y = cc.run_candidate(name, call)
+            row["path_fwd"] = last_cuda_plan()["path"] if name != "cudnn" else "cudnn"
+            grads = torch.autograd.grad(y, leaves, gy)
+            row["path_bwd"] = last_cuda_plan()["path"] if name != "cudnn" else "cudnn"
+        except RuntimeError as exc:
+            if not cc.is_refusal(exc):
+                raise
+            row["refused"] = str(exc)
+            out.append(row)
+            continue
+        row["rel_err_vs_float64"] = _rel_err(y, truth)
+        row["correct"] = row["rel_err_vs_float64"] <= CHECK_TOL[dtype]
+        if row["correct"]:  # time only what computes the right thing
+            fwd, bwd = [], []
+            for i in range(iters + 2):
+                e = [torch.cuda.Event(enable_timing=True) for _ in range(3)]
+                e[0].record()
+                y = cc.run_candidate(name, call)
+                e[1].record()
+                torch.autograd.grad(y, leaves, gy)
+                e[2].record()
+                torch.cuda.synchronize()
+                if i >= 2:  # two warm-up rounds
+                    fwd.append(e[0].elapsed_time(e[1]))
+                    bwd.append(e[1].elapsed_time(e[2]))
+            row["measured_fwd_us_per_step"] = statistics.median(fwd) * 1e3 / T
+            row["measured_bwd_us_per_step"] = statistics.median(bwd) * 1e3 / T
+        del grads
+        out.append(row)
+    # what the measured choice picks for this layer (a fresh chooser: no earlier cache)
+    chooser = cc.Chooser()
+    choice = chooser.choose(call)
+    for row in out:
+        row["chosen"] = choice.candidate
+    return out
+
+
+def candidates_main(shapes, dtypes, rows):
+    print(f"\nCandidates per time step, one layer, I = H (us; predicted by csrc/cuda/cost_model.h / measured)")
+    print(f"{'T,B,H':<16}{'dtype':<9}{'cand':<7}{'path f/b':<18}{'pred fwd':>9}{'meas fwd':>9}"
+          f"{'pred bwd':>9}{'meas bwd':>9}{'err':>9}  chosen")
+    cases = [(T, B, H, False, False) for T, B, H in shapes] + [(*PACKED_SHAPE, True, r) for r in (False, True)]
+    for dname in dtypes:
+        for T, B, H, packed, reverse in cases:
+            for r in measure_candidates(T, B, H, DTYPES[dname], packed=packed, reverse=reverse):
+                rows.append(r)
+                label = f"{T},{B},{H}" + (" pk" + ("r" if reverse else "f") if packed else "")
+                if "refused" in r:
+                    print(f"{label:<16}{dname:<9}{r['candidate']:<7}refused: {r['refused'][:60]}")
+                    continue
+                meas = (f"{r['measured_fwd_us_per_step']:>9.2f}", f"{r['measured_bwd_us_per_step']:>9.2f}") \
+                    if r["correct"] else ("   WRONG ", "   WRONG ")
+                print(f"{label:<16}{dname:<9}{r['candidate']:<7}{r['path_fwd'] + '/' + r['path_bwd']:<18}"
+                      f"{r['predicted_fwd_us_per_step']:>9.2f}{meas[0]}{r['predicted_bwd_us_per_step']:>9.2f}"
+                      f"{meas[1]}{r['rel_err_vs_float64']:>9.1e}  {r['chosen']}", flush=True)
+    return all(r.get("correct", True) for r in rows)
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="a 4-shape grid")
     parser.add_argument("--dtypes", default="fp32,fp16,bf16")
     parser.add_argument("--json", default="bench_cuda.json")
+    parser.add_argument("--no-candidates", action="store_true",
+                        help="skip the per-candidate table (predicted vs measured per step)")
     args = parser.parse_args(argv)
     if not HAVE_GPU:
         print("bench_cuda: needs a CUDA device and fastrnn built with CUDA kernels", file=sys.stderr)
@@ -115,11 +232,19 @@ def main(argv=None):
                 rows.append(r)
                 print(f"{mode:<10}{dname:<9}{T:>6}{B:>5}{H:>6}{r['cudnn_ms']:>11.3f}"
                       f"{r['fastrnn_ms']:>12.3f}{r['speedup']:>7.2f}", flush=True)
+    candidates = []
+    correct = True
+    if not args.no_candidates:
+        correct = candidates_main(QUICK_ISSUE_SHAPES if args.quick else ISSUE_SHAPES,
+                                  [d for d in args.dtypes.split(",") if d in ("fp32", "bf16")], candidates)
     meta = {"device": torch.cuda.get_device_name(), "torch": torch.__version__,
             "cudnn": torch.backends.cudnn.version(), "tf32": False}
     with open(args.json, "w") as f:
-        json.dump({"meta": meta, "rows": rows}, f, indent=1)
+        json.dump({"meta": meta, "rows": rows, "candidates": candidates}, f, indent=1)
     print(f"wrote {args.json}")
+    if not correct:
+        print("bench_cuda: a candidate FAILED the parity check (marked WRONG, not timed)", file=sys.stderr)
+        return 1
     return 0
 
 

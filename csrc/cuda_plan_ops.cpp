@@ -9,8 +9,10 @@
 #include <string>
 #include <vector>
 
+#include "cuda/cost_model.h"
 #include "cuda/last_plan.h"
 #include "cuda/launch_plan.h"
+#include "cuda/path_override.h"
 
 namespace fastrnn {
 
@@ -18,7 +20,15 @@ namespace plan {
 namespace {
 thread_local bool has_record = false;
 thread_local LaunchRecord last_record;
+// path_override.h: the per-thread path a caller forces (the measured choice).
+thread_local bool has_override = false;
+thread_local Force override_force = kAuto;
 }  // namespace
+
+bool path_override(Force* out) {
+  if (has_override) *out = override_force;
+  return has_override;
+}
 
 void record_launch(const LaunchRecord& r) {
   last_record = r;
@@ -83,6 +93,56 @@ std::vector<int64_t> cuda_kernel_kpts(int64_t elem_size) {
   return out;
 }
 
+// Sets this thread's path override ("" clears it: FASTRNN_CUDA_PATH applies again);
+// returns the previous one ("" if none), so callers can restore it.
+std::string set_cuda_path_override(std::string_view path) {
+  plan::Force f = plan::kAuto;
+  TORCH_CHECK_VALUE(path.empty() || plan::parse_force(path, &f),
+                    "fastrnn: path must be '', auto, single, grid or gemm, got '",
+                    std::string(path), "'");
+  static constexpr const char* kNames[] = {"auto", "single", "grid", "gemm"};
+  std::string prev = plan::has_override ? kNames[plan::override_force] : "";
+  plan::has_override = !path.empty();
+  plan::override_force = f;
+  return prev;
+}
+
+// The cost model (cuda/cost_model.h) for one shape on a modelled device: per candidate
+// (single, grid, gemm, cudnn) 14 numbers, [candidate, fits, recorded_path, grid, kpt, ks,
+// rows_per_tile, tiles_per_step, compute, smem, latency, barrier, launch, total] (ns/step).
+std::vector<double> cuda_cost_model(std::string_view device, int64_t T, int64_t B, int64_t H,
+                                    int64_t elem_size, bool backward, bool packed) {
+  const cost::DeviceSpec* d = cost::find_device(device);
+  TORCH_CHECK_VALUE(d != nullptr, "fastrnn: device must be one of h100, h200, a100, got '",
+                    std::string(device), "'");
+  TORCH_CHECK_VALUE(T > 0 && B > 0 && H > 0, "fastrnn: T, B and H must be positive, got ", T,
+                    ", ", B, ", ", H);
+  TORCH_CHECK_VALUE(elem_size == 2 || elem_size == 4 || elem_size == 8,
+                    "fastrnn: elem_size must be 2, 4 or 8, got ", elem_size);
+  cost::Shape s;
+  s.T = T;
+  s.B = B;
+  s.H = H;
+  s.elem_size = int(elem_size);
+  s.backward = backward;
+  s.packed = packed;
+  std::vector<double> out;
+  for (int c = 0; c < cost::kNumCandidates; ++c) {
+    const cost::Prediction p = cost::predict(*d, s, cost::Candidate(c));
+    out.insert(out.end(), {double(c), p.fits ? 1.0 : 0.0, double(p.recorded_path),
+                           double(p.plan.grid), double(p.plan.kpt), double(p.plan.ks),
+                           double(p.plan.rows_per_tile), double(p.tiles_per_step), p.compute,
+                           p.smem, p.latency, p.barrier, p.launch, p.total});
+  }
+  return out;
+}
+
+std::vector<std::string> cuda_cost_devices() {
+  std::vector<std::string> out;
+  for (const cost::DeviceSpec& d : cost::kDevices) out.emplace_back(d.name);
+  return out;
+}
+
 }  // namespace
 
 TORCH_LIBRARY_FRAGMENT(fastrnn, m) {
@@ -95,6 +155,12 @@ TORCH_LIBRARY_FRAGMENT(fastrnn, m) {
   // [target, backward, path, blocks, threads_per_block, tiles_per_step, kpt, ks,
   //  rows_per_tile, smem_bytes, launches, steps, batch, hidden, elem_size] or [].
   m.def("_last_cuda_plan() -> int[]", &plan::last_launch_fields);
+  m.def("_set_cuda_path_override(str path) -> str", &set_cuda_path_override);
+  m.def(
+      "_cuda_cost_model(str device, int T, int B, int H, int elem_size, bool backward=False, "
+      "bool packed=False) -> float[]",
+      &cuda_cost_model);
+  m.def("_cuda_cost_devices() -> str[]", &cuda_cost_devices);
 }
 
 }  // namespace fastrnn

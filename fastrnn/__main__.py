@@ -3,7 +3,8 @@
 Prints the environment and the backends that can run, checks each backend against
 torch.nn.RNN (outputs and gradients), and times them against nn.RNN on a grid of shapes.
 The work is done in ``fastrnn/_report.py``; this file only parses the command line.
-``python -m fastrnn gpu-check`` (fastrnn/_gpu_check.py) is the one subcommand.
+Subcommands: ``python -m fastrnn gpu-check`` (fastrnn/_gpu_check.py) and
+``python -m fastrnn cost-model`` (fastrnn/_cost_table.py: the CUDA cost model's predictions).
 """
 from __future__ import annotations
 
@@ -134,10 +135,14 @@ def _resolve(args, parser):
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
-    if argv[:1] == ["gpu-check"]:  # the one subcommand; everything else is the report below
+    if argv[:1] == ["gpu-check"]:  # the subcommands; everything else is the report below
         from ._gpu_check import main as gpu_check
 
         return gpu_check(argv[1:])
+    if argv[:1] == ["cost-model"]:
+        from ._cost_table import main as cost_model
+
+        return cost_model(argv[1:])
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.threads:
@@ -196,6 +201,14 @@ def main(argv: list[str] | None = None) -> int:
             progress=not args.no_progress,
         )
         print(_report.speed_text(result["speed"], baseline_label))
+        if device.type == "cuda":
+            from .backends import cuda_choice
+
+            result["cuda_choice"] = cuda_choice()
+            print("\nCUDA path chosen per layer shape (fastrnn/_cuda_choice.py):")
+            for key, choice in result["cuda_choice"].items():
+                timed = ", ".join(f"{k} {v * 1e3:.3f} ms" for k, v in choice["seconds"].items())
+                print(f"  {key}: {choice['candidate']} ({choice['source']}{'; ' + timed if timed else ''})")
 
     if args.json:
         with open(args.json, "w") as f:

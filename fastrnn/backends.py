@@ -57,3 +57,18 @@ def last_cuda_plan() -> dict | None:
     plan["path"] = _CUDA_PATHS[plan["path"]]
     plan["compute_dtype"] = torch.float64 if plan["compute_dtype"] == 8 else torch.float32
     return plan
+
+
+# ---- CUDA: the measured choice per layer shape (fastrnn/_cuda_choice.py) ------------------
+
+def cuda_choice() -> dict[str, dict]:
+    """The choices the CUDA layers made in this process, by key text (device | dtype | shape
+    bucket | direction | packed | training): ``candidate`` ("single", "grid", "gemm" or
+    "cudnn"), ``source`` ("measured", "disk", "model" or "deterministic"), ``ranking``,
+    ``seconds`` (measured per call), ``predicted_ns_per_step`` (cost model), ``refused``."""
+    import dataclasses
+
+    from . import _cuda_choice
+
+    return {key.text(): dataclasses.asdict(choice)
+            for key, choice in list(_cuda_choice.default_chooser.choices.items())}

@@ -72,7 +72,13 @@ def rnn_layer(
 ) -> tuple[Tensor, Tensor]:  # y [T, B, H], h_n [B, H]
     """One layer, one direction."""
     name = resolve_backend(backend, input.device)
-    y = forward_fn(name)(input, hx, weight_ih, weight_hh, bias_ih, bias_hh, lengths, reverse, nonlinearity)
+    fwd = forward_fn(name)
+    if (backend == "auto" and name == "native" and input.device.type == "cuda"
+            and not torch.compiler.is_compiling()):  # compiled graphs keep the op itself
+        from . import _cuda_choice  # the measured choice: fastrnn's CUDA paths or cuDNN
+
+        fwd = _cuda_choice.rnn_forward
+    y = fwd(input, hx, weight_ih, weight_hh, bias_ih, bias_hh, lengths, reverse, nonlinearity)
     return y, (y[0] if reverse else y[-1])
 
 
@@ -99,7 +105,7 @@ def rnn(
         for direction in range(D):
             k = layer * D + direction
             y, h = rnn_layer(layer_input, hx[k], *weights[k], lengths=lengths,
-                             reverse=direction == 1, nonlinearity=nonlinearity, backend=name)
+                             reverse=direction == 1, nonlinearity=nonlinearity, backend=backend)
             outs.append(y)
             h_n.append(h)
         layer_input = outs[0] if D == 1 else torch.cat(outs, dim=2)

@@ -27,14 +27,17 @@
 #include "kernel_args.h"
 #include "last_plan.h"
 #include "launch_plan.h"
+#include "path_override.h"
 
 namespace fastrnn::cuda_host {
 
 // FASTRNN_CUDA_PATH=auto|single|grid|gemm forces a path (tests reach every path at
 // small sizes with it); a forced persistent path that cannot run falls back to gemm.
+// A per-thread override (path_override.h: the measured choice running its winner) wins.
 inline plan::Force forced_path() {
-  const char* env = std::getenv("FASTRNN_CUDA_PATH");
   plan::Force f = plan::kAuto;
+  if (plan::path_override(&f)) return f;
+  const char* env = std::getenv("FASTRNN_CUDA_PATH");
   TORCH_CHECK_VALUE(plan::parse_force(env ? env : "", &f),
                     "fastrnn: FASTRNN_CUDA_PATH must be auto, single, grid or gemm, got '",
                     env, "'");

@@ -1,0 +1,238 @@
+// The cost model of the CUDA recurrence: predicted time per time step of every candidate
+// (the persistent plans of launch_plan.h that fit, the per-step cuBLAS path, cuDNN), with
+// the reason: compute, shared-memory traffic, global-memory latency, barriers, launches.
+//
+// Pure C++ (no CUDA, no torch): exposed as fastrnn::_cuda_cost_model (../cuda_plan_ops.cpp)
+// so CPU tests and `python -m fastrnn cost-model` reach it; fastrnn/_cuda_choice.py uses
+// it when it may not measure (FASTRNN_CUDA_AUTOTUNE=0, deterministic mode).
+//
+// NOTHING HERE HAS BEEN MEASURED ON A GPU. Device numbers marked "spec" are vendors'
+// published figures; those marked "estimate" are rough values from the microbenchmark
+// literature, to be tuned with benchmarks/bench_cuda.py (predicted vs measured per step)
+// the day a GPU runs it. The model reads the plan (tiles, lanes, kpt) the host code would
+// launch, and follows the kernels' structure as described in README.md.
+#pragma once
+
+#include <cstdint>
+#include <string_view>
+
+#include "../sim/sim_device.h"
+#include "launch_plan.h"
+
+namespace fastrnn::cost {
+
+struct DeviceSpec {
+  const char* name;
+  const char* plan_device;      // sim_device.h entry with the occupancy-relevant properties
+  double clock_ghz;             // spec: boost clock
+  int fp32_fma_per_sm_clk;      // spec: FP32 lanes per SM (128 on sm_90, 64 on sm_80)
+  int smem_bytes_per_sm_clk;    // spec: 32 banks x 4 bytes per clock (CUDA programming guide)
+  double tensor_bf16_tflops;    // spec: dense BF16 tensor-core peak
+  double hbm_gbs;               // spec: HBM bandwidth
+  double l2_gbs;                // estimate: aggregate L2 bandwidth
+  double l2_mib;                // spec: L2 size
+  double l2_latency_ns;         // estimate: load-to-use of an L2 hit
+  double hbm_latency_ns;        // estimate: load-to-use of an L2 miss
+  double grid_sync_ns;          // estimate: cooperative-groups grid.sync() of a full grid
+  int syncthreads_cycles;       // estimate: __syncthreads of 8 warps, arrival to release
+  double launch_ns;             // estimate: one dependent kernel launch in a per-step loop
+                                //   (host dispatch of an ATen op + launch gap)
+  double gemm_efficiency;       // estimate: fraction of FP32 peak a small cuBLAS GEMM reaches
+  double cudnn_persist_efficiency;  // estimate: same for cuDNN's persistent small-H kernel
+};
+
+// H100 SXM5: 132 SMs x 128 FP32 lanes x 2 x 1.98 GHz = 66.9 TFLOPS (datasheet: 67).
+// H200: the same GH100 SM array and clock with HBM3e (4.8 TB/s, 141 GB).
+// A100 SXM4: 108 SMs x 64 lanes x 2 x 1.41 GHz = 19.5 TFLOPS (datasheet: 19.5).
+inline constexpr DeviceSpec kDevices[] = {
+    {"h100", "h100", 1.98, 128, 128, 989.0, 3350.0, 5500.0, 50.0, 200.0, 550.0, 1000.0, 40,
+     3000.0, 0.5, 0.5},
+    {"h200", "h100", 1.98, 128, 128, 989.0, 4800.0, 5500.0, 50.0, 200.0, 550.0, 1000.0, 40,
+     3000.0, 0.5, 0.5},
+    {"a100", "a100", 1.41, 64, 128, 312.0, 2039.0, 4000.0, 40.0, 200.0, 600.0, 1200.0, 40,
+     3000.0, 0.5, 0.5},
+};
+
+inline const DeviceSpec* find_device(std::string_view name) {
+  for (const DeviceSpec& d : kDevices) {
+    if (name == d.name) return &d;
+  }
+  return nullptr;
+}
+
+// The launch plan's view of a modelled device (the same numbers the simulation uses).
+inline plan::Device plan_device(const DeviceSpec& spec) {
+  const sim::SimDevice* d = sim::find_sim_device(spec.plan_device);
+  plan::Device dev;
+  dev.sm_count = d->sm_count;
+  dev.smem_per_block = d->smem_per_block - d->static_smem;
+  dev.smem_per_sm = d->smem_per_sm;
+  dev.regs_per_sm = d->regs_per_sm;
+  dev.max_threads_per_sm = d->max_threads_per_sm;
+  dev.max_blocks_per_sm = d->max_blocks_per_sm;
+  dev.cooperative_launch = d->cooperative_launch;
+  return dev;
+}
+
+enum Candidate : int { kSingle = 0, kGrid = 1, kGemm = 2, kCudnn = 3, kNumCandidates = 4 };
+
+struct Shape {
+  int64_t T = 1, B = 1, H = 1;
+  int elem_size = 4;      // storage: 8 float64, 4 float32, 2 float16/bfloat16
+  bool backward = false;  // the BPTT recurrence instead of the forward one
+  bool packed = false;    // lengths given (PackedSequence)
+};
+
+// Nanoseconds per time step; total == compute + smem + latency + barrier + launch.
+struct Prediction {
+  int candidate = kGemm;
+  bool fits = false;       // false: this candidate cannot run here (nothing else is set)
+  plan::Plan plan;         // the persistent plan (persistent candidates)
+  int recorded_path = 3;   // last_plan.h RecordedPath: 0 resident 1 single 2 grid 3 gemm; -1 cudnn
+  int tiles_per_step = 0;
+  double compute = 0;      // FMA issue and shuffles (or GEMM math)
+  double smem = 0;         // shared-memory time not hidden behind the FMAs
+  double latency = 0;      // global/L2 round trips and bytes on the step's critical path
+  double barrier = 0;      // __syncthreads and grid.sync()
+  double launch = 0;       // kernel launches, per step
+  double total = 0;
+};
+
+inline double cycles_ns(const DeviceSpec& d, double cycles) { return cycles / d.clock_ghz; }
+
+// The compute type of fastrnn's kernels: float64 stays, everything else runs in float32.
+inline int compute_elem(int elem_size) { return elem_size == 8 ? 8 : 4; }
+
+// A persistent plan (forced single or grid, exactly as the host would plan it).
+inline Prediction predict_persistent(const DeviceSpec& d, const Shape& s, Candidate which) {
+  Prediction r;
+  r.candidate = which;
+  const int ce = compute_elem(s.elem_size);
+  const plan::Device dev = plan_device(d);
+  const plan::Plan p = plan::make_plan(s.B, s.H, ce, dev, nullptr,
+                                       which == kSingle ? plan::kForceSingle : plan::kForceGrid,
+                                       /*allow_resident=*/!s.backward);
+  if (p.path == plan::kGemmFallback) return r;  // does not fit
+  r.fits = true;
+  r.plan = p;
+  r.recorded_path = p.resident ? 0 : (p.path == plan::kPersistentSingle ? 1 : 2);
+  const int64_t tiles = p.resident ? 1 : plan::ceil_div(s.B, p.rows_per_tile);
+  r.tiles_per_step = int(tiles);
+  const int hp = p.ks * p.kpt;  // padded state row
+  const int64_t rows = plan::ceil_div(s.B, plan::kRowsPerPass) * plan::kRowsPerPass;
+  const int warps = p.threads / 32;
+  // Every thread does kpt FMAs per batch row; an SM retires fp32_fma_per_sm_clk per clock
+  // (in float64 the rate of the data-centre parts is half of it).
+  const double fma_rate = ce == 8 ? d.fp32_fma_per_sm_clk / 2.0 : d.fp32_fma_per_sm_clk;
+  const double fma = double(rows) * p.threads * p.kpt / fma_rate;
+  int log_ks = 0;
+  while ((1 << log_ks) < p.ks) ++log_ks;
+  // Each warp: one shuffle per batch row per butterfly round, issued by 4 schedulers.
+  const double shuffles = double(rows) * log_ks * warps / 4.0;
+  // Every warp reads the whole padded state row of every batch row (broadcast inside the
+  // warp), plus the staging writes of the tiles that are not resident.
+  double smem_bytes = double(rows) * warps * hp * ce;
+  if (!p.resident) smem_bytes += double(rows) * hp * ce;
+  const double lds = smem_bytes / d.smem_bytes_per_sm_clk;
+  r.compute = cycles_ns(d, fma + shuffles);
+  r.smem = cycles_ns(d, lds > fma ? lds - fma : 0.0);
+  // Global memory on the critical path. The epilogue of each pass of kRowsPerPass rows
+  // loads the input projection y_t (and lengths) after the dot product: one round trip per
+  // pass, from HBM when y does not fit in L2. A staged tile reads h_{t-1} (the backward:
+  // dy, carry and y) from L2 first: one round trip plus its bytes at this SM's L2 share.
+  const double y_bytes = double(s.T) * s.B * s.H * ce;
+  const double y_lat = y_bytes > d.l2_mib * 1024 * 1024 * 0.5 ? d.hbm_latency_ns : d.l2_latency_ns;
+  const int64_t passes = rows / plan::kRowsPerPass;
+  double latency = double(passes) * y_lat;
+  if (!p.resident || s.backward) {
+    const int streams = s.backward ? 3 : 1;
+    const double staged = double(rows) * s.H * ce * streams;
+    const double sm_l2_gbs = d.l2_gbs / dev.sm_count;  // GB/s == bytes/ns
+    latency += double(tiles) * d.l2_latency_ns + staged / sm_l2_gbs;
+  }
+  r.latency = latency;
+  // Barriers: resident forward: one __syncthreads per step; staged: two per tile; the grid
+  // path adds one grid.sync() per step.
+  const double sync = cycles_ns(d, d.syncthreads_cycles);
+  r.barrier = p.resident ? sync : 2.0 * tiles * sync;
+  if (p.path == plan::kPersistentGrid) r.barrier += d.grid_sync_ns;
+  r.launch = d.launch_ns / double(s.T);  // one launch for all T steps
+  r.total = r.compute + r.smem + r.latency + r.barrier + r.launch;
+  return r;
+}
+
+// A [B, H] x [H, H] GEMM of cuBLAS at per-step size: the math spread over the CTAs that
+// the output has (64 x 64 tiles assumed), or W_hh streamed from L2, whichever is longer.
+inline double small_gemm_ns(const DeviceSpec& d, int64_t B, int64_t H, bool tensor_cores,
+                            int elem_bytes) {
+  const double flops = 2.0 * B * H * H;
+  const int64_t ctas = plan::ceil_div(B, 64) * plan::ceil_div(H, 64);
+  const int sms = plan_device(d).sm_count;
+  const double used = double(ctas < sms ? ctas : sms) / sms;
+  const double peak_flops_ns = tensor_cores
+      ? d.tensor_bf16_tflops * 1e3
+      : 2.0 * d.fp32_fma_per_sm_clk * sms * d.clock_ghz;  // flops per ns
+  const double math = flops / (peak_flops_ns * used * d.gemm_efficiency);
+  const double weights = double(H) * H * elem_bytes / d.l2_gbs;
+  return (math > weights ? math : weights) + d.l2_latency_ns;
+}
+
+// fastrnn's per-step fallback: y_t += h_{t-1} W_hh^T (cuBLAS, float32 compute) and one
+// pointwise kernel per step (backward: the pointwise kernel then the GEMM).
+inline Prediction predict_gemm(const DeviceSpec& d, const Shape& s) {
+  Prediction r;
+  r.candidate = kGemm;
+  r.fits = true;
+  r.recorded_path = 3;
+  r.tiles_per_step = 1;
+  const int ce = compute_elem(s.elem_size);
+  r.compute = small_gemm_ns(d, s.B, s.H, false, ce);
+  r.latency = d.hbm_latency_ns;  // the pointwise kernel's loads (y_t, h_prev / dy, y, carry)
+  r.launch = 2.0 * d.launch_ns;
+  r.total = r.compute + r.latency + r.launch;
+  return r;
+}
+
+// cuDNN through PyTorch's RNN op. Which algorithm PyTorch asks for (aten cudnn/RNN.cpp
+// get_algo): not packed and not float64, tanh/relu forward with H <= 384 or backward with
+// H <= 256 -> CUDNN_RNN_ALGO_PERSIST_STATIC_SMALL_H; otherwise STANDARD (a GEMM and a
+// pointwise kernel per step; bf16/fp16 GEMMs on tensor cores). cuDNN is closed source: the
+// persistent kernel is modelled as all SMs at cudnn_persist_efficiency of the FP32 peak
+// plus one grid barrier and one L2 round trip per step (estimate).
+inline Prediction predict_cudnn(const DeviceSpec& d, const Shape& s) {
+  Prediction r;
+  r.candidate = kCudnn;
+  r.fits = true;
+  r.recorded_path = -1;
+  r.tiles_per_step = 1;
+  const bool small_h = !s.packed && s.elem_size != 8 && s.H <= (s.backward ? 256 : 384);
+  if (small_h) {
+    const int sms = plan_device(d).sm_count;
+    const double peak = 2.0 * d.fp32_fma_per_sm_clk * sms * d.clock_ghz;
+    r.compute = 2.0 * s.B * s.H * s.H / (peak * d.cudnn_persist_efficiency);
+    r.latency = d.l2_latency_ns;
+    r.barrier = d.grid_sync_ns;
+    r.launch = d.launch_ns / double(s.T);
+  } else {
+    const bool half = s.elem_size == 2;
+    r.compute = small_gemm_ns(d, s.B, s.H, half, s.elem_size);
+    r.latency = d.hbm_latency_ns;
+    r.launch = 2.0 * d.launch_ns;
+  }
+  r.total = r.compute + r.smem + r.latency + r.barrier + r.launch;
+  return r;
+}
+
+inline Prediction predict(const DeviceSpec& d, const Shape& s, Candidate c) {
+  switch (c) {
+    case kSingle:
+    case kGrid:
+      return predict_persistent(d, s, c);
+    case kGemm:
+      return predict_gemm(d, s);
+    default:
+      return predict_cudnn(d, s);
+  }
+}
+
+}  // namespace fastrnn::cost
