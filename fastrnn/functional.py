@@ -45,7 +45,7 @@ def resolve_backend(backend: str, device: torch.device) -> str:
 def forward_fn(backend: str) -> Callable[..., Tensor]:
     """The ``rnn_forward`` of a resolved backend name."""
     if backend == "native":
-        return _ops.rnn_forward
+        return _ops.differentiable_rnn_forward
     if backend == "triton":
         from .triton import rnn_forward
 

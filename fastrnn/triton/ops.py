@@ -168,11 +168,12 @@ def _rnn_backward_op(
     lengths: Tensor | None,  # [B] int64
     reverse: bool,
     nonlinearity: str,
-    need_input: bool,
-    need_weights: bool,
+    output_mask: list[bool],
 ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
     """(grad_input [T,B,I], grad_hx [B,H], grad_weight_ih [H,I], grad_weight_hh [H,H],
-    grad_bias [H]); entries not asked for by need_input / need_weights are empty."""
+    grad_bias [H]); output_mask = [need_input, need_weights], as in fastrnn::rnn_backward:
+    entries not asked for are empty."""
+    need_input, need_weights = output_mask
     _checks.check_backward_args(grad_output, input, hx, weight_ih, weight_hh, output, lengths)
     _checks.check_nonlinearity(nonlinearity)
     T, B, I = input.shape
@@ -239,8 +240,8 @@ def _rnn_backward_op(
 
 _rnn_backward_op.register_fake(_op_glue.fake_backward)
 
-# Autograd, saved tensors and double backward: the same glue as the native ops.
-_op_glue.register_autograd(_rnn_forward_op, torch.ops.fastrnn_triton.rnn_backward)
+# Autograd, saved tensors, torch.func and double backward: the same glue as the native ops.
+_differentiable_forward = _op_glue.register_autograd(_rnn_forward_op, torch.ops.fastrnn_triton.rnn_backward)
 _double_backward.forbid(_rnn_backward_op)
 
 
@@ -267,6 +268,6 @@ def rnn_forward(
         return reference.rnn_forward(input, hx, weight_ih, weight_hh, bias_ih, bias_hh, lengths,
                                      reverse, nonlinearity)
     check_device(input)
-    return torch.ops.fastrnn_triton.rnn_forward(
+    return _differentiable_forward(
         input, hx, weight_ih, weight_hh, bias_ih, bias_hh, lengths, bool(reverse), nonlinearity
     )
