@@ -13,6 +13,7 @@ import warnings
 
 import torch
 from torch import Tensor, nn
+from torch.nn.utils import parametrize
 from torch.nn.utils.rnn import PackedSequence
 
 from . import functional
@@ -278,10 +279,7 @@ class RNN(nn.Module):
             module.bias, module.batch_first, module.dropout, module.bidirectional,
             device="meta", backend=backend,
         )
-        for name in new._flat_weights_names:
-            new._parameters[name] = module._parameters[name]
-        new.train(module.training)
-        return new
+        return _adopt_state(new, module, new._flat_weights_names)
 
 
 class RNNCell(nn.Module):
@@ -380,17 +378,64 @@ class RNNCell(nn.Module):
             raise TypeError(f"fastrnn.RNNCell.from_torch expects a torch.nn.RNNCell, got {type(module).__name__}")
         new = cls(module.input_size, module.hidden_size, module.bias, module.nonlinearity,
                   device="meta", backend=backend)
-        for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"):
+        return _adopt_state(new, module, ("weight_ih", "weight_hh", "bias_ih", "bias_hh"))
+
+
+# The hook tables of nn.Module (shared, not copied: a RemovableHandle the user holds keeps working).
+_HOOK_DICTS = (
+    "_forward_pre_hooks", "_forward_pre_hooks_with_kwargs", "_forward_hooks",
+    "_forward_hooks_with_kwargs", "_forward_hooks_always_called", "_backward_pre_hooks",
+    "_backward_hooks", "_state_dict_hooks", "_state_dict_pre_hooks", "_load_state_dict_pre_hooks",
+    "_load_state_dict_post_hooks",
+)
+
+
+def _adopt_state(new: nn.Module, module: nn.Module, weight_names) -> nn.Module:
+    """Moves everything a user may have put on ``module`` onto ``new`` (built on 'meta'), so the
+    converted model computes exactly what the original did, with the same objects:
+
+    * the weights' Parameter objects (optimizers keep their state), with their requires_grad,
+      device and dtype; any other Parameter / buffer (pruning's ``*_orig`` and ``*_mask``,
+      the old hook-based weight_norm's ``*_g`` / ``*_v``);
+    * parametrizations (``torch.nn.utils.parametrize``: weight_norm, spectral_norm, custom):
+      the ParametrizationList modules themselves move, originals and buffers included;
+    * a weight that a pre-forward hook recomputes as a plain attribute (pruning);
+    * forward / pre-forward / backward / state_dict hooks; training mode.
+    """
+    parametrized = set(module.parametrizations) if parametrize.is_parametrized(module) else set()
+    for name in weight_names:
+        del new._parameters[name]  # the 'meta' placeholder
+        if name in parametrized:
+            continue
+        if name in module._parameters:
             new._parameters[name] = module._parameters[name]
-        new.train(module.training)
-        return new
+        else:  # a plain tensor that a hook recomputes (pruning, hook-based weight_norm)
+            new.__dict__[name] = module.__dict__[name]
+    for name, param in module._parameters.items():
+        new._parameters.setdefault(name, param)
+    new._buffers.update(module._buffers)
+    new._non_persistent_buffers_set |= module._non_persistent_buffers_set
+    if parametrized:
+        # What register_parametrization does, minus re-running right_inverse (it would make new
+        # Parameters) and the consistency check (spectral_norm would take a power-iteration
+        # step on the placeholder).
+        parametrize._inject_new_class(new)
+        new.parametrizations = module.parametrizations
+        for name in module.parametrizations:
+            parametrize._inject_property(new, name)
+    for hooks in _HOOK_DICTS:
+        setattr(new, hooks, getattr(module, hooks))
+    new._is_full_backward_hook = module._is_full_backward_hook
+    new.train(module.training)
+    return new
 
 
 def convert(model: nn.Module, *, backend: str = "auto") -> nn.Module:
     """Replaces every torch.nn.RNN / nn.RNNCell inside ``model`` (in place) by its fastrnn twin.
 
     The replacements share the original Parameter objects, so weights, device, dtype,
-    gradients and optimizer state are kept. Returns ``model`` (or its replacement, if
+    gradients and optimizer state are kept; parametrizations (weight_norm, spectral_norm,
+    ``torch.nn.utils.parametrize``), pruning masks and hooks move with them (``_adopt_state``). Returns ``model`` (or its replacement, if
     ``model`` itself is an nn.RNN / nn.RNNCell).
     """
     if isinstance(model, nn.RNN):
