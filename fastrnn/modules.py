@@ -19,6 +19,9 @@ from torch.nn.utils.rnn import PackedSequence
 from . import functional
 
 _NONLINEARITIES = ("tanh", "relu")
+# RNNCell backends whose one step is ATen's cell (RNNCell.forward): an explicit 'triton' or
+# 'reference' runs that backend's rnn_forward for the step.
+_ATEN_CELL_BACKENDS = ("auto", "native")
 
 
 def _check_nonlinearity(nonlinearity) -> None:
@@ -339,6 +342,23 @@ class RNNCell(nn.Module):
         return s
 
     def forward(self, input: Tensor, hx: Tensor | None = None) -> Tensor:
+        # One step is two small GEMMs and a tanh: a fused kernel cannot beat ATen's cell here,
+        # and the per-call Python and dispatch overhead decides the speed (benchmarks/README.md,
+        # "RNNCell"). So the common case calls ATen's step directly, as nn.RNNCell does, with
+        # no more Python around it than nn.RNNCell has. Anything unusual (1-D input, autocast,
+        # an explicit backend, a call ATen rejects) takes the checked path below, whose errors
+        # are fastrnn's.
+        if self.backend in _ATEN_CELL_BACKENDS and input.dim() == 2 and not torch._C._is_any_autocast_enabled():
+            if hx is None:
+                hx = torch.zeros(input.shape[0], self.hidden_size, dtype=input.dtype, device=input.device)
+            step = torch.rnn_tanh_cell if self.nonlinearity == "tanh" else torch.rnn_relu_cell
+            try:
+                return step(input, hx, self.weight_ih, self.weight_hh, self.bias_ih, self.bias_hh)  # [B, H]
+            except (RuntimeError, TypeError):
+                pass  # the checked path raises the clear error
+        return self._checked_forward(input, hx)
+
+    def _checked_forward(self, input: Tensor, hx: Tensor | None) -> Tensor:
         if input.dim() not in (1, 2):
             raise ValueError(f"RNNCell: Expected input to be 1D or 2D, got {input.dim()}D instead")
         if hx is not None and hx.dim() not in (1, 2):
