@@ -16,7 +16,7 @@ from torch import Tensor, nn
 from torch.nn.utils import parametrize
 from torch.nn.utils.rnn import PackedSequence
 
-from . import functional
+from . import _script, functional
 
 _NONLINEARITIES = ("tanh", "relu")
 # RNNCell backends whose one step is ATen's cell (RNNCell.forward): an explicit 'triton' or
@@ -270,6 +270,10 @@ class RNN(nn.Module):
                 lengths=lengths, backend="reference" if x.shape[1] == 0 else self.backend,
             )
 
+    def __prepare_scriptable__(self) -> nn.Module:
+        """torch.jit.script compiles a twin with the same Parameters (fastrnn/_script.py)."""
+        return _script.ScriptRNN(self)
+
     @classmethod
     def from_torch(cls, module: nn.RNN, *, backend: str = "auto") -> "RNN":
         """A fastrnn.RNN that shares ``module``'s Parameter objects (so optimizers keep working)."""
@@ -390,6 +394,10 @@ class RNNCell(nn.Module):
             )
         out = out[0]  # [B, H]
         return out if batched else out.squeeze(0)
+
+    def __prepare_scriptable__(self) -> nn.Module:
+        """torch.jit.script compiles a twin with the same Parameters (fastrnn/_script.py)."""
+        return _script.ScriptRNNCell(self)
 
     @classmethod
     def from_torch(cls, module: nn.RNNCell, *, backend: str = "auto") -> "RNNCell":
