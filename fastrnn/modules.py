@@ -93,7 +93,11 @@ class RNN(nn.Module):
 
     * ``"auto"`` (default): the fused native kernel for the device (C++ on CPU, CUDA on
       GPU when built with CUDA), else Triton on GPU, else the reference loop;
-    * ``"native"``, ``"triton"``, ``"reference"``: that backend, or an error if it cannot run.
+    * ``"native"``, ``"triton"``, ``"reference"``: that backend, or an error if it cannot run
+      (``fastrnn.backends.triton_status`` says why Triton cannot).
+
+    One documented rule: the Triton kernels compute float32, float16 and bfloat16; with
+    ``backend="triton"``, float64 runs the reference loop (the same contract, in float64).
     """
 
     def __init__(

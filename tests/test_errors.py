@@ -9,7 +9,6 @@ see test_op_layouts_compute_the_right_answer.
 """
 from __future__ import annotations
 
-import importlib.util
 
 import numpy as np
 import pytest
@@ -134,7 +133,7 @@ class _Backend:
         self.RNNCell = lambda *a, **k: fastrnn.RNNCell(*a, backend=backend, **k)
 
 
-_HAVE_TRITON = importlib.util.find_spec("triton") is not None and importlib.util.find_spec("fastrnn.triton.ops") is not None
+_HAVE_TRITON = fastrnn.backends.triton_usable("cpu")
 MODULE_BACKENDS = ["auto", "reference"] + (["triton"] if _HAVE_TRITON else [])
 
 

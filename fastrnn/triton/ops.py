@@ -114,9 +114,7 @@ def _rnn_forward_op(
         return y
     # The input projection of every step in one GEMM, in float32 (rnn.h: reduced precision).
     xw = (input.reshape(T * B, I).float() @ weight_ih.float().t()).view(T, B, H)  # [T, B, H]
-    bias = None
-    if bias_ih is not None:
-        bias = bias_ih.float() + bias_hh.float()  # [H]
+    bias = reference.combined_bias(bias_ih, bias_hh, torch.float32)  # [H] or None
     w_hh = weight_hh.contiguous()  # [H, H]
     lens = lengths.contiguous() if lengths is not None else None  # [B]
     flags = dict(
