@@ -9,8 +9,6 @@ from __future__ import annotations
 import importlib.util
 import os
 
-import torch
-
 # ----------------------------------------------------------------------------- Triton availability
 
 # Installed or not is fixed for the process; whether the kernels load is asked once they are needed.
@@ -48,7 +46,6 @@ def triton_status(device_type: str) -> dict:
     return status
 
 
-@torch.compiler.assume_constant_result  # torch.compile takes the answer as a constant
 def triton_usable(device_type: str) -> bool:
     """``triton_status(device_type)["available"]``, for routing calls."""
     return triton_status(device_type)["available"]
