@@ -5,6 +5,8 @@ the per-call overhead; the benchmark steps the cell STEPS times, feeding the sta
 decoder or sampler does. Inference: under no_grad. Training: the same loop, then backward.
 
     python benchmarks/bench_cell.py          # runs the benchmarks, prints the ratio table
+    python benchmarks/bench_cell.py --interleaved   # the same loops alternating A/B (loaded machines)
+    python benchmarks/bench_cell.py --cpu-time      # alternating, 1 thread, process CPU time
     python -m pytest benchmarks/bench_cell.py --benchmark-enable --benchmark-group-by=group
 
 (benchmarks/ is outside testpaths: CI does not run these. Results: benchmarks/README.md.)
@@ -78,6 +80,38 @@ def test_cell(benchmark, B, H, mode, model_name):
     benchmark.pedantic(step, rounds=rounds, warmup_rounds=2, iterations=1)
 
 
+def interleaved(rounds: int = 30, threads: int = 2, cpu_time: bool = False) -> str:
+    """The same loops, nn.RNNCell and fastrnn alternating round by round (ABAB...), so a load
+    spike from other processes hits both; medians and minima of the per-step time.
+    ``cpu_time``: this process's CPU time instead of wall time (with one thread, the work
+    done, whatever else the machine runs)."""
+    import time
+
+    clock = time.process_time if cpu_time else time.perf_counter
+    torch.set_num_threads(threads)
+    lines = ["| B | H | mode | nn.RNNCell µs/step (median / min) | fastrnn µs/step (median / min) "
+             "| speedup of medians | of minima |", "|---|---|---|---|---|---|---|"]
+    for B in BATCHES:
+        for H in HIDDEN:
+            for mode in ("inference", "training"):
+                x, h0 = torch.randn(B, H), torch.randn(B, H)
+                make = _inference if mode == "inference" else _training
+                steps = [make(_cell(name, H), x, h0) for name in MODELS]
+                times: list[list[float]] = [[], []]
+                n = rounds if B * H * H < 2**24 else max(5, rounds // 3)
+                for r in range(n + 2):
+                    for k in ((0, 1) if r % 2 == 0 else (1, 0)):
+                        t = clock()
+                        steps[k]()
+                        if r >= 2:  # two warm-up rounds
+                            times[k].append((clock() - t) * 1e6 / STEPS)
+                med = [sorted(t)[len(t) // 2] for t in times]
+                low = [min(t) for t in times]
+                lines.append(f"| {B} | {H} | {mode} | {med[0]:.1f} / {low[0]:.1f} | {med[1]:.1f} / {low[1]:.1f} "
+                             f"| {med[0] / med[1]:.2f}x | {low[0] / low[1]:.2f}x |")
+    return "\n".join(lines)
+
+
 def _table(path: str) -> str:
     medians: dict[tuple, dict[str, float]] = {}
     for b in json.load(open(path))["benchmarks"]:
@@ -91,6 +125,12 @@ def _table(path: str) -> str:
 
 
 if __name__ == "__main__":
+    if sys.argv[1:] == ["--interleaved"]:
+        print(interleaved())
+        sys.exit(0)
+    if sys.argv[1:] == ["--cpu-time"]:  # one thread, CPU time: for a machine others are loading
+        print(interleaved(threads=1, cpu_time=True))
+        sys.exit(0)
     here = os.path.dirname(os.path.abspath(__file__))
     with tempfile.TemporaryDirectory() as tmp:
         out = os.path.join(tmp, "cell.json")
