@@ -88,6 +88,12 @@ at::ScalarType compute_type(at::ScalarType t);
 // t in the compute type, contiguous (no copy when it already is).
 at::Tensor as_compute(const at::Tensor& t, at::ScalarType ct);
 
+// bx + bh (both biases enter every step together, rnn.h's z_t) in the compute type,
+// contiguous [H]; an undefined tensor when there is no bias. The one place they are summed
+// (fastrnn/reference.py's combined_bias is its Python twin).
+at::Tensor combined_bias(const std::optional<at::Tensor>& bias_ih,
+                         const std::optional<at::Tensor>& bias_hh, at::ScalarType ct);
+
 // (grad_input, grad_hx, grad_weight_ih, grad_weight_hh, grad_bias), as rnn_backward returns.
 using Grads = std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor>;
 

@@ -2,6 +2,7 @@
 // and, after the reverse-time loop of BPTT, the batched GEMMs over all T*B rows.
 #include "rnn.h"
 
+#include <ATen/ops/add.h>
 #include <ATen/ops/empty.h>
 #include <ATen/ops/mm.h>
 #include <ATen/ops/sum.h>
@@ -16,6 +17,12 @@ at::Tensor as_compute(const at::Tensor& t, at::ScalarType ct) {
   // The common case (already right) skips two dispatcher round trips.
   if (t.scalar_type() == ct && t.is_contiguous()) return t;
   return t.to(ct).contiguous();
+}
+
+at::Tensor combined_bias(const std::optional<at::Tensor>& bias_ih,
+                         const std::optional<at::Tensor>& bias_hh, at::ScalarType ct) {
+  if (!bias_ih.has_value()) return at::Tensor();
+  return at::add(bias_ih->to(ct), bias_hh->to(ct)).contiguous();  // [H]
 }
 
 Grads backward_gemms(const at::Tensor& dz, const at::Tensor& grad_hx, const at::Tensor& input,

@@ -5,8 +5,11 @@
     model = fastrnn.convert(model)                # or: swap every nn.RNN / nn.RNNCell in a model
 """
 from . import _ops  # noqa: F401  (registers the fastrnn::* ops, fake kernels and autograd)
+from . import _onnx
 from . import backends, functional, reference
 from .modules import RNN, RNNCell, convert
+
+_onnx.register()  # torch.onnx.export of a model holding fastrnn modules: both exporters
 
 __version__ = "0.1.0"
 

@@ -32,11 +32,19 @@ def differentiable_backward(
     """The 9 gradients of rnn_forward's inputs, as differentiable functions of them."""
     args = (input, hx, weight_ih, weight_hh, bias_ih, bias_hh)
     wanted = [i for i, t in enumerate(args) if t is not None and needs_input_grad[i]]
+
+    def forward(*chosen: Tensor) -> Tensor:  # [T, B, H]
+        full = list(args)
+        for i, t in zip(wanted, chosen):
+            full[i] = t
+        return reference.rnn_forward(*full, lengths, reverse, nonlinearity)
+
+    # torch.func.vjp, not torch.autograd.grad: it keeps the graph for an outer autograd
+    # (create_graph=True) and also works under torch.func transforms, whose tensors are
+    # not leaves of the plain autograd graph.
     with torch.enable_grad():
-        y = reference.rnn_forward(input, hx, weight_ih, weight_hh, bias_ih, bias_hh, lengths,
-                                  reverse, nonlinearity)  # [T, B, H]
-        grads = torch.autograd.grad(y, [args[i] for i in wanted], grad_output,
-                                    create_graph=True, allow_unused=True)
+        _, pullback = torch.func.vjp(forward, *(args[i] for i in wanted))
+        grads = pullback(grad_output)
     out: list[Tensor | None] = [None] * 9
     for i, g in zip(wanted, grads):
         out[i] = g if g is not None else torch.zeros_like(args[i])

@@ -15,7 +15,7 @@ from torch import Tensor
 from . import _checks, _double_backward
 
 # backward(grad_output, input, hx, weight_ih, weight_hh, output, lengths, reverse,
-#          nonlinearity, need_input, need_weights)
+#          nonlinearity, output_mask=[need_input, need_weights])  (fastrnn::rnn_backward's schema)
 #   -> (grad_input, grad_hx, grad_weight_ih, grad_weight_hh, grad_bias)
 BackwardCall = Callable[..., tuple[Tensor, Tensor, Tensor, Tensor, Tensor]]
 
@@ -29,9 +29,11 @@ def fake_forward(input, hx, weight_ih, weight_hh, bias_ih, bias_hh, lengths, rev
 
 
 def fake_backward(grad_output, input, hx, weight_ih, weight_hh, output, lengths, reverse,
-                  nonlinearity, need_input: bool, need_weights: bool):
+                  nonlinearity, output_mask):
     _checks.check_backward_args(grad_output, input, hx, weight_ih, weight_hh, output, lengths)
     _checks.check_nonlinearity(nonlinearity)
+
+    need_input, need_weights = output_mask
 
     def maybe(needed, shape):  # a skipped gradient is a fresh [0] tensor (no aliasing)
         return input.new_empty(shape if needed else (0,))
@@ -56,9 +58,89 @@ def _setup_context(ctx, inputs, output):
     ctx.nonlinearity = nonlinearity
 
 
-def register_autograd(forward_op, backward: BackwardCall) -> None:
-    """Makes ``forward_op`` (a custom op with rnn_forward's signature) differentiable."""
+def _fold_vmap(op):
+    """A vmap rule for ``op`` (rnn_forward's signature): rows are independent, so a vmapped
+    input / hx / lengths with shared weights is one call on N*B rows instead of N calls.
+    Batched weights (ensembles) run one call per slice."""
 
+    def rule(info, in_dims, input, hx, weight_ih, weight_hh, bias_ih, bias_hh, lengths, reverse,
+             nonlinearity):
+        N = info.batch_size
+        tensors = (input, hx, weight_ih, weight_hh, bias_ih, bias_hh, lengths)
+        x_dim, h_dim, *w_dims, len_dim = in_dims[:7]
+        if any(d is not None for d in w_dims):
+            outs = []
+            for n in range(N):
+                sliced = [t if d is None or t is None else t.select(d, n) for t, d in zip(tensors, in_dims)]
+                outs.append(op(*sliced, reverse, nonlinearity))  # [T, B, H]
+            return torch.stack(outs), 0
+
+        def lead(t, d):  # [N, ...]: a batched tensor's vmap dim first, an unbatched one broadcast
+            return t.movedim(d, 0) if d is not None else t.unsqueeze(0).expand(N, *t.shape)
+
+        x = lead(input, x_dim)  # [N, T, B, I]
+        _, T, B, I = x.shape
+        H = weight_hh.shape[0]
+        x = x.transpose(0, 1).reshape(T, N * B, I)  # [T, N*B, I]
+        h = lead(hx, h_dim).reshape(N * B, H)  # [N*B, H]
+        lens = None if lengths is None else lead(lengths, len_dim).reshape(N * B)  # [N*B]
+        y = op(x, h, weight_ih, weight_hh, bias_ih, bias_hh, lens, reverse, nonlinearity)  # [T, N*B, H]
+        return y.view(T, N, B, H), 1
+
+    return rule
+
+
+def register_autograd(forward_op, backward: BackwardCall) -> Callable[..., Tensor]:
+    """Makes ``forward_op`` (a custom op with rnn_forward's signature) differentiable, and
+    returns the differentiable entry point that functional.py calls.
+
+    Two registrations, one backward:
+    * the op's own autograd (``torch.library.register_autograd``), used by plain autograd,
+      torch.compile / torch.export and anyone calling the op directly;
+    * an ``autograd.Function`` with ``setup_context`` for torch.func transforms. The first
+      cannot serve them: torch.library builds an old-style Function (``forward(ctx, ...)``)
+      that it applies *inside* the Autograd kernel, where functorch has already unwrapped
+      its level, so ``torch.func.grad`` fails ("must override the setup_context
+      staticmethod") for every Python-registered op autograd in this torch (2.14), its own
+      ``custom_op`` included. Applied above the dispatcher, a Function is seen by functorch.
+    Under torch.func the backward is differentiable (functorch always asks for
+    ``create_graph``): ``_double_backward`` recomputes through the reference. vmap: the op's
+    rule (``_fold_vmap``) folds the vmapped rows into the batch.
+    """
+    torch.library.register_autograd(forward_op, backward_fn := _make_backward(backward),
+                                    setup_context=_setup_context)
+    op = forward_op if isinstance(forward_op, torch._ops.OpOverload) else _resolve(forward_op)
+    torch.library.register_vmap(forward_op, _fold_vmap(op))
+
+    def forward(input, hx, weight_ih, weight_hh, bias_ih, bias_hh, lengths, reverse, nonlinearity):
+        return op(input, hx, weight_ih, weight_hh, bias_ih, bias_hh, lengths, reverse, nonlinearity)
+
+    function = type(f"RNNForward_{op.namespace}", (torch.autograd.Function,), {
+        "forward": staticmethod(forward),
+        "setup_context": staticmethod(_setup_context),
+        "backward": staticmethod(backward_fn),
+        "generate_vmap_rule": True,
+    })
+
+    def rnn_forward(input, hx, weight_ih, weight_hh, bias_ih, bias_hh, lengths, reverse, nonlinearity):
+        # A constant under torch.compile (dynamo folds this query), so compiled graphs hold the op.
+        if torch._C._are_functorch_transforms_active():
+            return function.apply(input, hx, weight_ih, weight_hh, bias_ih, bias_hh, lengths, reverse,
+                                  nonlinearity)
+        return op(input, hx, weight_ih, weight_hh, bias_ih, bias_hh, lengths, reverse, nonlinearity)
+
+    return rnn_forward
+
+
+def _resolve(forward_op) -> torch._ops.OpOverload:
+    """The OpOverload of a qualified name ("ns::op") or of a torch.library.custom_op."""
+    if isinstance(forward_op, str):
+        namespace, name = forward_op.split("::")
+        return getattr(getattr(torch.ops, namespace), name).default
+    return forward_op._opoverload
+
+
+def _make_backward(backward: BackwardCall):
     def _backward(ctx, grad_output: Tensor):
         input, hx, weight_ih, weight_hh, output, lengths, bias_ih, bias_hh = ctx.saved_tensors
         needs = ctx.needs_input_grad
@@ -70,7 +152,7 @@ def register_autograd(forward_op, backward: BackwardCall) -> None:
         need_weights = any(needs[2:6])
         gx, ghx, gw_ih, gw_hh, gb = backward(
             grad_output, input, hx, weight_ih, weight_hh, output, lengths,
-            ctx.reverse, ctx.nonlinearity, need_input, need_weights,
+            ctx.reverse, ctx.nonlinearity, [need_input, need_weights],
         )
         gb = gb if ctx.has_bias and need_weights else None
         return (
@@ -86,4 +168,4 @@ def register_autograd(forward_op, backward: BackwardCall) -> None:
             None,
         )
 
-    torch.library.register_autograd(forward_op, _backward, setup_context=_setup_context)
+    return _backward

@@ -29,20 +29,8 @@ def has_kernel(device_type: str) -> bool:
 
 
 torch.library.register_fake("fastrnn::rnn_forward")(_op_glue.fake_forward)
+torch.library.register_fake("fastrnn::rnn_backward")(_op_glue.fake_backward)
 
-
-@torch.library.register_fake("fastrnn::rnn_backward")
-def _rnn_backward_fake(grad_output, input, hx, weight_ih, weight_hh, output, lengths, reverse,
-                       nonlinearity, output_mask):
-    return _op_glue.fake_backward(grad_output, input, hx, weight_ih, weight_hh, output, lengths,
-                                  reverse, nonlinearity, *output_mask)
-
-
-def _backward(grad_output, input, hx, weight_ih, weight_hh, output, lengths, reverse, nonlinearity,
-              need_input, need_weights):
-    return rnn_backward(grad_output, input, hx, weight_ih, weight_hh, output, lengths, reverse,
-                        nonlinearity, [need_input, need_weights])
-
-
-_op_glue.register_autograd("fastrnn::rnn_forward", _backward)
+# What functional.py calls: the op, differentiable under autograd and torch.func.
+differentiable_rnn_forward = _op_glue.register_autograd("fastrnn::rnn_forward", rnn_backward)
 _double_backward.forbid("fastrnn::rnn_backward")

@@ -21,7 +21,7 @@ import torch
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence
 
-from . import __version__, _ops, functional
+from . import __version__, _ops, backends, functional
 from .modules import RNN
 
 BACKEND_NAMES = ("native", "triton", "reference")
@@ -113,35 +113,10 @@ def backend_status(device: torch.device) -> list[dict]:
     out.append({"name": "native", "available": native,
                 "mode": ("C++" if device.type == "cpu" else "CUDA") if native else None,
                 "note": "" if native else f"fastrnn was built without {device.type.upper()} kernels"})
-    out.append(_triton_status(device))
+    out.append(backends.triton_status(device.type))
     out.append({"name": "reference", "available": True, "mode": "PyTorch loop",
                 "note": "the executable spec (slow by design)"})
     return out
-
-
-def _triton_status(device: torch.device) -> dict:
-    status = {"name": "triton", "available": False, "mode": None, "note": ""}
-    interpret = os.environ.get("TRITON_INTERPRET", "0") == "1"
-    if device.type == "cpu" and not interpret:
-        status["note"] = "needs a CUDA device (or TRITON_INTERPRET=1 for Triton's slow CPU interpreter)"
-        return status
-    if device.type not in ("cpu", "cuda"):
-        status["note"] = f"no Triton kernels for device '{device.type}'"
-        return status
-    if _version("triton") is None:
-        status["note"] = "triton is not installed (pip install triton)"
-        return status
-    try:
-        import fastrnn.triton.ops  # noqa: F401  (the kernels; importing decorates them)
-    except Exception as exc:  # an ImportError, or a Triton that fails to load: say which
-        status["note"] = f"fastrnn.triton failed to load: {type(exc).__name__}: {exc}"
-        return status
-    status["available"] = True
-    # TRITON_INTERPRET=1 interprets every kernel, on a GPU machine too.
-    status["mode"] = "interpreter" if interpret else "GPU"
-    if interpret:
-        status["note"] = "TRITON_INTERPRET=1: kernels run in Triton's interpreter (very slow)"
-    return status
 
 
 # ----------------------------------------------------------------------------- parity

@@ -18,26 +18,13 @@ from torch import Tensor
 from . import _C  # noqa: F401  (loading the library registers the ops)
 from . import _double_backward, _op_glue
 
-_forward = torch.ops.fastrnn_cuda_sim.rnn_forward
 _backward_op = torch.ops.fastrnn_cuda_sim.rnn_backward
 
 torch.library.register_fake("fastrnn_cuda_sim::rnn_forward")(_op_glue.fake_forward)
+torch.library.register_fake("fastrnn_cuda_sim::rnn_backward")(_op_glue.fake_backward)
 
-
-@torch.library.register_fake("fastrnn_cuda_sim::rnn_backward")
-def _rnn_backward_fake(grad_output, input, hx, weight_ih, weight_hh, output, lengths, reverse,
-                       nonlinearity, output_mask):
-    return _op_glue.fake_backward(grad_output, input, hx, weight_ih, weight_hh, output, lengths,
-                                  reverse, nonlinearity, *output_mask)
-
-
-def _backward(grad_output, input, hx, weight_ih, weight_hh, output, lengths, reverse, nonlinearity,
-              need_input, need_weights):
-    return _backward_op(grad_output, input, hx, weight_ih, weight_hh, output, lengths, reverse,
-                        nonlinearity, [need_input, need_weights])
-
-
-_op_glue.register_autograd("fastrnn_cuda_sim::rnn_forward", _backward)
+# The op, differentiable under autograd and torch.func (the native ops' glue, _ops.py).
+_differentiable_forward = _op_glue.register_autograd("fastrnn_cuda_sim::rnn_forward", _backward_op)
 _double_backward.forbid("fastrnn_cuda_sim::rnn_backward")
 
 
@@ -62,8 +49,8 @@ def rnn_forward(
 ) -> Tensor:  # [T, B, H]
     """fastrnn::rnn_forward through the simulated CUDA kernels; differentiable."""
     check_device(input.device)
-    return _forward(input, hx, weight_ih, weight_hh, bias_ih, bias_hh, lengths, bool(reverse),
-                    nonlinearity)
+    return _differentiable_forward(input, hx, weight_ih, weight_hh, bias_ih, bias_hh, lengths,
+                                   bool(reverse), nonlinearity)
 
 
 def device() -> dict:

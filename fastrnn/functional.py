@@ -6,20 +6,15 @@ Every backend's ``rnn_forward`` has the contract of ``fastrnn::rnn_forward``
 """
 from __future__ import annotations
 
-import importlib.util
 from collections.abc import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from . import _ops, cuda_sim, reference
+from . import _ops, backends, cuda_sim, reference
 
 BACKENDS = ("auto", "native", "triton", "reference", "cuda_sim")
-
-
-# Constants, so that torch.compile sees plain values instead of tracing the queries.
-_TRITON_INSTALLED = importlib.util.find_spec("triton") is not None
 
 
 def resolve_backend(backend: str, device: torch.device) -> str:
@@ -29,7 +24,7 @@ def resolve_backend(backend: str, device: torch.device) -> str:
     if backend == "auto":
         if _ops.has_kernel(device.type):
             return "native"
-        if device.type == "cuda" and _TRITON_INSTALLED:
+        if device.type == "cuda" and backends.triton_usable("cuda"):
             return "triton"
         return "reference"
     if backend == "native" and not _ops.has_kernel(device.type):
@@ -37,8 +32,9 @@ def resolve_backend(backend: str, device: torch.device) -> str:
             f"fastrnn: backend='native' has no kernel for device '{device.type}' "
             "(was fastrnn built with CUDA? see README, 'Install'); use backend='auto'"
         )
-    if backend == "triton" and not _TRITON_INSTALLED:
-        raise RuntimeError("fastrnn: backend='triton' needs the triton package (pip install triton)")
+    if backend == "triton" and not backends.triton_usable(device.type):
+        note = backends.triton_status(device.type)["note"]
+        raise RuntimeError(f"fastrnn: backend='triton' cannot run on '{device.type}' here: {note}")
     if backend == "cuda_sim":
         cuda_sim.check_device(device)
     return backend
@@ -47,7 +43,7 @@ def resolve_backend(backend: str, device: torch.device) -> str:
 def forward_fn(backend: str) -> Callable[..., Tensor]:
     """The ``rnn_forward`` of a resolved backend name."""
     if backend == "native":
-        return _ops.rnn_forward
+        return _ops.differentiable_rnn_forward
     if backend == "triton":
         from .triton import rnn_forward
 

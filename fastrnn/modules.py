@@ -13,11 +13,15 @@ import warnings
 
 import torch
 from torch import Tensor, nn
+from torch.nn.utils import parametrize
 from torch.nn.utils.rnn import PackedSequence
 
-from . import functional
+from . import _script, functional
 
 _NONLINEARITIES = ("tanh", "relu")
+# RNNCell backends whose one step is ATen's cell (RNNCell.forward): an explicit 'triton' or
+# 'reference' runs that backend's rnn_forward for the step.
+_ATEN_CELL_BACKENDS = ("auto", "native")
 
 
 def _check_nonlinearity(nonlinearity) -> None:
@@ -89,9 +93,13 @@ class RNN(nn.Module):
 
     * ``"auto"`` (default): the fused native kernel for the device (C++ on CPU, CUDA on
       GPU when built with CUDA), else Triton on GPU, else the reference loop;
-    * ``"native"``, ``"triton"``, ``"reference"``: that backend, or an error if it cannot run;
+    * ``"native"``, ``"triton"``, ``"reference"``: that backend, or an error if it cannot run
+      (``fastrnn.backends.triton_status`` says why Triton cannot);
     * ``"cuda_sim"``: the CUDA kernels executed by a SIMT simulation on CPU tensors (slow; for
       debugging and verification, see ``fastrnn.cuda_sim``).
+
+    One documented rule: the Triton kernels compute float32, float16 and bfloat16; with
+    ``backend="triton"``, float64 runs the reference loop (the same contract, in float64).
     """
 
     def __init__(
@@ -268,6 +276,10 @@ class RNN(nn.Module):
                 lengths=lengths, backend="reference" if x.shape[1] == 0 else self.backend,
             )
 
+    def __prepare_scriptable__(self) -> nn.Module:
+        """torch.jit.script compiles a twin with the same Parameters (fastrnn/_script.py)."""
+        return _script.ScriptRNN(self)
+
     @classmethod
     def from_torch(cls, module: nn.RNN, *, backend: str = "auto") -> "RNN":
         """A fastrnn.RNN that shares ``module``'s Parameter objects (so optimizers keep working)."""
@@ -280,10 +292,7 @@ class RNN(nn.Module):
             module.bias, module.batch_first, module.dropout, module.bidirectional,
             device="meta", backend=backend,
         )
-        for name in new._flat_weights_names:
-            new._parameters[name] = module._parameters[name]
-        new.train(module.training)
-        return new
+        return _adopt_state(new, module, new._flat_weights_names)
 
 
 class RNNCell(nn.Module):
@@ -343,6 +352,23 @@ class RNNCell(nn.Module):
         return s
 
     def forward(self, input: Tensor, hx: Tensor | None = None) -> Tensor:
+        # One step is two small GEMMs and a tanh: a fused kernel cannot beat ATen's cell here,
+        # and the per-call Python and dispatch overhead decides the speed (benchmarks/README.md,
+        # "RNNCell"). So the common case calls ATen's step directly, as nn.RNNCell does, with
+        # no more Python around it than nn.RNNCell has. Anything unusual (1-D input, autocast,
+        # an explicit backend, a call ATen rejects) takes the checked path below, whose errors
+        # are fastrnn's.
+        if self.backend in _ATEN_CELL_BACKENDS and input.dim() == 2 and not torch._C._is_any_autocast_enabled():
+            if hx is None:
+                hx = torch.zeros(input.shape[0], self.hidden_size, dtype=input.dtype, device=input.device)
+            step = torch.rnn_tanh_cell if self.nonlinearity == "tanh" else torch.rnn_relu_cell
+            try:
+                return step(input, hx, self.weight_ih, self.weight_hh, self.bias_ih, self.bias_hh)  # [B, H]
+            except (RuntimeError, TypeError):
+                pass  # the checked path raises the clear error
+        return self._checked_forward(input, hx)
+
+    def _checked_forward(self, input: Tensor, hx: Tensor | None) -> Tensor:
         if input.dim() not in (1, 2):
             raise ValueError(f"RNNCell: Expected input to be 1D or 2D, got {input.dim()}D instead")
         if hx is not None and hx.dim() not in (1, 2):
@@ -375,6 +401,10 @@ class RNNCell(nn.Module):
         out = out[0]  # [B, H]
         return out if batched else out.squeeze(0)
 
+    def __prepare_scriptable__(self) -> nn.Module:
+        """torch.jit.script compiles a twin with the same Parameters (fastrnn/_script.py)."""
+        return _script.ScriptRNNCell(self)
+
     @classmethod
     def from_torch(cls, module: nn.RNNCell, *, backend: str = "auto") -> "RNNCell":
         """A fastrnn.RNNCell that shares ``module``'s Parameter objects."""
@@ -382,17 +412,64 @@ class RNNCell(nn.Module):
             raise TypeError(f"fastrnn.RNNCell.from_torch expects a torch.nn.RNNCell, got {type(module).__name__}")
         new = cls(module.input_size, module.hidden_size, module.bias, module.nonlinearity,
                   device="meta", backend=backend)
-        for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"):
+        return _adopt_state(new, module, ("weight_ih", "weight_hh", "bias_ih", "bias_hh"))
+
+
+# The hook tables of nn.Module (shared, not copied: a RemovableHandle the user holds keeps working).
+_HOOK_DICTS = (
+    "_forward_pre_hooks", "_forward_pre_hooks_with_kwargs", "_forward_hooks",
+    "_forward_hooks_with_kwargs", "_forward_hooks_always_called", "_backward_pre_hooks",
+    "_backward_hooks", "_state_dict_hooks", "_state_dict_pre_hooks", "_load_state_dict_pre_hooks",
+    "_load_state_dict_post_hooks",
+)
+
+
+def _adopt_state(new: nn.Module, module: nn.Module, weight_names) -> nn.Module:
+    """Moves everything a user may have put on ``module`` onto ``new`` (built on 'meta'), so the
+    converted model computes exactly what the original did, with the same objects:
+
+    * the weights' Parameter objects (optimizers keep their state), with their requires_grad,
+      device and dtype; any other Parameter / buffer (pruning's ``*_orig`` and ``*_mask``,
+      the old hook-based weight_norm's ``*_g`` / ``*_v``);
+    * parametrizations (``torch.nn.utils.parametrize``: weight_norm, spectral_norm, custom):
+      the ParametrizationList modules themselves move, originals and buffers included;
+    * a weight that a pre-forward hook recomputes as a plain attribute (pruning);
+    * forward / pre-forward / backward / state_dict hooks; training mode.
+    """
+    parametrized = set(module.parametrizations) if parametrize.is_parametrized(module) else set()
+    for name in weight_names:
+        del new._parameters[name]  # the 'meta' placeholder
+        if name in parametrized:
+            continue
+        if name in module._parameters:
             new._parameters[name] = module._parameters[name]
-        new.train(module.training)
-        return new
+        else:  # a plain tensor that a hook recomputes (pruning, hook-based weight_norm)
+            new.__dict__[name] = module.__dict__[name]
+    for name, param in module._parameters.items():
+        new._parameters.setdefault(name, param)
+    new._buffers.update(module._buffers)
+    new._non_persistent_buffers_set |= module._non_persistent_buffers_set
+    if parametrized:
+        # What register_parametrization does, minus re-running right_inverse (it would make new
+        # Parameters) and the consistency check (spectral_norm would take a power-iteration
+        # step on the placeholder).
+        parametrize._inject_new_class(new)
+        new.parametrizations = module.parametrizations
+        for name in module.parametrizations:
+            parametrize._inject_property(new, name)
+    for hooks in _HOOK_DICTS:
+        setattr(new, hooks, getattr(module, hooks))
+    new._is_full_backward_hook = module._is_full_backward_hook
+    new.train(module.training)
+    return new
 
 
 def convert(model: nn.Module, *, backend: str = "auto") -> nn.Module:
     """Replaces every torch.nn.RNN / nn.RNNCell inside ``model`` (in place) by its fastrnn twin.
 
     The replacements share the original Parameter objects, so weights, device, dtype,
-    gradients and optimizer state are kept. Returns ``model`` (or its replacement, if
+    gradients and optimizer state are kept; parametrizations (weight_norm, spectral_norm,
+    ``torch.nn.utils.parametrize``), pruning masks and hooks move with them (``_adopt_state``). Returns ``model`` (or its replacement, if
     ``model`` itself is an nn.RNN / nn.RNNCell).
     """
     if isinstance(model, nn.RNN):

@@ -15,6 +15,14 @@ def compute_dtype(dtype: torch.dtype) -> torch.dtype:
     return torch.float32 if dtype in (torch.float16, torch.bfloat16) else dtype
 
 
+def combined_bias(bias_ih: Tensor | None, bias_hh: Tensor | None, dtype: torch.dtype) -> Tensor | None:
+    """b_ih + b_hh in ``dtype`` [H] (both enter every step together: rnn.h's z_t), or None.
+    The Python twin of csrc's ``combined_bias``; every Python backend sums them here."""
+    if bias_ih is None:
+        return None
+    return bias_ih.to(dtype) + bias_hh.to(dtype)
+
+
 def rnn_forward(
     input: Tensor,  # [T, B, I]
     hx: Tensor,  # [B, H]
@@ -35,8 +43,9 @@ def rnn_forward(
     ct = compute_dtype(input.dtype)
     x, h, w_ih, w_hh = (t.to(ct) for t in (input, hx, weight_ih, weight_hh))
     pre = x @ w_ih.T  # [T, B, H]
-    if bias_ih is not None:
-        pre = pre + (bias_ih.to(ct) + bias_hh.to(ct))
+    bias = combined_bias(bias_ih, bias_hh, ct)  # [H]
+    if bias is not None:
+        pre = pre + bias
     T = x.shape[0]
     ys: list[Tensor | None] = [None] * T
     for t in (range(T - 1, -1, -1) if reverse else range(T)):

@@ -7,6 +7,7 @@ import copy
 import pytest
 import torch
 from torch import nn
+from torch.nn.utils import prune
 
 import fastrnn
 from helpers import assert_close
@@ -89,3 +90,93 @@ def test_convert_top_level_and_from_torch_errors():
     untouched = nn.Sequential(nn.LSTM(3, 4), nn.GRU(4, 4))
     fastrnn.convert(untouched)
     assert isinstance(untouched[0], nn.LSTM) and isinstance(untouched[1], nn.GRU)
+
+
+# ----------------------------------------------------------------------------- what users put on an nn.RNN
+
+
+class Orthogonalish(nn.Module):
+    """A custom parametrization (torch.nn.utils.parametrize): W -> (W - W^T) / 2 + I."""
+
+    def forward(self, w):
+        return (w - w.t()) / 2 + torch.eye(w.shape[0], dtype=w.dtype)
+
+
+def _weight_norm(m, name):
+    return nn.utils.parametrizations.weight_norm(m, name)
+
+
+def _spectral_norm(m, name):
+    return nn.utils.parametrizations.spectral_norm(m, name)
+
+
+def _custom(m, name):
+    return nn.utils.parametrize.register_parametrization(m, name, Orthogonalish())
+
+
+def _pruned(m, name):
+    return prune.l1_unstructured(m, name, amount=0.4)
+
+
+DECORATIONS = {"weight_norm": _weight_norm, "spectral_norm": _spectral_norm, "parametrize": _custom,
+               "prune": _pruned}
+
+
+def _outputs_and_grads(module, x, h0, params):
+    out = module(x, h0)
+    out = out if isinstance(out, torch.Tensor) else torch.cat([out[0].flatten(), out[1].flatten()])
+    loss = (out * torch.linspace(-1, 1, out.numel()).view(out.shape)).sum()
+    return out.detach(), torch.autograd.grad(loss, params)
+
+
+@pytest.mark.parametrize("decorate", list(DECORATIONS), ids=list(DECORATIONS))
+@pytest.mark.parametrize("kind", ["rnn", "cell"])
+def test_convert_keeps_parametrizations_and_pruning(decorate, kind):
+    """weight_norm, spectral_norm, a custom parametrization and a pruning mask on weight_hh:
+    the converted module computes the same outputs and gradients, with the same Parameters."""
+    torch.manual_seed(0)
+    if kind == "rnn":
+        model = nn.RNN(3, 5, num_layers=2, batch_first=True).eval()
+        names = ["weight_hh_l0", "weight_ih_l1"]
+        x, h0 = torch.randn(2, 4, 3), torch.randn(2, 2, 5)
+    else:
+        model = nn.RNNCell(3, 5).eval()
+        names = ["weight_hh"]
+        x, h0 = torch.randn(2, 3), torch.randn(2, 5)
+    for name in names:
+        DECORATIONS[decorate](model, name)
+    params = list(model.parameters())
+    buffers = dict(model.named_buffers())
+    state_keys = list(model.state_dict())
+    expected, expected_grads = _outputs_and_grads(model, x, h0, params)
+
+    new = fastrnn.convert(model)
+    assert isinstance(new, fastrnn.RNN if kind == "rnn" else fastrnn.RNNCell)
+    assert all(a is b for a, b in zip(new.parameters(), params)), "same Parameter objects"
+    assert len(list(new.parameters())) == len(params)
+    assert all(new.get_buffer(k) is v for k, v in buffers.items()), "same buffers (masks, u/v)"
+    assert list(new.state_dict()) == state_keys
+    got, got_grads = _outputs_and_grads(new, x, h0, params)
+    assert_close(got, expected, name="output")
+    for a, b in zip(got_grads, expected_grads):
+        assert_close(a, b, name="grad")
+
+
+def test_convert_keeps_hooks_flags_and_training_mode():
+    torch.manual_seed(0)
+    rnn = nn.RNN(3, 4, bidirectional=True)
+    calls = []
+    rnn.register_forward_pre_hook(lambda m, args: calls.append(("pre", type(m).__name__)))
+    handle = rnn.register_forward_hook(lambda m, args, out: (out[0] * 2, out[1]))
+    rnn.weight_ih_l0.requires_grad_(False)
+    rnn.train()
+    x = torch.randn(5, 2, 3)
+    expected = rnn(x)[0]
+    new = fastrnn.convert(rnn)
+    got = new(x)[0]
+    assert_close(got, expected, name="hooked output")
+    assert calls == [("pre", "RNN"), ("pre", "RNN")]
+    assert not new.weight_ih_l0.requires_grad and new.weight_hh_l0.requires_grad
+    assert new.training
+    handle.remove()  # the user's handle still removes the hook from the converted module
+    assert_close(new(x)[0], expected / 2, name="after removing the hook")

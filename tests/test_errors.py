@@ -9,7 +9,6 @@ see test_op_layouts_compute_the_right_answer.
 """
 from __future__ import annotations
 
-import importlib.util
 
 import numpy as np
 import pytest
@@ -19,7 +18,7 @@ from torch.nn.utils.rnn import pack_padded_sequence
 
 import fastrnn
 from fastrnn import reference
-from helpers import TRITON_MODE, assert_close
+from helpers import assert_close
 
 I, H = 3, 4  # module sizes used by the call cases
 
@@ -136,7 +135,7 @@ class _Backend:
 
 # These tables use CPU tensors: Triton joins them only where it runs on CPU tensors (its
 # interpreter); with a GPU, test_triton.py checks its arguments on CUDA tensors.
-_HAVE_TRITON = TRITON_MODE == "interpreter" and importlib.util.find_spec("fastrnn.triton.ops") is not None
+_HAVE_TRITON = fastrnn.backends.triton_usable("cpu")
 MODULE_BACKENDS = ["auto", "reference"] + (["triton"] if _HAVE_TRITON else [])
 
 

@@ -239,7 +239,7 @@ def test_frozen_weights_input_gradient_only(device):
     y = torch.ops.fastrnn_triton.rnn_forward(*args, False, "tanh")
     for need_input in (False, True):
         torch.library.opcheck(torch.ops.fastrnn_triton.rnn_backward.default,
-                              (torch.randn_like(y), *args[:4], y, args[6], False, "tanh", need_input, False))
+                              (torch.randn_like(y), *args[:4], y, args[6], False, "tanh", [need_input, False]))
 
 
 @pytest.mark.parametrize("device", TRITON_DEVICES)
@@ -315,7 +315,7 @@ def traced(fn, *args):
     return make_fx(dispatch_functionalize(fn), tracing_mode="fake")(*args).code
 y = torch.zeros(3, 2, 5)
 out["forward_graph"] = traced(torch.ops.fastrnn_triton.rnn_forward, x, hx, w_ih, w_hh, None, None, None, False, "tanh")
-out["backward_graph"] = traced(lambda *a: torch.ops.fastrnn_triton.rnn_backward(*a, True, True),
+out["backward_graph"] = traced(lambda *a: torch.ops.fastrnn_triton.rnn_backward(*a, [True, True]),
                                y, x, hx, w_ih, w_hh, y, None, False, "relu")
 print(json.dumps(out))
 """

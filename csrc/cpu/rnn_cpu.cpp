@@ -362,8 +362,7 @@ at::Tensor rnn_forward_cpu(const at::Tensor& input, const at::Tensor& hx,
   at::Tensor y = at::empty({T, B, H}, x.options());  // [T, B, H]
   if (B == 0 || H == 0) return y.to(input.scalar_type());
   // Both biases enter every step together.
-  const at::Tensor bias =
-      bias_ih.has_value() ? (bias_ih->to(ct) + bias_hh->to(ct)).contiguous() : at::Tensor();  // [H]
+  const at::Tensor bias = combined_bias(bias_ih, bias_hh, ct);  // [H] or undefined
   const at::Tensor len = contiguous_lengths(lengths);  // [B]
   if (ct == at::kDouble) {
     forward_recurrence<double>(isa, x, w_ih, w_hh, bias, h0, y, len, reverse, act);

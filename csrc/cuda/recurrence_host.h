@@ -154,7 +154,7 @@ at::Tensor rnn_forward(const at::Tensor& input, const at::Tensor& hx, const at::
     at::Tensor y2d = y.view({T * B, H});
     // The input projection of all steps is one GEMM, written straight into y.
     if (bias_ih.has_value()) {
-      at::addmm_out(y2d, at::add(bias_ih->to(ct), bias_hh->to(ct)), x.view({T * B, I}), w_ih.t());
+      at::addmm_out(y2d, combined_bias(bias_ih, bias_hh, ct), x.view({T * B, I}), w_ih.t());
     } else {
       at::mm_out(y2d, x.view({T * B, I}), w_ih.t());
     }

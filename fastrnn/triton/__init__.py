@@ -2,13 +2,11 @@
 from __future__ import annotations
 
 
-def is_available() -> bool:
-    """True when triton imports (kernels run on CUDA, or on CPU under TRITON_INTERPRET=1)."""
-    try:
-        import triton  # noqa: F401
-    except ImportError:
-        return False
-    return True
+def is_available(device_type: str = "cuda") -> bool:
+    """True when the Triton kernels can run on ``device_type`` here (fastrnn.backends decides)."""
+    from ..backends import triton_usable
+
+    return triton_usable(device_type)
 
 
 def rnn_forward(*args, **kwargs):

@@ -114,9 +114,7 @@ def _rnn_forward_op(
         return y
     # The input projection of every step in one GEMM, in float32 (rnn.h: reduced precision).
     xw = (input.reshape(T * B, I).float() @ weight_ih.float().t()).view(T, B, H)  # [T, B, H]
-    bias = None
-    if bias_ih is not None:
-        bias = bias_ih.float() + bias_hh.float()  # [H]
+    bias = reference.combined_bias(bias_ih, bias_hh, torch.float32)  # [H] or None
     w_hh = weight_hh.contiguous()  # [H, H]
     lens = lengths.contiguous() if lengths is not None else None  # [B]
     flags = dict(
@@ -168,11 +166,12 @@ def _rnn_backward_op(
     lengths: Tensor | None,  # [B] int64
     reverse: bool,
     nonlinearity: str,
-    need_input: bool,
-    need_weights: bool,
+    output_mask: list[bool],
 ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
     """(grad_input [T,B,I], grad_hx [B,H], grad_weight_ih [H,I], grad_weight_hh [H,H],
-    grad_bias [H]); entries not asked for by need_input / need_weights are empty."""
+    grad_bias [H]); output_mask = [need_input, need_weights], as in fastrnn::rnn_backward:
+    entries not asked for are empty."""
+    need_input, need_weights = output_mask
     _checks.check_backward_args(grad_output, input, hx, weight_ih, weight_hh, output, lengths)
     _checks.check_nonlinearity(nonlinearity)
     T, B, I = input.shape
@@ -239,8 +238,8 @@ def _rnn_backward_op(
 
 _rnn_backward_op.register_fake(_op_glue.fake_backward)
 
-# Autograd, saved tensors and double backward: the same glue as the native ops.
-_op_glue.register_autograd(_rnn_forward_op, torch.ops.fastrnn_triton.rnn_backward)
+# Autograd, saved tensors, torch.func and double backward: the same glue as the native ops.
+_differentiable_forward = _op_glue.register_autograd(_rnn_forward_op, torch.ops.fastrnn_triton.rnn_backward)
 _double_backward.forbid(_rnn_backward_op)
 
 
@@ -267,6 +266,6 @@ def rnn_forward(
         return reference.rnn_forward(input, hx, weight_ih, weight_hh, bias_ih, bias_hh, lengths,
                                      reverse, nonlinearity)
     check_device(input)
-    return torch.ops.fastrnn_triton.rnn_forward(
+    return _differentiable_forward(
         input, hx, weight_ih, weight_hh, bias_ih, bias_hh, lengths, bool(reverse), nonlinearity
     )
