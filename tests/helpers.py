@@ -1,9 +1,6 @@
 """Test helpers: twin models with identical weights, per-dtype tolerances, gradient comparison."""
 from __future__ import annotations
 
-import importlib.util
-import os
-
 import pytest
 import torch
 from torch import nn
@@ -32,14 +29,14 @@ def triton_mode() -> str | None:
     (CUDA tensors), or None (no triton, or compiled Triton without a GPU).
 
     Read once at import: Triton decides interpreted vs compiled when the kernels are
-    decorated, so flipping the variable later changes nothing in this process.
-    TODO(merge): ask fastrnn.backends' Triton-availability function (issue 13) instead.
+    decorated, so flipping the variable later changes nothing in this process. Whether
+    Triton can run at all is fastrnn.backends.triton_status's answer (the one place).
     """
-    if importlib.util.find_spec("triton") is None:
-        return None
-    if os.environ.get("TRITON_INTERPRET", "0") == "1":
+    if fastrnn.backends.triton_usable("cpu"):  # only under TRITON_INTERPRET=1
         return "interpreter"
-    return "compiled" if torch.cuda.is_available() else None
+    if torch.cuda.is_available() and fastrnn.backends.triton_usable("cuda"):
+        return "compiled"
+    return None
 
 
 _NO_TRITON_INTERPRETER = (
