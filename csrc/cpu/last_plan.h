@@ -13,6 +13,7 @@ struct LastPlan {
   const char* isa = "";        // isa_name() of the ISA the kernels ran with
   int64_t threads = 0;         // threads that ran the recurrence
   bool project_first = false;  // forward, fused paths: x W_ih^T + b ran first as one GEMM
+  bool active_rows = false;    // fused paths, sorted lengths: only each step's active rows ran
 };
 
 // Records plan as this thread's last (a thread_local copy: concurrent callers do not mix).
