@@ -164,3 +164,28 @@ def test_project_first_follows_the_measured_l2(cpu_env, isa):
         args = make_args(2, 3, I, H)
         torch.ops.fastrnn.rnn_forward(*args, None, False, "tanh")
         assert backends.last_cpu_plan()["project_first"] is expect, (I, half_l2)
+
+
+@pytest.mark.parametrize("gemm", ["own", "library"])
+@pytest.mark.parametrize("isa", ISAS)
+def test_batched_gemm_choice(cpu_env, monkeypatch, isa, gemm):
+    """The project-first projection and BPTT's dx on fastrnn's packed GEMM or at::mm
+    (FASTRNN_CPU_GEMM), rows straddling the row blocks and register tiles."""
+    cpu_env(isa, "project_first")
+    monkeypatch.setenv("FASTRNN_CPU_GEMM", gemm)
+    for T, B, I, H, dtype in ((3, 7, 5, 17, torch.float32), (9, 13, 70, 33, torch.float64),
+                              (2, 5, 1100, 20, torch.float32)):
+        args = make_args(T, B, I, H, dtype=dtype)
+        check_parity(args)
+        assert backends.last_cpu_plan()["own_gemm"] is (gemm == "own")  # the backward's dx
+        torch.ops.fastrnn.rnn_forward(*args, None, False, "tanh")
+        plan = backends.last_cpu_plan()
+        assert plan["project_first"] and plan["own_gemm"] is (gemm == "own"), plan
+    check_parity(make_args(4, 3, 6, 9, bias=False))  # no bias: the GEMM starts from zero
+
+
+def test_batched_gemm_env_is_checked(monkeypatch):
+    monkeypatch.setenv("FASTRNN_CPU_PATH", "project_first")
+    monkeypatch.setenv("FASTRNN_CPU_GEMM", "mkl")
+    with pytest.raises(RuntimeError, match="FASTRNN_CPU_GEMM"):
+        torch.ops.fastrnn.rnn_forward(*make_args(2, 3, 4, 5), None, False, "tanh")

@@ -96,6 +96,17 @@ void backward_carry(Isa isa, const BackwardArgs<float>& a, int64_t s, int64_t b0
 void backward_carry(Isa isa, const BackwardArgs<double>& a, int64_t s, int64_t b0, int64_t b1,
                     int64_t c0, int64_t c1);
 
+// c [r, :N] = bias + a [r, :K] M for rows r in [r0, r1): M [K, N] packed by pack(); bias [N]
+// or nullptr. The project-first input projection (x W_ih^T + b over all T*B rows) and BPTT's
+// dx = dz W_ih as one GEMM on this ISA's register tiles. Rows go row_block at a time, every
+// panel of M passing over a block of a that stays in L2 (the caller sizes it from the L2).
+void gemm_packed(Isa isa, const float* a, int64_t lda, int64_t K, const float* m,
+                 const float* bias, float* c, int64_t ldc, int64_t N, int64_t r0, int64_t r1,
+                 int64_t row_block);
+void gemm_packed(Isa isa, const double* a, int64_t lda, int64_t K, const double* m,
+                 const double* bias, double* c, int64_t ldc, int64_t N, int64_t r0, int64_t r1,
+                 int64_t row_block);
+
 // The FMA-throughput probe: `iters` iterations of 12 independent chains of vector FMAs
 // (enough to cover the FMA latency x pipes of every x86 core); returns the FLOPs it did
 // (2 per lane per FMA). Its rate is the ISA's per-core peak the benchmarks compare with.
@@ -115,6 +126,9 @@ const char* isa_name(Isa isa);
   namespace isa_ns {                                                                          \
   int64_t panel_cols(bool is_double);                                                         \
   double fma_loop(int64_t iters);                                                             \
+  template <typename T>                                                                       \
+  void gemm_packed(const T* a, int64_t lda, int64_t K, const T* m, const T* bias, T* c,       \
+                   int64_t ldc, int64_t N, int64_t r0, int64_t r1, int64_t row_block);        \
   template <typename T>                                                                       \
   void pack(const T* w, bool transpose, int64_t K, int64_t N, int64_t Ktotal, int64_t k0,     \
             T* out, int64_t p0, int64_t p1);                                                  \

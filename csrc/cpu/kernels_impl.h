@@ -292,6 +292,20 @@ void backward_impl(const BackwardArgs<typename O::T>& a, int64_t b0, int64_t b1)
 
 }  // namespace
 
+template <typename T>
+void gemm_packed(const T* a, int64_t lda, int64_t K, const T* m, const T* bias, T* c,
+                 int64_t ldc, int64_t N, int64_t r0, int64_t r1, int64_t row_block) {
+  const int64_t step = row_block < 1 ? 1 : row_block;
+  for (int64_t rb = r0; rb < r1; rb += step) {
+    gemm_rows<Ops<T>, Epi::None>(Operand<T>{a + rb * lda, lda, K}, Operand<T>{nullptr, 0, 0}, m,
+                                 Init<T>{bias, 0}, c + rb * ldc, ldc, min64(step, r1 - rb), N);
+  }
+}
+template void gemm_packed<float>(const float*, int64_t, int64_t, const float*, const float*,
+                                 float*, int64_t, int64_t, int64_t, int64_t, int64_t);
+template void gemm_packed<double>(const double*, int64_t, int64_t, const double*, const double*,
+                                  double*, int64_t, int64_t, int64_t, int64_t, int64_t);
+
 double fma_loop(int64_t iters) {
   using O = Ops<float>;
   using V = typename O::V;

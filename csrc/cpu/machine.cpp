@@ -1,6 +1,7 @@
 // See machine.h. Also the ops that expose it: fastrnn::_cpu_machine, _cpu_fma_peak.
 #include "machine.h"
 
+#include "batched_gemm.h"
 #include "spin_barrier.h"
 
 #ifdef _OPENMP
@@ -11,6 +12,7 @@
 
 #include <ATen/Parallel.h>
 #include <ATen/ops/empty.h>
+#include <ATen/ops/mm.h>
 #include <ATen/ops/randn.h>
 #include <ATen/ops/zeros.h>
 #include <torch/library.h>
@@ -158,6 +160,22 @@ Costs measure_costs(Isa isa) {
     });
   }
 #endif
+  // The batched GEMMs: the library's against fastrnn's packed kernel (weights packed per
+  // call, as the forward and backward do), best of 3 each on torch's threads.
+  {
+    at::Tensor a = at::randn({256, 512}), w = at::randn({512, 512}), out = at::empty({256, 512});
+    const double lib = best_of(3, [&] {
+      const double t0 = wall_ns();
+      at::mm_out(out, a, w.t());
+      return wall_ns() - t0;
+    });
+    const double own = best_of(3, [&] {
+      const double t0 = wall_ns();
+      own_gemm(isa, a, w, true, at::Tensor(), out);
+      return wall_ns() - t0;
+    });
+    c.own_gemm_speedup = lib / std::max(own, 1.0);
+  }
   // A fork-join or barrier round of a few threads costs 1-20 us on current x86 servers;
   // a best-of-several above 50 us means the OS kept a thread descheduled in every run
   // (an oversubscribed machine), which says nothing about the cost on a free machine.
@@ -233,16 +251,17 @@ Isa current_isa() {
 namespace {
 
 // (isa, l1d, l2, l3, cache source, threads, panel columns,
-//  madd/ns per core, pack ns/element, step call ns, parallel region ns, barrier ns)
+//  madd/ns per core, pack ns/element, step call ns, parallel region ns, barrier ns,
+//  own GEMM speedup over the library's)
 std::tuple<std::string, int64_t, int64_t, int64_t, std::string, int64_t, int64_t, double, double,
-           double, double, double>
+           double, double, double, double>
 cpu_machine() {
   const Isa isa = current_isa();
   const Caches& c = caches();
   const Costs& k = costs(isa);
   return {isa_name(isa), c.l1d_bytes, c.l2_bytes, c.l3_bytes, c.source, at::get_num_threads(),
           panel_cols(isa, false), k.madd_per_ns, k.pack_ns_per_element, k.step_call_ns,
-          k.parallel_ns, k.barrier_ns};
+          k.parallel_ns, k.barrier_ns, k.own_gemm_speedup};
 }
 
 std::tuple<double, double> cpu_fma_peak(double seconds, int64_t threads) {
@@ -257,7 +276,8 @@ std::tuple<double, double> cpu_fma_peak(double seconds, int64_t threads) {
 }  // namespace
 
 TORCH_LIBRARY_FRAGMENT(fastrnn, m) {
-  m.def("_cpu_machine() -> (str, int, int, int, str, int, int, float, float, float, float, float)",
+  m.def("_cpu_machine() -> (str, int, int, int, str, int, int, float, float, float, float, float, "
+        "float)",
         &cpu_machine);
   m.def("_cpu_fma_peak(float seconds, int threads) -> (float, float)", &cpu_fma_peak);
 }

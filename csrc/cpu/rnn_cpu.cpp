@@ -11,6 +11,7 @@
 // an OpenMP build splits the columns instead: each thread owns a range of weight panels
 // for all rows and the team meets at a spin barrier once per step (see run_columns).
 #include "../rnn.h"
+#include "batched_gemm.h"
 #include "kernels.h"
 #include "last_plan.h"
 #include "machine.h"
@@ -258,7 +259,12 @@ void forward_recurrence(cpu::Isa isa, const at::Tensor& x, const at::Tensor& w_i
     cpu::forward_stepwise(x, w_ih, w_hh, bias, h0, y, lengths, reverse, act);
     return;
   }
-  if (pre) {
+  const bool own = pre && cpu::prefer_own_gemm(isa);
+  cpu::note_own_gemm(own);
+  if (own) {
+    at::Tensor y2d = y.view({T * B, H});  // [T*B, H]
+    cpu::own_gemm(isa, x.view({T * B, I}), w_ih, /*transpose=*/true, bias, y2d);
+  } else if (pre) {
     at::Tensor y2d = y.view({T * B, H});  // [T*B, H]
     if (bias.defined()) {
       at::addmm_out(y2d, bias, x.view({T * B, I}), w_ih.t());
@@ -429,7 +435,19 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> rnn_backw
   } else {
     dz.zero_();
   }
-  return backward_gemms(dz, carry, input, hx, weight_ih, y, reverse, output_mask);
+  // dx = dz W_ih on fastrnn's packed GEMM where it is the faster one (batched_gemm.h); the
+  // weight gradients stay with the library (their reduction runs over T*B).
+  const bool own_dx = output_mask[0] && B > 0 && H > 0 && input.size(2) > 0 &&
+                      cpu::prefer_own_gemm(isa);
+  cpu::note_own_gemm(own_dx);
+  if (!own_dx) return backward_gemms(dz, carry, input, hx, weight_ih, y, reverse, output_mask);
+  auto grads = backward_gemms(dz, carry, input, hx, weight_ih, y, reverse, {false, output_mask[1]});
+  const int64_t I = input.size(2);
+  at::Tensor dx = at::empty({T * B, I}, y.options());  // [T*B, I]
+  cpu::own_gemm(isa, dz.view({T * B, H}), as_compute(weight_ih, ct), /*transpose=*/false,
+                at::Tensor(), dx);
+  std::get<0>(grads) = (ct == input.scalar_type() ? dx : dx.to(input.scalar_type())).view({T, B, I});
+  return grads;
 }
 
 }  // namespace
