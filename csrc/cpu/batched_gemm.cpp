@@ -16,18 +16,24 @@ namespace fastrnn::cpu {
 namespace {
 
 template <typename T>
-void own_gemm_typed(Isa isa, const at::Tensor& a, const at::Tensor& w, bool transpose,
-                    const at::Tensor& bias, at::Tensor& out) {
-  const int64_t R = a.size(0), K = a.size(1), N = transpose ? w.size(0) : w.size(1);
+at::Tensor pack_typed(Isa isa, const at::Tensor& w, bool transpose) {
+  const int64_t K = transpose ? w.size(1) : w.size(0), N = transpose ? w.size(0) : w.size(1);
   constexpr bool is_double = std::is_same_v<T, double>;
   const int64_t P = panel_cols(isa, is_double);
-  at::Tensor m = at::empty({packed_size(isa, K, N, is_double)}, a.options());  // [ceil(N/P)*K*P]
+  at::Tensor m = at::empty({packed_size(isa, K, N, is_double)}, w.options());  // [ceil(N/P)*K*P]
   const T* wp = w.data_ptr<T>();
   T* mp = m.data_ptr<T>();
-  const int64_t panels = (N + P - 1) / P;
-  at::parallel_for(0, panels, 1, [&](int64_t p0, int64_t p1) {
+  at::parallel_for(0, (N + P - 1) / P, 1, [&](int64_t p0, int64_t p1) {
     pack(isa, wp, transpose, K, N, K, 0, mp, p0, p1);
   });
+  return m;
+}
+
+template <typename T>
+void run_typed(Isa isa, const at::Tensor& a, const at::Tensor& m, int64_t N,
+               const at::Tensor& bias, at::Tensor& out) {
+  const int64_t R = a.size(0), K = a.size(1);
+  const T* mp = m.data_ptr<T>();
   // A block of a's rows takes a quarter of the L2 (the rest: the panel streaming through
   // and the output tile), at least one register tile's rows.
   const int64_t row_block =
@@ -42,13 +48,24 @@ void own_gemm_typed(Isa isa, const at::Tensor& a, const at::Tensor& w, bool tran
 
 }  // namespace
 
+at::Tensor pack_for_gemm(Isa isa, const at::Tensor& w, bool transpose) {
+  return w.scalar_type() == at::kDouble ? pack_typed<double>(isa, w, transpose)
+                                        : pack_typed<float>(isa, w, transpose);
+}
+
+void packed_gemm(Isa isa, const at::Tensor& a, const at::Tensor& m, int64_t N,
+                 const at::Tensor& bias, at::Tensor& out) {
+  if (a.scalar_type() == at::kDouble) {
+    run_typed<double>(isa, a, m, N, bias, out);
+  } else {
+    run_typed<float>(isa, a, m, N, bias, out);
+  }
+}
+
 void own_gemm(Isa isa, const at::Tensor& a, const at::Tensor& w, bool transpose,
               const at::Tensor& bias, at::Tensor& out) {
-  if (a.scalar_type() == at::kDouble) {
-    own_gemm_typed<double>(isa, a, w, transpose, bias, out);
-  } else {
-    own_gemm_typed<float>(isa, a, w, transpose, bias, out);
-  }
+  packed_gemm(isa, a, pack_for_gemm(isa, w, transpose), transpose ? w.size(0) : w.size(1), bias,
+              out);
 }
 
 bool prefer_own_gemm(Isa isa) {

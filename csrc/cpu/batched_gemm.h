@@ -16,6 +16,12 @@ namespace fastrnn::cpu {
 void own_gemm(Isa isa, const at::Tensor& a, const at::Tensor& w, bool transpose,
               const at::Tensor& bias, at::Tensor& out);
 
+// own_gemm's two halves: w packed into the ISA's panels (threads split the panels), and the
+// GEMM on the packed form (N = columns of M).
+at::Tensor pack_for_gemm(Isa isa, const at::Tensor& w, bool transpose);
+void packed_gemm(Isa isa, const at::Tensor& a, const at::Tensor& m, int64_t N,
+                 const at::Tensor& bias, at::Tensor& out);
+
 // True when the batched GEMMs should run on own_gemm: FASTRNN_CPU_GEMM=own|library|auto
 // (read at every call) forces one; auto asks the measurement.
 bool prefer_own_gemm(Isa isa);

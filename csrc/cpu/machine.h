@@ -31,8 +31,8 @@ struct Costs {
   double step_call_ns;         // one stepwise step's library calls (addmm_ + tanh_) at tiny size
   double parallel_ns;          // one at::parallel_for over torch's threads with no work
   double barrier_ns;           // one SpinBarrier round for a team of torch's threads
-  // at::mm time / own_gemm time (batched_gemm.h) on a [256 x 512] x [512 x 512] product on
-  // torch's threads, weight packing included: > 1 when fastrnn's kernel is faster here.
+  // at::mm time / packed_gemm time (batched_gemm.h) of a [256 x 512] x [512 x 512] product
+  // on torch's threads, the weight pre-packed: > 1 when fastrnn's kernel is faster here.
   double own_gemm_speedup;
 };
 const Costs& costs(Isa isa);

@@ -177,7 +177,8 @@ bool project_first(int64_t I, int64_t H, int64_t elem_size) {
 enum class Path { Stepwise, Rows, Columns };
 
 // The path for a recurrence of T steps, B rows, K = rows of M, H columns:
-//   Stepwise (stepwise.h): a sequence too short to pay for packing the weights, or weights
+//   Stepwise (stepwise.h): a sequence too short to pay for packing the weights (the time
+//     saved per fused step times T below the packing time, both from machine.h), or weights
 //     too large for the threads' L2s while the batch cannot be split by rows (each core
 //     would stream its weights at every step, where the BLAS splits each GEMM).
 //   Columns: fewer rows than threads and enough work per step to pay a barrier; each
@@ -217,7 +218,13 @@ Path choose_path(cpu::Isa isa, int64_t T, int64_t B, int64_t K, int64_t H, int64
   // The column split packs in parallel.
   const double pack_ns = double(packed_elements) * cost.pack_ns_per_element /
                          double(columns ? std::min(threads, panels) : 1);
-  if (double(T) * cost.step_call_ns < pack_ns) return Path::Stepwise;
+  // A fused step saves the stepwise step's library calls and, where fastrnn's packed GEMM
+  // measured faster than the library's (own_gemm_speedup > 1), that fraction of the step's
+  // multiply-adds (B K H of them on `threads` cores).
+  const double step_ns = double(B * packed_elements) / (cost.madd_per_ns * double(threads));
+  const double saved_per_step =
+      cost.step_call_ns + std::max(0.0, cost.own_gemm_speedup - 1.0) * step_ns;
+  if (double(T) * saved_per_step < pack_ns) return Path::Stepwise;
   if (rows_for_every_thread) return Path::Rows;
   const int64_t sharers = columns ? std::min(threads, panels) : 1;
   if (packed_elements * elem_size / sharers > l2) return Path::Stepwise;
