@@ -182,6 +182,13 @@ def test_batched_gemm_choice(cpu_env, monkeypatch, isa, gemm):
         plan = backends.last_cpu_plan()
         assert plan["project_first"] and plan["own_gemm"] is (gemm == "own"), plan
     check_parity(make_args(4, 3, 6, 9, bias=False))  # no bias: the GEMM starts from zero
+    # Sorted lengths: the projection of only each step's active rows.
+    for reverse in (False, True):
+        check_parity(make_args(6, 9, 7, 19), torch.tensor([8, 6, 6, 4, 3, 3, 1, 0, 0]), reverse)
+        torch.ops.fastrnn.rnn_forward(*make_args(6, 9, 7, 19), torch.tensor([6, 2, 0]).repeat(3)
+                                      .sort(descending=True).values, reverse, "tanh")
+        plan = backends.last_cpu_plan()
+        assert plan["active_rows"] and plan["own_gemm"] is (gemm == "own"), plan
 
 
 def test_batched_gemm_env_is_checked(monkeypatch):

@@ -268,7 +268,22 @@ void forward_recurrence(cpu::Isa isa, const at::Tensor& x, const at::Tensor& w_i
   }
   const bool own = pre && cpu::prefer_own_gemm(isa);
   cpu::note_own_gemm(own);
-  if (own) {
+  if (own && prefix) {
+    // Only the active rows' projections: step t's rows [0, n_t) of the sorted batch.
+    const at::Tensor m_ih = cpu::pack_for_gemm(isa, w_ih, /*transpose=*/true);
+    const at::Tensor x2d = x.view({T * B, I});  // [T*B, I]
+    at::Tensor y2d = y.view({T * B, H});        // [T*B, H]
+    const int64_t* L = lengths.data_ptr<int64_t>();
+    at::parallel_for(0, T, 1, [&](int64_t t0, int64_t t1) {
+      for (int64_t t = t0; t < t1; ++t) {
+        int64_t n = 0;
+        while (n < B && t < L[n]) ++n;
+        if (n == 0) continue;
+        at::Tensor out = y2d.narrow(0, t * B, n);
+        cpu::packed_gemm(isa, x2d.narrow(0, t * B, n), m_ih, H, bias, out);
+      }
+    });
+  } else if (own) {
     at::Tensor y2d = y.view({T * B, H});  // [T*B, H]
     cpu::own_gemm(isa, x.view({T * B, I}), w_ih, /*transpose=*/true, bias, y2d);
   } else if (pre) {
