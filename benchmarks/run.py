@@ -209,12 +209,13 @@ def measure_batch1(repeat: int, threads: int, T=32, I=1024, H=1024):
 
 
 def machine_info(threads: int) -> dict:
+    peak = fma_peak(threads)
     info = {"cpu": cpu_model(), "threads": threads, "torch": torch.__version__,
-            "numpy": np.__version__, "machine": backends.cpu_machine()}
-    try:  # issue 10's metadata helper (machine, commit), when present
+            "numpy": np.__version__, "machine": backends.cpu_machine(), "fma_peak_gflops": peak}
+    try:  # the shared metadata helper (CPU, ISA, threads, peak, commit), when present
         import common
         if hasattr(common, "machine_metadata"):
-            info["metadata"] = common.machine_metadata()
+            info["metadata"] = common.machine_metadata(peak)
     except Exception as err:  # noqa: BLE001  (metadata is optional context)
         info["metadata_error"] = repr(err)
     return info
