@@ -5,9 +5,11 @@ call). Sizes straddle the register tiles: AVX-512 tiles are up to 6 rows x 64 fl
 columns (32 double), AVX2 6 x 16 (8), portable 4 x 4; threads split the batch when
 the work pays for a parallel region (csrc/cpu/machine.h) and H >= 64; packed weights over
 half the L2 the OS reports take the project-first forward.
-FASTRNN_CPU_PATH forces the fused kernels (threads split the batch), the column split
-(threads split the weight panels and meet at a barrier every step; run here on a team of
-2 threads even at tiny sizes) or the stepwise path (csrc/cpu/stepwise.h).
+FASTRNN_CPU_PATH forces the fused kernels (threads split the batch; `fused_inline` /
+`project_first` also force where x W_ih^T runs: inside each step / first as one GEMM), the
+column split (threads split the weight panels and meet at a barrier every step; run here on
+a team of 2 threads even at tiny sizes) or the stepwise path (csrc/cpu/stepwise.h). The
+sorted-lengths (active rows) and batched-GEMM choices are in test_cpu_perf_paths.py.
 """
 from __future__ import annotations
 
