@@ -3,10 +3,13 @@
 Each ISA variant the machine supports is forced through FASTRNN_CPU_ISA (read at every
 call). Sizes straddle the register tiles: AVX-512 tiles are up to 6 rows x 64 float
 columns (32 double), AVX2 6 x 16 (8), portable 4 x 4; threads split the batch when
-T*B*H*(I+H) >= 2^20 and H >= 64; weights over 2 MiB take the project-first forward.
-FASTRNN_CPU_PATH forces the fused kernels (threads split the batch), the column split
-(threads split the weight panels and meet at a barrier every step; run here on a team of
-2 threads even at tiny sizes) or the stepwise path (csrc/cpu/stepwise.h).
+the work pays for a parallel region (csrc/cpu/machine.h) and H >= 64; packed weights over
+half the L2 the OS reports take the project-first forward.
+FASTRNN_CPU_PATH forces the fused kernels (threads split the batch; `fused_inline` /
+`project_first` also force where x W_ih^T runs: inside each step / first as one GEMM), the
+column split (threads split the weight panels and meet at a barrier every step; run here on
+a team of 2 threads even at tiny sizes) or the stepwise path (csrc/cpu/stepwise.h). The
+sorted-lengths (active rows) and batched-GEMM choices are in test_cpu_perf_paths.py.
 """
 from __future__ import annotations
 
@@ -43,15 +46,17 @@ def _isa_supported(isa: str) -> bool:
 SUPPORTED = {isa: _isa_supported(isa) for isa in ISAS}
 
 
-# Every ISA's fused kernels split by rows and by columns, and the stepwise path (ATen
-# GEMMs one step at a time, taken for short sequences and for small batches on large
-# weights), forced at any size.
+# Every ISA's fused kernels split by rows and by columns, with the input projection inside
+# the step (fused_inline) or first as one GEMM (project_first) forced as well as chosen by
+# the L2 rule (fused), and the stepwise path (ATen GEMMs one step at a time, taken for short
+# sequences and for small batches on large weights), forced at any size.
 PATHS = ([("fused", isa) for isa in ISAS] + [("columns", isa) for isa in ISAS]
+         + [("fused_inline", isa) for isa in ISAS] + [("project_first", isa) for isa in ISAS]
          + [("stepwise", "auto")])
 
 
 def _path_id(path, isa):
-    return {"fused": isa, "columns": f"columns-{isa}"}.get(path, path)
+    return isa if path == "fused" else path if isa == "auto" else f"{path}-{isa}"
 
 
 @pytest.fixture(params=PATHS, ids=[_path_id(*p) for p in PATHS])
@@ -116,7 +121,7 @@ SHAPES = {
     "T3-B1-I2-H129": (3, 1, 2, 129),
     "T5-B13-I6-H129-threads": (5, 13, 6, 129),
     "T24-B12-I5-H64-threads": (24, 12, 5, 64),
-    # (I + H) * H * 4 bytes > 2 MiB: x W_ih^T runs first as one GEMM (project_first)
+    # (I + H) * H * 4 bytes > 2 MiB > half of any L2: x W_ih^T runs first (project_first)
     "T3-B7-I300-H600-project-first": (3, 7, 300, 600),
 }
 

@@ -35,6 +35,9 @@ struct ForwardArgs {
   // passes I = 0, m = packed W_hh^T only; each step then starts from y_t.
   bool y_holds_pre;
   const int64_t* lengths;  // [B] or nullptr
+  // lengths non-increasing (a PackedSequence's sorted order): the rows active at a step are
+  // a prefix of any row range, and the GEMMs run on that prefix only.
+  bool active_prefix;
   bool reverse;
   Act act;
 };
@@ -49,6 +52,7 @@ struct BackwardArgs {
   T* carry;                // [B, H]    out: dLoss/dh0
   T* scratch;              // [B, H]    g of inactive rows
   const int64_t* lengths;  // [B] or nullptr
+  bool active_prefix;      // as in ForwardArgs
   bool reverse;
   Act act;
 };
@@ -92,6 +96,22 @@ void backward_carry(Isa isa, const BackwardArgs<float>& a, int64_t s, int64_t b0
 void backward_carry(Isa isa, const BackwardArgs<double>& a, int64_t s, int64_t b0, int64_t b1,
                     int64_t c0, int64_t c1);
 
+// c [r, :N] = bias + a [r, :K] M for rows r in [r0, r1): M [K, N] packed by pack(); bias [N]
+// or nullptr. The project-first input projection (x W_ih^T + b over all T*B rows) and BPTT's
+// dx = dz W_ih as one GEMM on this ISA's register tiles. Rows go row_block at a time, every
+// panel of M passing over a block of a that stays in L2 (the caller sizes it from the L2).
+void gemm_packed(Isa isa, const float* a, int64_t lda, int64_t K, const float* m,
+                 const float* bias, float* c, int64_t ldc, int64_t N, int64_t r0, int64_t r1,
+                 int64_t row_block);
+void gemm_packed(Isa isa, const double* a, int64_t lda, int64_t K, const double* m,
+                 const double* bias, double* c, int64_t ldc, int64_t N, int64_t r0, int64_t r1,
+                 int64_t row_block);
+
+// The FMA-throughput probe: `iters` iterations of 12 independent chains of vector FMAs
+// (enough to cover the FMA latency x pipes of every x86 core); returns the FLOPs it did
+// (2 per lane per FMA). Its rate is the ISA's per-core peak the benchmarks compare with.
+double fma_loop(Isa isa, int64_t iters);
+
 bool isa_supported(Isa isa);
 // The ISA to use: FASTRNN_CPU_ISA=auto|portable|avx2|avx512 (read at every call) if set,
 // else the best one the CPU supports. Asking for an unsupported ISA is an error
@@ -105,6 +125,10 @@ const char* isa_name(Isa isa);
 #define FASTRNN_DECLARE_ISA_ENTRY_POINTS(isa_ns)                                              \
   namespace isa_ns {                                                                          \
   int64_t panel_cols(bool is_double);                                                         \
+  double fma_loop(int64_t iters);                                                             \
+  template <typename T>                                                                       \
+  void gemm_packed(const T* a, int64_t lda, int64_t K, const T* m, const T* bias, T* c,       \
+                   int64_t ldc, int64_t N, int64_t r0, int64_t r1, int64_t row_block);        \
   template <typename T>                                                                       \
   void pack(const T* w, bool transpose, int64_t K, int64_t N, int64_t Ktotal, int64_t k0,     \
             T* out, int64_t p0, int64_t p1);                                                  \

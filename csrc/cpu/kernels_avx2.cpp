@@ -12,46 +12,40 @@
 #pragma GCC target("avx2,fma")
 #include <immintrin.h>
 
+#include "tanh_simd.h"
+
 namespace fastrnn::cpu::avx2 {
 namespace {
 
-// tanh for 8 floats; the same method as the AVX-512 version (see kernels_avx512.cpp).
-inline __m256 tanh8(__m256 x) {
-  const __m256 sign_bit = _mm256_set1_ps(-0.0f);
-  const __m256 ax = _mm256_min_ps(_mm256_set1_ps(9.0f), _mm256_andnot_ps(sign_bit, x));
-  const __m256 x2 = _mm256_mul_ps(ax, ax);
-  __m256 p = _mm256_set1_ps(0.0024822435807436705f);
-  p = _mm256_fmadd_ps(p, x2, _mm256_set1_ps(-0.008486535400152206f));
-  p = _mm256_fmadd_ps(p, x2, _mm256_set1_ps(0.02180541679263115f));
-  p = _mm256_fmadd_ps(p, x2, _mm256_set1_ps(-0.0539628304541111f));
-  p = _mm256_fmadd_ps(p, x2, _mm256_set1_ps(0.13333313167095184f));
-  p = _mm256_fmadd_ps(p, x2, _mm256_set1_ps(-0.3333333432674408f));
-  const __m256 small = _mm256_fmadd_ps(_mm256_mul_ps(ax, x2), p, ax);
-  const __m256 a2 = _mm256_add_ps(ax, ax);
-  const __m256 n = _mm256_round_ps(_mm256_mul_ps(a2, _mm256_set1_ps(1.44269504088896341f)),
-                                   _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-  __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693145751953125f), a2);
-  r = _mm256_fnmadd_ps(n, _mm256_set1_ps(1.428606820309417e-06f), r);
-  __m256 q = _mm256_set1_ps(1.0f / 5040);
-  q = _mm256_fmadd_ps(q, r, _mm256_set1_ps(1.0f / 720));
-  q = _mm256_fmadd_ps(q, r, _mm256_set1_ps(1.0f / 120));
-  q = _mm256_fmadd_ps(q, r, _mm256_set1_ps(1.0f / 24));
-  q = _mm256_fmadd_ps(q, r, _mm256_set1_ps(1.0f / 6));
-  q = _mm256_fmadd_ps(q, r, _mm256_set1_ps(0.5f));
-  q = _mm256_fmadd_ps(q, r, _mm256_set1_ps(1.0f));
-  q = _mm256_fmadd_ps(q, r, _mm256_set1_ps(1.0f));
-  // 2^n by building the exponent field (0 <= n <= 26 here; NaN lanes give garbage that
-  // the NaN in q still dominates)
-  const __m256i bits = _mm256_slli_epi32(
-      _mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
-  const __m256 e = _mm256_mul_ps(q, _mm256_castsi256_ps(bits));
-  const __m256 one = _mm256_set1_ps(1.0f);
-  const __m256 large =
-      _mm256_sub_ps(one, _mm256_div_ps(_mm256_set1_ps(2.0f), _mm256_add_ps(e, one)));
-  const __m256 is_small = _mm256_cmp_ps(ax, _mm256_set1_ps(0.55f), _CMP_LT_OQ);
-  const __m256 res = _mm256_blendv_ps(large, small, is_small);
-  return _mm256_or_ps(res, _mm256_and_ps(x, sign_bit));
-}
+// The vector ops tanh_simd.h's tanh is written over, for 8 floats.
+struct TanhOps {
+  using V = __m256;
+  static V set1(float x) { return _mm256_set1_ps(x); }
+  static V abs(V x) { return _mm256_andnot_ps(_mm256_set1_ps(-0.0f), x); }
+  static V min(V a, V b) { return _mm256_min_ps(a, b); }
+  static V add(V a, V b) { return _mm256_add_ps(a, b); }
+  static V sub(V a, V b) { return _mm256_sub_ps(a, b); }
+  static V mul(V a, V b) { return _mm256_mul_ps(a, b); }
+  static V div(V a, V b) { return _mm256_div_ps(a, b); }
+  static V fma(V a, V b, V c) { return _mm256_fmadd_ps(a, b, c); }
+  static V fnma(V a, V b, V c) { return _mm256_fnmadd_ps(a, b, c); }
+  static V round(V x) {
+    return _mm256_round_ps(x, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  }
+  // 2^n by building the exponent field (NaN lanes give garbage that the NaN in q dominates)
+  static V scale2(V q, V n) {
+    const __m256i bits = _mm256_slli_epi32(
+        _mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
+    return _mm256_mul_ps(q, _mm256_castsi256_ps(bits));
+  }
+  static V select_lt(V a, V b, V x, V y) {
+    return _mm256_blendv_ps(y, x, _mm256_cmp_ps(a, b, _CMP_LT_OQ));
+  }
+  static V copysign(V r, V x) {
+    const V sign_bit = _mm256_set1_ps(-0.0f);
+    return _mm256_or_ps(_mm256_andnot_ps(sign_bit, r), _mm256_and_ps(x, sign_bit));
+  }
+};
 
 // Lane mask with the first n of `lanes` lanes set (as 32/64-bit integers).
 inline __m256i first_lanes32(int n) {
@@ -79,7 +73,7 @@ struct Ops<float> {
   static V add(V a, V b) { return _mm256_add_ps(a, b); }
   static V mul(V a, V b) { return _mm256_mul_ps(a, b); }
   static V one_minus_sq(V y) { return _mm256_fnmadd_ps(y, y, _mm256_set1_ps(1.0f)); }
-  static V tanh(V x) { return tanh8(x); }
+  static V tanh(V x) { return simd::tanh_poly<TanhOps>(x); }
   static V relu(V x) { return _mm256_max_ps(zero(), x); }
   static V relu_grad(V g, V y) { return _mm256_and_ps(_mm256_cmp_ps(y, zero(), _CMP_GT_OQ), g); }
 };

@@ -16,47 +16,35 @@
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 #include <immintrin.h>
 
+#include "tanh_simd.h"
+
 namespace fastrnn::cpu::avx512 {
 namespace {
 
-// tanh for 16 floats, < 2 ulp: an odd polynomial below 0.55 (fitted, max 0.8 ulp),
-// 1 - 2 / (exp(2|x|) + 1) above, with exp from a Cody-Waite reduction and a degree-7
-// Taylor polynomial on |r| <= ln2/2. NaN propagates.
-inline __m512 tanh16(__m512 x) {
-  const __m512 ax = _mm512_min_ps(_mm512_set1_ps(9.0f), _mm512_abs_ps(x));  // NaN stays NaN
-  // small |x|: x + x^3 P(x^2)
-  const __m512 x2 = _mm512_mul_ps(ax, ax);
-  __m512 p = _mm512_set1_ps(0.0024822435807436705f);
-  p = _mm512_fmadd_ps(p, x2, _mm512_set1_ps(-0.008486535400152206f));
-  p = _mm512_fmadd_ps(p, x2, _mm512_set1_ps(0.02180541679263115f));
-  p = _mm512_fmadd_ps(p, x2, _mm512_set1_ps(-0.0539628304541111f));
-  p = _mm512_fmadd_ps(p, x2, _mm512_set1_ps(0.13333313167095184f));
-  p = _mm512_fmadd_ps(p, x2, _mm512_set1_ps(-0.3333333432674408f));
-  const __m512 small = _mm512_fmadd_ps(_mm512_mul_ps(ax, x2), p, ax);
-  // large |x|: e = exp(2|x|) = 2^n exp(r)
-  const __m512 a2 = _mm512_add_ps(ax, ax);
-  const __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(a2, _mm512_set1_ps(1.44269504088896341f)),
-                                        _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-  __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693145751953125f), a2);
-  r = _mm512_fnmadd_ps(n, _mm512_set1_ps(1.428606820309417e-06f), r);
-  __m512 q = _mm512_set1_ps(1.0f / 5040);
-  q = _mm512_fmadd_ps(q, r, _mm512_set1_ps(1.0f / 720));
-  q = _mm512_fmadd_ps(q, r, _mm512_set1_ps(1.0f / 120));
-  q = _mm512_fmadd_ps(q, r, _mm512_set1_ps(1.0f / 24));
-  q = _mm512_fmadd_ps(q, r, _mm512_set1_ps(1.0f / 6));
-  q = _mm512_fmadd_ps(q, r, _mm512_set1_ps(0.5f));
-  q = _mm512_fmadd_ps(q, r, _mm512_set1_ps(1.0f));
-  q = _mm512_fmadd_ps(q, r, _mm512_set1_ps(1.0f));
-  const __m512 e = _mm512_scalef_ps(q, n);
-  const __m512 one = _mm512_set1_ps(1.0f);
-  const __m512 large =
-      _mm512_sub_ps(one, _mm512_div_ps(_mm512_set1_ps(2.0f), _mm512_add_ps(e, one)));
-  const __mmask16 is_small = _mm512_cmp_ps_mask(ax, _mm512_set1_ps(0.55f), _CMP_LT_OQ);
-  const __m512 res = _mm512_mask_blend_ps(is_small, large, small);
-  // tanh is odd: put x's sign back
-  const __m512i sign = _mm512_and_si512(_mm512_castps_si512(x), _mm512_set1_epi32(INT32_MIN));
-  return _mm512_castsi512_ps(_mm512_or_si512(_mm512_castps_si512(res), sign));
-}
+// The vector ops tanh_simd.h's tanh is written over, for 16 floats.
+struct TanhOps {
+  using V = __m512;
+  static V set1(float x) { return _mm512_set1_ps(x); }
+  static V abs(V x) { return _mm512_abs_ps(x); }
+  static V min(V a, V b) { return _mm512_min_ps(a, b); }
+  static V add(V a, V b) { return _mm512_add_ps(a, b); }
+  static V sub(V a, V b) { return _mm512_sub_ps(a, b); }
+  static V mul(V a, V b) { return _mm512_mul_ps(a, b); }
+  static V div(V a, V b) { return _mm512_div_ps(a, b); }
+  static V fma(V a, V b, V c) { return _mm512_fmadd_ps(a, b, c); }
+  static V fnma(V a, V b, V c) { return _mm512_fnmadd_ps(a, b, c); }
+  static V round(V x) {
+    return _mm512_roundscale_ps(x, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  }
+  static V scale2(V q, V n) { return _mm512_scalef_ps(q, n); }
+  static V select_lt(V a, V b, V x, V y) {
+    return _mm512_mask_blend_ps(_mm512_cmp_ps_mask(a, b, _CMP_LT_OQ), y, x);
+  }
+  static V copysign(V r, V x) {
+    const __m512i sign = _mm512_and_si512(_mm512_castps_si512(x), _mm512_set1_epi32(INT32_MIN));
+    return _mm512_castsi512_ps(_mm512_or_si512(_mm512_castps_si512(_mm512_abs_ps(r)), sign));
+  }
+};
 
 template <typename T>
 struct Ops;
@@ -77,7 +65,7 @@ struct Ops<float> {
   static V add(V a, V b) { return _mm512_add_ps(a, b); }
   static V mul(V a, V b) { return _mm512_mul_ps(a, b); }
   static V one_minus_sq(V y) { return _mm512_fnmadd_ps(y, y, _mm512_set1_ps(1.0f)); }
-  static V tanh(V x) { return tanh16(x); }
+  static V tanh(V x) { return simd::tanh_poly<TanhOps>(x); }
   static V relu(V x) { return _mm512_max_ps(zero(), x); }  // NaN in x is returned
   static V relu_grad(V g, V y) {
     return _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(y, zero(), _CMP_GT_OQ), g);

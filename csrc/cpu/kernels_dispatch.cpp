@@ -80,6 +80,25 @@ int64_t packed_size(Isa isa, int64_t K, int64_t N, bool is_double) {
 #define FASTRNN_ISA_DISPATCH(fn, ...) portable::fn(__VA_ARGS__);
 #endif
 
+double fma_loop(Isa isa, int64_t iters) {
+  switch (isa) {
+#if defined(__x86_64__) || defined(_M_X64)
+    case Isa::Avx512: return avx512::fma_loop(iters);
+    case Isa::Avx2: return avx2::fma_loop(iters);
+#endif
+    default: return portable::fma_loop(iters);
+  }
+}
+
+#define FASTRNN_GEMM_ENTRY(T)                                                                \
+  void gemm_packed(Isa isa, const T* a, int64_t lda, int64_t K, const T* m, const T* bias,  \
+                   T* c, int64_t ldc, int64_t N, int64_t r0, int64_t r1, int64_t row_block) { \
+    FASTRNN_ISA_DISPATCH(gemm_packed, a, lda, K, m, bias, c, ldc, N, r0, r1, row_block)      \
+  }
+FASTRNN_GEMM_ENTRY(float)
+FASTRNN_GEMM_ENTRY(double)
+#undef FASTRNN_GEMM_ENTRY
+
 #define FASTRNN_PACK_ENTRY(T)                                                              \
   void pack(Isa isa, const T* w, bool transpose, int64_t K, int64_t N, int64_t Ktotal,     \
             int64_t k0, T* out, int64_t p0, int64_t p1) {                                  \

@@ -186,6 +186,19 @@ inline bool active(const int64_t* lengths, int64_t b, int64_t t) {
   return lengths == nullptr || t < lengths[b];
 }
 
+// How many of rows [b0, b1) the GEMM of step t computes: all of them, or with non-increasing
+// lengths (prefix) only the active ones, which are then rows [b0, b0 + n) (binary search).
+inline int64_t rows_to_compute(const int64_t* lengths, bool prefix, int64_t b0, int64_t b1,
+                               int64_t t) {
+  if (lengths == nullptr || !prefix) return b1 - b0;
+  int64_t lo = b0, hi = b1;  // first row with lengths[b] <= t
+  while (lo < hi) {
+    const int64_t mid = lo + (hi - lo) / 2;
+    if (t < lengths[mid]) lo = mid + 1; else hi = mid;
+  }
+  return lo - b0;
+}
+
 // One forward step s for rows [b0, b1) and columns [c0, c1) (c0 a multiple of P): reads
 // h_prev of those rows in every column, writes only y_t [rows, cols].
 template <class O>
@@ -204,10 +217,12 @@ void forward_step_impl(const ForwardArgs<typename O::T>& a, int64_t s, int64_t b
   const T* m = a.m + (c0 / P) * (I + H) * P;  // the first panel of the column range
   const Init<T> init = a.y_holds_pre ? Init<T>{out + c0, H}
                                      : Init<T>{a.bias ? a.bias + c0 : nullptr, 0};
-  if (a.act == Act::Tanh) {
-    gemm_rows<O, Epi::Tanh>(xs, hs, m, init, out + c0, H, R, N);
-  } else {
-    gemm_rows<O, Epi::Relu>(xs, hs, m, init, out + c0, H, R, N);
+  // Inactive rows of a sorted batch are not computed; the loop below copies their state.
+  const int64_t rc = rows_to_compute(a.lengths, a.active_prefix, b0, b1, t);
+  if (rc > 0 && a.act == Act::Tanh) {
+    gemm_rows<O, Epi::Tanh>(xs, hs, m, init, out + c0, H, rc, N);
+  } else if (rc > 0) {
+    gemm_rows<O, Epi::Relu>(xs, hs, m, init, out + c0, H, rc, N);
   }
   if (a.lengths != nullptr) {
     for (int64_t r = 0; r < R; ++r) {
@@ -253,8 +268,11 @@ void backward_carry_impl(const BackwardArgs<typename O::T>& a, int64_t s, int64_
   const int64_t t = a.reverse ? s : a.T_ - 1 - s;
   const T* dz = a.dz + t * a.B * H + b0 * H;  // [R, H]
   T* carry = a.carry + b0 * H;                // [R, H]
-  gemm_rows<O, Epi::None>(Operand<T>{dz, H, H}, Operand<T>{nullptr, 0, 0}, a.m + (c0 / P) * H * P,
-                          Init<T>{nullptr, 0}, carry + c0, H, R, N);
+  const int64_t rc = rows_to_compute(a.lengths, a.active_prefix, b0, b1, t);
+  if (rc > 0) {  // inactive rows of a sorted batch: only the copy below
+    gemm_rows<O, Epi::None>(Operand<T>{dz, H, H}, Operand<T>{nullptr, 0, 0},
+                            a.m + (c0 / P) * H * P, Init<T>{nullptr, 0}, carry + c0, H, rc, N);
+  }
   if (a.lengths != nullptr) {
     for (int64_t b = b0; b < b1; ++b) {
       if (!active(a.lengths, b, t)) copy_row<O>(a.carry + b * H + c0, a.scratch + b * H + c0, N);
@@ -273,6 +291,41 @@ void backward_impl(const BackwardArgs<typename O::T>& a, int64_t b0, int64_t b1)
 }
 
 }  // namespace
+
+template <typename T>
+void gemm_packed(const T* a, int64_t lda, int64_t K, const T* m, const T* bias, T* c,
+                 int64_t ldc, int64_t N, int64_t r0, int64_t r1, int64_t row_block) {
+  const int64_t step = row_block < 1 ? 1 : row_block;
+  for (int64_t rb = r0; rb < r1; rb += step) {
+    gemm_rows<Ops<T>, Epi::None>(Operand<T>{a + rb * lda, lda, K}, Operand<T>{nullptr, 0, 0}, m,
+                                 Init<T>{bias, 0}, c + rb * ldc, ldc, min64(step, r1 - rb), N);
+  }
+}
+template void gemm_packed<float>(const float*, int64_t, int64_t, const float*, const float*,
+                                 float*, int64_t, int64_t, int64_t, int64_t, int64_t);
+template void gemm_packed<double>(const double*, int64_t, int64_t, const double*, const double*,
+                                  double*, int64_t, int64_t, int64_t, int64_t, int64_t);
+
+double fma_loop(int64_t iters) {
+  using O = Ops<float>;
+  using V = typename O::V;
+  constexpr int kChains = 12;
+  V acc[kChains];
+#pragma GCC unroll 12
+  for (int c = 0; c < kChains; ++c) acc[c] = O::set1(1e-3f * float(c));
+  const V a = O::set1(0.999999f), b = O::set1(1e-7f);
+  for (int64_t i = 0; i < iters; ++i) {
+#pragma GCC unroll 12
+    for (int c = 0; c < kChains; ++c) acc[c] = O::fma(acc[c], a, b);
+  }
+  V sum = acc[0];
+  for (int c = 1; c < kChains; ++c) sum = O::add(sum, acc[c]);
+  float lanes[O::W];
+  O::store(lanes, sum);
+  volatile float sink = lanes[0];  // keeps the chains alive
+  (void)sink;
+  return 2.0 * kChains * O::W * double(iters);
+}
 
 int64_t panel_cols(bool is_double) {
   return is_double ? Ops<double>::NVMAX * Ops<double>::W : Ops<float>::NVMAX * Ops<float>::W;

@@ -13,9 +13,13 @@ struct LastPlan {
   const char* isa = "";        // isa_name() of the ISA the kernels ran with
   int64_t threads = 0;         // threads that ran the recurrence
   bool project_first = false;  // forward, fused paths: x W_ih^T + b ran first as one GEMM
+  bool active_rows = false;    // fused paths, sorted lengths: only each step's active rows ran
+  bool own_gemm = false;       // the batched GEMM (projection / dx) ran on batched_gemm.h's kernel
 };
 
 // Records plan as this thread's last (a thread_local copy: concurrent callers do not mix).
 void record_plan(const LastPlan& plan);
+// Sets own_gemm of this thread's last record (the GEMMs run after the path is recorded).
+void note_own_gemm(bool own);
 
 }  // namespace fastrnn::cpu

@@ -5,17 +5,18 @@
 //           tiles; when the weights exceed L2, x W_ih^T + b first as one GEMM (project_first).
 // Backward: the fused recurrence fills dz [T, B, H] and d_hx, then batched GEMMs give
 //           dx, dW_ih, dW_hh and the bias gradient.
-// Threads (at::get_num_threads() of them: torch's OpenMP team, or thread_pool.h in a
-// build without OpenMP) split the batch once per call (rows are independent), so the time
+// Threads (at::get_num_threads() of them: torch's OpenMP team; a build without OpenMP
+// runs serially) split the batch once per call (rows are independent), so the time
 // loop has no synchronisation at all. With fewer rows than threads (batch 1 inference),
 // an OpenMP build splits the columns instead: each thread owns a range of weight panels
 // for all rows and the team meets at a spin barrier once per step (see run_columns).
 #include "../rnn.h"
+#include "batched_gemm.h"
 #include "kernels.h"
 #include "last_plan.h"
+#include "machine.h"
 #include "spin_barrier.h"
 #include "stepwise.h"
-#include "thread_pool.h"
 
 #ifdef _OPENMP
 #include <omp.h>
@@ -39,25 +40,9 @@
 namespace fastrnn {
 namespace {
 
-// Below this many multiply-adds per sequence waking a second thread costs more
-// than it saves; below kMinParallelH a step is latency-bound (a few FMA chains of length
-// H), so fewer rows per thread do not make it shorter.
-constexpr int64_t kMinParallelWork = 1 << 20;
+// Below kMinParallelH a step is latency-bound (a few FMA chains of length H), so fewer
+// rows per thread do not make it shorter. Every other threshold comes from machine.h.
 constexpr int64_t kMinParallelH = 64;
-// Per-core L2 the fused forward step's weights should fit in (2 MiB on current x86 servers;
-// a smaller one only moves the switch to project_first's path earlier).
-constexpr int64_t kL2Bytes = int64_t(1) << 21;
-
-cpu::Isa pick_isa() {
-  cpu::Isa isa = cpu::Isa::Portable;
-  const char* requested = nullptr;
-  TORCH_CHECK(cpu::select_isa(&isa, &requested), "fastrnn: FASTRNN_CPU_ISA='",
-              requested ? requested : "", "' is unknown or not supported by this CPU; expected "
-              "one of auto|portable|avx2|avx512 (avx2: ",
-              cpu::isa_supported(cpu::Isa::Avx2) ? "supported" : "unsupported", ", avx512: ",
-              cpu::isa_supported(cpu::Isa::Avx512) ? "supported" : "unsupported", ")");
-  return isa;
-}
 
 // One block of rows of M (kernels.h): w [N, K] (transpose) or [K, N], contiguous.
 template <typename T>
@@ -119,56 +104,92 @@ void run_columns(int64_t H, int64_t P, const Body& body) {
 // Calls fn(b_begin, b_end) on disjoint batch ranges, one per thread, once per sequence.
 // work = multiply-adds of the whole recurrence.
 // The number of batch blocks (threads) for_batch_blocks splits a recurrence into.
-int64_t batch_chunks(int64_t work, int64_t B, int64_t H) {
-  if (work < kMinParallelWork || H < kMinParallelH) return 1;
+// A second thread saves work / (2 rate) and costs one parallel region (machine.h); at the
+// small sizes where this decides, the kernels run at about half the probe's rate, so the
+// break-even is work = region_ns * probe rate.
+int64_t batch_chunks(cpu::Isa isa, int64_t work, int64_t B, int64_t H) {
+  const cpu::Costs& c = cpu::costs(isa);
+  if (double(work) < c.parallel_ns * c.madd_per_ns || H < kMinParallelH) return 1;
   return std::max<int64_t>(1, std::min<int64_t>(at::get_num_threads(), B));
 }
 
+// True when the lengths (clamped to [0, T], what the kernels see) are non-increasing, as a
+// PackedSequence's sorted batch is: the rows active at a step are then a prefix of every
+// row range, and the kernels compute only that prefix (kernels.h active_prefix).
+bool lengths_nonincreasing(const at::Tensor& lengths, int64_t T) {
+  if (!lengths.defined()) return false;
+  const int64_t* L = lengths.data_ptr<int64_t>();
+  const auto clamp = [T](int64_t v) { return std::min(std::max<int64_t>(v, 0), T); };
+  for (int64_t b = 1; b < lengths.numel(); ++b) {
+    if (clamp(L[b]) > clamp(L[b - 1])) return false;
+  }
+  return true;
+}
+
+// Boundaries [chunks + 1] of contiguous row blocks, one per thread, with equal work: every
+// row weighs the same, except with an active prefix, where a row weighs its active steps
+// (+1 for the copies of its inactive ones), so the thread with the short rows takes more.
+std::vector<int64_t> row_bounds(int64_t chunks, int64_t B, const at::Tensor& lengths, int64_t T,
+                                bool prefix) {
+  std::vector<int64_t> bounds(chunks + 1, B);
+  for (int64_t c = 0; c < chunks; ++c) bounds[c] = c * B / chunks;
+  if (!prefix || chunks <= 1) return bounds;
+  const int64_t* L = lengths.data_ptr<int64_t>();
+  const auto weight = [&](int64_t b) { return std::min(std::max<int64_t>(L[b], 0), T) + 1; };
+  int64_t total = 0;
+  for (int64_t b = 0; b < B; ++b) total += weight(b);
+  int64_t acc = 0, c = 1;
+  for (int64_t b = 0; b < B && c < chunks; ++b) {
+    acc += weight(b);
+    while (c < chunks && acc * chunks >= c * total) bounds[c++] = b + 1;
+  }
+  return bounds;
+}
+
+// Calls fn(bounds[c], bounds[c + 1]) for every block c, one per thread, once per sequence.
 template <typename Fn>
-void for_batch_blocks(int64_t chunks, int64_t B, const Fn& fn) {
+void for_batch_blocks(const std::vector<int64_t>& bounds, const Fn& fn) {
+  const int64_t chunks = static_cast<int64_t>(bounds.size()) - 1;
   if (chunks <= 1) {
-    fn(0, B);
+    fn(bounds[0], bounds[1]);
     return;
   }
-#ifdef _OPENMP
   // torch's own OpenMP threads: they are the ones MKL just used, still spinning, so they
-  // start at once and no second set of threads competes with them for the cores.
+  // start at once and no second set of threads competes with them for the cores. In a
+  // build without OpenMP at::parallel_for (an inline template) is a serial loop.
   at::parallel_for(0, chunks, 1, [&](int64_t c0, int64_t c1) {
-    for (int64_t c = c0; c < c1; ++c) fn(c * B / chunks, (c + 1) * B / chunks);
+    for (int64_t c = c0; c < c1; ++c) fn(bounds[c], bounds[c + 1]);
   });
-#else
-  cpu::run_parallel(chunks, [&](int64_t c) { fn(c * B / chunks, (c + 1) * B / chunks); });
-#endif
 }
 
-// True when the packed [W_ih^T; W_hh^T] would not fit in a core's L2: then every thread
+// True when the packed [W_ih^T; W_hh^T] would take more than half of a core's L2 (the
+// other half holds the rows' activations and the panel being streamed): then every thread
 // would stream it from L3 at every step, so the input projection runs first as one GEMM
 // over all steps (its weights read once) and the steps keep only W_hh^T.
+// FASTRNN_CPU_PATH=project_first / fused_inline force it on / off.
 bool project_first(int64_t I, int64_t H, int64_t elem_size) {
-  return (I + H) * H * elem_size > kL2Bytes;
+  const char* forced = std::getenv("FASTRNN_CPU_PATH");
+  if (forced != nullptr && std::string_view(forced) == "project_first") return true;
+  if (forced != nullptr && std::string_view(forced) == "fused_inline") return false;
+  return (I + H) * H * elem_size > cpu::caches().l2_bytes / 2;
 }
-
-// Packing costs about kPackNsPerElement per weight element, once per call; the fused step
-// saves about kStepCallNs per step over stepwise.h's two library calls. Estimates measured
-// on the development machine (Xeon, AVX-512), used only to pick a path, not for results.
-constexpr double kPackNsPerElement = 0.5;
-constexpr double kStepCallNs = 6000.0;
-// The column split pays a barrier per step; below this many multiply-adds per step
-// (B * K * H) it gains nothing (measured break-even on 2 threads: ~1.8e4, I = H = 96).
-constexpr int64_t kMinColumnStepWork = int64_t(1) << 14;
 
 enum class Path { Stepwise, Rows, Columns };
 
 // The path for a recurrence of T steps, B rows, K = rows of M, H columns:
-//   Stepwise (stepwise.h): a sequence too short to pay for packing the weights, or weights
+//   Stepwise (stepwise.h): a sequence too short to pay for packing the weights (the time
+//     saved per fused step times T below the packing time, both from machine.h), or weights
 //     too large for the threads' L2s while the batch cannot be split by rows (each core
 //     would stream its weights at every step, where the BLAS splits each GEMM).
 //   Columns: fewer rows than threads and enough work per step to pay a barrier; each
 //     thread keeps only its 1/n of the panels, so its share of the weights must fit its L2.
 //   Rows: otherwise (every thread its own rows, no synchronisation).
-Path choose_path(int64_t T, int64_t B, int64_t K, int64_t H, int64_t elem_size, int64_t P) {
-  // FASTRNN_CPU_PATH=auto|fused|columns|stepwise (read at every call) forces a path, so that
-  // the tests reach each at any size; `columns` needs an OpenMP build (else it is `fused`).
+Path choose_path(cpu::Isa isa, int64_t T, int64_t B, int64_t K, int64_t H, int64_t elem_size,
+                 int64_t P) {
+  // FASTRNN_CPU_PATH=auto|fused|fused_inline|project_first|columns|stepwise (read at every
+  // call) forces a path, so that the tests reach each at any size; `columns` needs an
+  // OpenMP build (else it is `fused`); fused_inline / project_first are `fused` with the
+  // input projection inside the step / first as one GEMM.
   const int64_t threads = at::get_num_threads();
 #ifdef _OPENMP
   const bool have_openmp = true;
@@ -180,32 +201,42 @@ Path choose_path(int64_t T, int64_t B, int64_t K, int64_t H, int64_t elem_size, 
   const char* forced = std::getenv("FASTRNN_CPU_PATH");
   if (forced != nullptr && *forced != '\0') {
     const std::string_view path(forced);
-    if (path == "fused") return Path::Rows;
+    if (path == "fused" || path == "fused_inline" || path == "project_first") return Path::Rows;
     if (path == "stepwise") return Path::Stepwise;
     // Forced, it runs even on one thread (a team of one never waits at its barrier).
     if (path == "columns") return have_openmp ? Path::Columns : Path::Rows;
     TORCH_CHECK(path == "auto", "fastrnn: FASTRNN_CPU_PATH='", path,
-                "' is unknown; expected one of auto|fused|columns|stepwise");
+                "' is unknown; expected one of "
+                "auto|fused|fused_inline|project_first|columns|stepwise");
   }
+  const cpu::Costs& cost = cpu::costs(isa);
+  const int64_t l2 = cpu::caches().l2_bytes;
   const int64_t packed_elements = K * H;
   const bool rows_for_every_thread = B >= threads;
   const bool columns = columns_possible && !rows_for_every_thread && panels >= 2 &&
-                       B * K * H >= kMinColumnStepWork;
+                       double(B * K * H) >= cost.barrier_ns * cost.madd_per_ns;
   // The column split packs in parallel.
-  const double pack_ns = double(packed_elements) * kPackNsPerElement /
+  const double pack_ns = double(packed_elements) * cost.pack_ns_per_element /
                          double(columns ? std::min(threads, panels) : 1);
-  if (double(T) * kStepCallNs < pack_ns) return Path::Stepwise;
+  // A fused step saves the stepwise step's library calls and, where fastrnn's packed GEMM
+  // measured faster than the library's (own_gemm_speedup > 1), that fraction of the step's
+  // multiply-adds (B K H of them on `threads` cores).
+  const double step_ns = double(B * packed_elements) / (cost.madd_per_ns * double(threads));
+  const double saved_per_step =
+      cost.step_call_ns + std::max(0.0, cost.own_gemm_speedup - 1.0) * step_ns;
+  if (double(T) * saved_per_step < pack_ns) return Path::Stepwise;
   if (rows_for_every_thread) return Path::Rows;
   const int64_t sharers = columns ? std::min(threads, panels) : 1;
-  if (packed_elements * elem_size / sharers > kL2Bytes) return Path::Stepwise;
+  if (packed_elements * elem_size / sharers > l2) return Path::Stepwise;
   return columns ? Path::Columns : Path::Rows;
 }
 
 // Notes the path a call takes for fastrnn.backends.last_cpu_plan() (last_plan.h).
 // threads: batch blocks for Rows, the team run_columns asks for, torch's team for Stepwise.
 void record_path(const char* op, Path path, cpu::Isa isa, int64_t chunks, int64_t H, int64_t P,
-                 bool pre) {
+                 bool pre, bool prefix) {
   cpu::LastPlan plan;
+  plan.active_rows = prefix && path != Path::Stepwise;
   plan.op = op;
   plan.isa = cpu::isa_name(isa);
   plan.project_first = pre && path != Path::Stepwise;
@@ -227,14 +258,35 @@ void forward_recurrence(cpu::Isa isa, const at::Tensor& x, const at::Tensor& w_i
   const int64_t T = y.size(0), B = y.size(1), I = x.size(2), H = y.size(2);
   const bool pre = project_first(I, H, sizeof(Scalar));
   const int64_t P = cpu::panel_cols(isa, std::is_same_v<Scalar, double>);
-  const Path path = choose_path(T, B, pre ? H : I + H, H, sizeof(Scalar), P);
-  const int64_t chunks = batch_chunks(T * B * H * ((pre ? 0 : I) + H), B, H);
-  record_path("forward", path, isa, chunks, H, P, pre);
+  const Path path = choose_path(isa, T, B, pre ? H : I + H, H, sizeof(Scalar), P);
+  const int64_t chunks = batch_chunks(isa, T * B * H * ((pre ? 0 : I) + H), B, H);
+  const bool prefix = lengths_nonincreasing(lengths, T);
+  record_path("forward", path, isa, chunks, H, P, pre, prefix);
   if (path == Path::Stepwise) {
     cpu::forward_stepwise(x, w_ih, w_hh, bias, h0, y, lengths, reverse, act);
     return;
   }
-  if (pre) {
+  const bool own = pre && cpu::prefer_own_gemm(isa);
+  cpu::note_own_gemm(own);
+  if (own && prefix) {
+    // Only the active rows' projections: step t's rows [0, n_t) of the sorted batch.
+    const at::Tensor m_ih = cpu::pack_for_gemm(isa, w_ih, /*transpose=*/true);
+    const at::Tensor x2d = x.view({T * B, I});  // [T*B, I]
+    at::Tensor y2d = y.view({T * B, H});        // [T*B, H]
+    const int64_t* L = lengths.data_ptr<int64_t>();
+    at::parallel_for(0, T, 1, [&](int64_t t0, int64_t t1) {
+      for (int64_t t = t0; t < t1; ++t) {
+        int64_t n = 0;
+        while (n < B && t < L[n]) ++n;
+        if (n == 0) continue;
+        at::Tensor out = y2d.narrow(0, t * B, n);
+        cpu::packed_gemm(isa, x2d.narrow(0, t * B, n), m_ih, H, bias, out);
+      }
+    });
+  } else if (own) {
+    at::Tensor y2d = y.view({T * B, H});  // [T*B, H]
+    cpu::own_gemm(isa, x.view({T * B, I}), w_ih, /*transpose=*/true, bias, y2d);
+  } else if (pre) {
     at::Tensor y2d = y.view({T * B, H});  // [T*B, H]
     if (bias.defined()) {
       at::addmm_out(y2d, bias, x.view({T * B, I}), w_ih.t());
@@ -259,6 +311,7 @@ void forward_recurrence(cpu::Isa isa, const at::Tensor& x, const at::Tensor& w_i
   a.y_holds_pre = pre;
   a.y = y.data_ptr<Scalar>();
   a.lengths = lengths.defined() ? lengths.data_ptr<int64_t>() : nullptr;
+  a.active_prefix = prefix;
   a.reverse = reverse;
   a.act = act == Activation::Tanh ? cpu::Act::Tanh : cpu::Act::Relu;
   Scalar* packed = m.data_ptr<Scalar>();
@@ -279,7 +332,8 @@ void forward_recurrence(cpu::Isa isa, const at::Tensor& x, const at::Tensor& w_i
   }
 #endif
   fill_panels<Scalar>(isa, parts, K, N, packed, 0, m.numel() / (K * P));
-  for_batch_blocks(chunks, a.B, [&](int64_t b0, int64_t b1) { cpu::forward_rows(isa, a, b0, b1); });
+  for_batch_blocks(row_bounds(chunks, B, lengths, T, prefix),
+                   [&](int64_t b0, int64_t b1) { cpu::forward_rows(isa, a, b0, b1); });
 }
 
 template <typename T>
@@ -288,9 +342,10 @@ void backward_recurrence(cpu::Isa isa, const at::Tensor& w_hh, const at::Tensor&
                          const at::Tensor& lengths, bool reverse, Activation act) {
   const int64_t H = y.size(2);
   const int64_t P = cpu::panel_cols(isa, std::is_same_v<T, double>);
-  const Path path = choose_path(y.size(0), y.size(1), H, H, sizeof(T), P);
-  const int64_t chunks = batch_chunks(y.size(0) * y.size(1) * H * H, y.size(1), H);
-  record_path("backward", path, isa, chunks, H, P, false);
+  const Path path = choose_path(isa, y.size(0), y.size(1), H, H, sizeof(T), P);
+  const int64_t chunks = batch_chunks(isa, y.size(0) * y.size(1) * H * H, y.size(1), H);
+  const bool prefix = lengths_nonincreasing(lengths, y.size(0));
+  record_path("backward", path, isa, chunks, H, P, false, prefix);
   if (path == Path::Stepwise) {
     cpu::backward_stepwise(w_hh, dy, y, dz, carry, lengths, reverse, act);
     return;
@@ -311,6 +366,7 @@ void backward_recurrence(cpu::Isa isa, const at::Tensor& w_hh, const at::Tensor&
   a.carry = carry.data_ptr<T>();
   a.scratch = scratch.data_ptr<T>();
   a.lengths = lengths.defined() ? lengths.data_ptr<int64_t>() : nullptr;
+  a.active_prefix = prefix;
   a.reverse = reverse;
   a.act = act == Activation::Tanh ? cpu::Act::Tanh : cpu::Act::Relu;
   T* packed = m.data_ptr<T>();
@@ -335,7 +391,8 @@ void backward_recurrence(cpu::Isa isa, const at::Tensor& w_hh, const at::Tensor&
   }
 #endif
   fill_panels<T>(isa, parts, K, N, packed, 0, m.numel() / (K * P));
-  for_batch_blocks(chunks, a.B, [&](int64_t b0, int64_t b1) { cpu::backward_rows(isa, a, b0, b1); });
+  for_batch_blocks(row_bounds(chunks, a.B, lengths, a.T_, prefix),
+                   [&](int64_t b0, int64_t b1) { cpu::backward_rows(isa, a, b0, b1); });
 }
 
 at::Tensor contiguous_lengths(const std::optional<at::Tensor>& lengths) {
@@ -350,7 +407,7 @@ at::Tensor rnn_forward_cpu(const at::Tensor& input, const at::Tensor& hx,
                            std::string_view nonlinearity) {
   check_forward_args(input, hx, weight_ih, weight_hh, bias_ih, bias_hh, lengths);
   const Activation act = parse_activation(nonlinearity);
-  const cpu::Isa isa = pick_isa();
+  const cpu::Isa isa = cpu::current_isa();
   const auto ct = compute_type(input.scalar_type());
   const int64_t T = input.size(0), B = input.size(1);
   const int64_t H = weight_hh.size(0);
@@ -379,7 +436,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> rnn_backw
     std::array<bool, 2> output_mask) {
   check_backward_args(grad_output, input, hx, weight_ih, weight_hh, output, lengths);
   const Activation act = parse_activation(nonlinearity);
-  const cpu::Isa isa = pick_isa();
+  const cpu::Isa isa = cpu::current_isa();
   const auto ct = compute_type(input.scalar_type());
   const int64_t T = input.size(0), B = input.size(1);
   const int64_t H = weight_hh.size(0);
@@ -399,7 +456,19 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> rnn_backw
   } else {
     dz.zero_();
   }
-  return backward_gemms(dz, carry, input, hx, weight_ih, y, reverse, output_mask);
+  // dx = dz W_ih on fastrnn's packed GEMM where it is the faster one (batched_gemm.h); the
+  // weight gradients stay with the library (their reduction runs over T*B).
+  const bool own_dx = output_mask[0] && B > 0 && H > 0 && input.size(2) > 0 &&
+                      cpu::prefer_own_gemm(isa);
+  cpu::note_own_gemm(own_dx);
+  if (!own_dx) return backward_gemms(dz, carry, input, hx, weight_ih, y, reverse, output_mask);
+  auto grads = backward_gemms(dz, carry, input, hx, weight_ih, y, reverse, {false, output_mask[1]});
+  const int64_t I = input.size(2);
+  at::Tensor dx = at::empty({T * B, I}, y.options());  // [T*B, I]
+  cpu::own_gemm(isa, dz.view({T * B, H}), as_compute(weight_ih, ct), /*transpose=*/false,
+                at::Tensor(), dx);
+  std::get<0>(grads) = (ct == input.scalar_type() ? dx : dx.to(input.scalar_type())).view({T, B, I});
+  return grads;
 }
 
 }  // namespace

@@ -1,0 +1,29 @@
+// The batched GEMMs of the CPU paths that are not a recurrence: the project-first input
+// projection x W_ih^T + b over all T*B rows, and BPTT's dx = dz W_ih. Either fastrnn's own
+// packed kernel (kernels.h gemm_packed, threads splitting rows) or the library's at::mm
+// (MKL / oneDNN / OpenBLAS, whatever torch was built with), whichever a one-time
+// measurement on this machine found faster (machine.h Costs::own_gemm_speedup).
+#pragma once
+
+#include <ATen/core/Tensor.h>
+
+#include "kernels.h"
+
+namespace fastrnn::cpu {
+
+// out [R, N] = bias + a [R, K] (transpose ? w^T : w); w [N, K] (transpose) or [K, N];
+// bias [N] or undefined. All contiguous, same dtype (float or double); out preallocated.
+void own_gemm(Isa isa, const at::Tensor& a, const at::Tensor& w, bool transpose,
+              const at::Tensor& bias, at::Tensor& out);
+
+// own_gemm's two halves: w packed into the ISA's panels (threads split the panels), and the
+// GEMM on the packed form (N = columns of M).
+at::Tensor pack_for_gemm(Isa isa, const at::Tensor& w, bool transpose);
+void packed_gemm(Isa isa, const at::Tensor& a, const at::Tensor& m, int64_t N,
+                 const at::Tensor& bias, at::Tensor& out);
+
+// True when the batched GEMMs should run on own_gemm: FASTRNN_CPU_GEMM=own|library|auto
+// (read at every call) forces one; auto asks the measurement.
+bool prefer_own_gemm(Isa isa);
+
+}  // namespace fastrnn::cpu

@@ -1,0 +1,288 @@
+// See machine.h. Also the ops that expose it: fastrnn::_cpu_machine, _cpu_fma_peak.
+#include "machine.h"
+
+#include "batched_gemm.h"
+#include "spin_barrier.h"
+
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+#include <time.h>
+#include <unistd.h>
+
+#include <ATen/Parallel.h>
+#include <ATen/ops/empty.h>
+#include <ATen/ops/mm.h>
+#include <ATen/ops/randn.h>
+#include <ATen/ops/zeros.h>
+#include <torch/library.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cstdio>
+#include <fstream>
+#include <map>
+#include <mutex>
+#include <string>
+#include <tuple>
+#include <vector>
+
+namespace fastrnn::cpu {
+namespace {
+
+double thread_ns() {
+  timespec ts{};
+  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+  return double(ts.tv_sec) * 1e9 + double(ts.tv_nsec);
+}
+double wall_ns() {
+  return double(std::chrono::duration_cast<std::chrono::nanoseconds>(
+                    std::chrono::steady_clock::now().time_since_epoch())
+                    .count());
+}
+
+// "32K" / "512K" / "32768K" / "1M" -> bytes; 0 when unreadable.
+int64_t parse_size(const std::string& s) {
+  if (s.empty()) return 0;
+  int64_t v = 0;
+  size_t i = 0;
+  while (i < s.size() && s[i] >= '0' && s[i] <= '9') v = v * 10 + (s[i++] - '0');
+  const char unit = i < s.size() ? s[i] : ' ';
+  if (unit == 'K' || unit == 'k') v <<= 10;
+  if (unit == 'M' || unit == 'm') v <<= 20;
+  return v;
+}
+
+std::string read_line(const std::string& path) {
+  std::ifstream f(path);
+  std::string s;
+  std::getline(f, s);
+  return s;
+}
+
+Caches read_caches() {
+  Caches c{0, 0, 0, "sysfs"};
+  for (int i = 0; i < 8; ++i) {
+    const std::string dir = "/sys/devices/system/cpu/cpu0/cache/index" + std::to_string(i) + "/";
+    const std::string level = read_line(dir + "level"), type = read_line(dir + "type");
+    const int64_t size = parse_size(read_line(dir + "size"));
+    if (level.empty() || size <= 0) continue;
+    if (level == "1" && type == "Data") c.l1d_bytes = size;
+    if (level == "2" && type != "Instruction") c.l2_bytes = size;
+    if (level == "3" && type != "Instruction") c.l3_bytes = size;
+  }
+#ifdef _SC_LEVEL2_CACHE_SIZE
+  if (c.l2_bytes <= 0) {  // no sysfs: glibc's cpuid-based answer
+    c.source = "sysconf";
+    c.l1d_bytes = sysconf(_SC_LEVEL1_DCACHE_SIZE);
+    c.l2_bytes = sysconf(_SC_LEVEL2_CACHE_SIZE);
+    c.l3_bytes = sysconf(_SC_LEVEL3_CACHE_SIZE);
+  }
+#endif
+  if (c.l2_bytes <= 0) {
+    // Nothing known: the smallest of current x86 server cores, so that weights are
+    // assumed out of cache sooner rather than later.
+    c = Caches{32 << 10, 256 << 10, 8 << 20, "default"};
+  }
+  if (c.l1d_bytes <= 0) c.l1d_bytes = 32 << 10;
+  if (c.l3_bytes <= 0) c.l3_bytes = c.l2_bytes;
+  return c;
+}
+
+constexpr double kMaxSyncNs = 50e3;
+
+template <typename Fn>
+double best_of(int runs, const Fn& fn) {
+  double best = 1e300;
+  for (int r = 0; r < runs; ++r) best = std::min(best, fn());
+  return best;
+}
+
+Costs measure_costs(Isa isa) {
+  Costs c{};
+  // Per-core FMA rate: ~0.1 ms runs of the probe.
+  double flops = 0;
+  const double ns = best_of(5, [&] {
+    const double t0 = thread_ns();
+    flops = fma_loop(isa, 20000);
+    return thread_ns() - t0;
+  });
+  c.madd_per_ns = flops / 2.0 / std::max(ns, 1.0);
+  // Packing: a transposed [256, 256] weight, the strided read every forward pays.
+  {
+    const int64_t n = 256;
+    std::vector<float> w(n * n, 1.0f), out(packed_size(isa, n, n, false));
+    const int64_t panels = (n + panel_cols(isa, false) - 1) / panel_cols(isa, false);
+    c.pack_ns_per_element = best_of(3, [&] {
+                              const double t0 = thread_ns();
+                              pack(isa, w.data(), true, n, n, n, 0, out.data(), 0, panels);
+                              return thread_ns() - t0;
+                            }) /
+                            double(n * n);
+  }
+  // A stepwise step at a tiny size: two library calls' fixed costs.
+  {
+    at::Tensor y = at::zeros({1, 16}), h = at::zeros({1, 16}), w = at::zeros({16, 16});
+    c.step_call_ns = best_of(5, [&] {
+      const double t0 = thread_ns();
+      for (int i = 0; i < 8; ++i) {
+        y.addmm_(h, w.t());
+        y.tanh_();
+      }
+      return (thread_ns() - t0) / 8;
+    });
+  }
+  // Waking torch's team (wall clock: the waiting is the cost), and a barrier round.
+  c.parallel_ns = best_of(9, [&] {
+    std::atomic<int64_t> sink{0};
+    const double t0 = wall_ns();
+    at::parallel_for(0, at::get_num_threads(), 1, [&](int64_t b, int64_t e) { sink += e - b; });
+    return wall_ns() - t0;
+  });
+  c.barrier_ns = c.parallel_ns;
+#ifdef _OPENMP
+  if (at::get_num_threads() > 1) {
+    const int rounds = 64;
+    c.barrier_ns = best_of(3, [&] {
+      SpinBarrier barrier;  // fresh: its sense must start where the threads' senses do
+      double elapsed = 0;
+#pragma omp parallel num_threads(at::get_num_threads())
+      {
+        bool sense = false;
+        const int team = omp_get_num_threads();
+        barrier.wait(team, sense);
+        const double t0 = wall_ns();
+        for (int r = 0; r < rounds; ++r) barrier.wait(team, sense);
+        if (omp_get_thread_num() == 0) elapsed = (wall_ns() - t0) / rounds;
+      }
+      return elapsed;
+    });
+  }
+#endif
+  // The GEMM kernels: the library's against fastrnn's on a pre-packed weight (packing is
+  // costed separately), alternating, best of 5 each on torch's threads; on one thread with
+  // the thread's CPU clock, which a loaded machine inflates little.
+  {
+    at::Tensor a = at::randn({256, 512}), w = at::randn({512, 512}), out = at::empty({256, 512});
+    const at::Tensor m = pack_for_gemm(isa, w, true);
+    const bool one = at::get_num_threads() == 1;
+    const auto clock = [one] { return one ? thread_ns() : wall_ns(); };
+    double lib = 1e300, own = 1e300;
+    for (int r = 0; r < 5; ++r) {
+      double t0 = clock();
+      at::mm_out(out, a, w.t());
+      lib = std::min(lib, clock() - t0);
+      t0 = clock();
+      packed_gemm(isa, a, m, 512, at::Tensor(), out);
+      own = std::min(own, clock() - t0);
+    }
+    c.own_gemm_speedup = lib / std::max(own, 1.0);
+  }
+  // A fork-join or barrier round of a few threads costs 1-20 us on current x86 servers;
+  // a best-of-several above 50 us means the OS kept a thread descheduled in every run
+  // (an oversubscribed machine), which says nothing about the cost on a free machine.
+  c.parallel_ns = std::min(c.parallel_ns, kMaxSyncNs);
+  c.barrier_ns = std::min(c.barrier_ns, kMaxSyncNs);
+  return c;
+}
+
+}  // namespace
+
+const Caches& caches() {
+  static const Caches c = read_caches();
+  return c;
+}
+
+const Costs& costs(Isa isa) {
+  // Per (ISA, thread count): the parallel costs depend on torch's team size.
+  static std::mutex mu;
+  static std::map<std::pair<int, int>, Costs> cache;
+  const std::pair<int, int> key{static_cast<int>(isa), at::get_num_threads()};
+  {
+    std::lock_guard<std::mutex> lock(mu);
+    auto it = cache.find(key);
+    if (it != cache.end()) return it->second;
+  }
+  const Costs c = measure_costs(isa);  // outside the lock: it runs a parallel region
+  std::lock_guard<std::mutex> lock(mu);
+  return cache.emplace(key, c).first->second;  // a racing thread's entry wins: same meaning
+}
+
+FmaPeak fma_peak(Isa isa, double seconds, int64_t threads) {
+  const int64_t n = std::max<int64_t>(1, threads);
+  std::vector<double> flops(n, 0.0), cpu(n, 0.0);
+  const int64_t chunk = 200000;  // ~1 ms of FMAs: the clock is read between chunks
+  const double t0 = wall_ns(), limit = seconds * 1e9;
+  const auto body = [&](int64_t id) {
+    const double c0 = thread_ns();
+    double f = 0;
+    do {
+      f += fma_loop(isa, chunk);
+    } while (wall_ns() - t0 < limit);
+    flops[id] = f;
+    cpu[id] = thread_ns() - c0;
+  };
+#ifdef _OPENMP
+#pragma omp parallel for num_threads(n) schedule(static, 1)
+  for (int64_t id = 0; id < n; ++id) body(id);
+#else
+  for (int64_t id = 0; id < n; ++id) body(id);  // no OpenMP: one thread at a time
+#endif
+  const double wall = wall_ns() - t0;
+  FmaPeak p{0, 0};
+  double total = 0;
+  for (int64_t i = 0; i < n; ++i) {
+    total += flops[i];
+    p.cpu_gflops += flops[i] / std::max(cpu[i], 1.0);
+  }
+  p.wall_gflops = total / wall;
+  return p;
+}
+
+Isa current_isa() {
+  Isa isa = Isa::Portable;
+  const char* requested = nullptr;
+  TORCH_CHECK(select_isa(&isa, &requested), "fastrnn: FASTRNN_CPU_ISA='",
+              requested ? requested : "", "' is unknown or not supported by this CPU; expected "
+              "one of auto|portable|avx2|avx512 (avx2: ",
+              isa_supported(Isa::Avx2) ? "supported" : "unsupported", ", avx512: ",
+              isa_supported(Isa::Avx512) ? "supported" : "unsupported", ")");
+  return isa;
+}
+
+namespace {
+
+// (isa, l1d, l2, l3, cache source, threads, panel columns,
+//  madd/ns per core, pack ns/element, step call ns, parallel region ns, barrier ns,
+//  own GEMM speedup over the library's)
+std::tuple<std::string, int64_t, int64_t, int64_t, std::string, int64_t, int64_t, double, double,
+           double, double, double, double>
+cpu_machine() {
+  const Isa isa = current_isa();
+  const Caches& c = caches();
+  const Costs& k = costs(isa);
+  return {isa_name(isa), c.l1d_bytes, c.l2_bytes, c.l3_bytes, c.source, at::get_num_threads(),
+          panel_cols(isa, false), k.madd_per_ns, k.pack_ns_per_element, k.step_call_ns,
+          k.parallel_ns, k.barrier_ns, k.own_gemm_speedup};
+}
+
+std::tuple<double, double> cpu_fma_peak(double seconds, int64_t threads) {
+  TORCH_CHECK(seconds > 0 && seconds <= 60, "fastrnn._cpu_fma_peak: seconds must be in (0, 60], got ",
+              seconds);
+  TORCH_CHECK(threads >= 1 && threads <= 4096, "fastrnn._cpu_fma_peak: threads must be >= 1, got ",
+              threads);
+  const FmaPeak p = fma_peak(current_isa(), seconds, threads);
+  return {p.wall_gflops, p.cpu_gflops};
+}
+
+}  // namespace
+
+TORCH_LIBRARY_FRAGMENT(fastrnn, m) {
+  m.def("_cpu_machine() -> (str, int, int, int, str, int, int, float, float, float, float, float, "
+        "float)",
+        &cpu_machine);
+  m.def("_cpu_fma_peak(float seconds, int threads) -> (float, float)", &cpu_fma_peak);
+}
+
+}  // namespace fastrnn::cpu

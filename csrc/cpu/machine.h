@@ -1,0 +1,48 @@
+// The one place for the CPU's parameters the CPU paths are chosen by: cache sizes read
+// from the OS, costs micro-measured once per process at first use. Nothing here is tuned
+// to a machine; the thresholds of rnn_cpu.cpp are derived from these numbers.
+#pragma once
+
+#include <cstdint>
+
+#include "kernels.h"
+
+namespace fastrnn::cpu {
+
+// The kernels' ISA for this call: FASTRNN_CPU_ISA (read at every call) or the best the CPU
+// supports; an unknown or unsupported request is an error naming the variable.
+Isa current_isa();
+
+struct Caches {
+  int64_t l1d_bytes;   // per core
+  int64_t l2_bytes;    // per core
+  int64_t l3_bytes;    // shared (the whole L3 one core can reach)
+  const char* source;  // "sysfs" | "sysconf" | "default" (conservative, when the OS says nothing)
+};
+// Read once: /sys/devices/system/cpu/cpu0/cache (Linux), else sysconf(_SC_LEVEL*_CACHE_SIZE).
+const Caches& caches();
+
+// One-time micro-measurements (the first call pays ~2 ms), best of a few short runs each
+// with the calling thread's CPU clock where possible, so that a loaded machine inflates
+// them little. Used only to choose paths, never in results.
+struct Costs {
+  double madd_per_ns;          // one core's multiply-adds per ns (fp32, the fma_loop probe)
+  double pack_ns_per_element;  // packing a transposed weight (kernels.h pack)
+  double step_call_ns;         // one stepwise step's library calls (addmm_ + tanh_) at tiny size
+  double parallel_ns;          // one at::parallel_for over torch's threads with no work
+  double barrier_ns;           // one SpinBarrier round for a team of torch's threads
+  // at::mm time / packed_gemm time (batched_gemm.h) of a [256 x 512] x [512 x 512] product
+  // on torch's threads, the weight pre-packed: > 1 when fastrnn's kernel is faster here.
+  double own_gemm_speedup;
+};
+const Costs& costs(Isa isa);
+
+// The FMA peak of `threads` threads running fma_loop for about `seconds` of wall time:
+// wall = all FLOPs / wall time; cpu = sum over threads of FLOPs / that thread's CPU time
+// (what the cores reach when the OS runs the threads; robust to other load).
+struct FmaPeak {
+  double wall_gflops, cpu_gflops;
+};
+FmaPeak fma_peak(Isa isa, double seconds, int64_t threads);
+
+}  // namespace fastrnn::cpu

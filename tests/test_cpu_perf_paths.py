@@ -1,0 +1,198 @@
+"""The CPU performance paths of issue 14: packed batches that compute only active rows,
+path thresholds derived from the machine's measured parameters, and the FMA-peak probe.
+
+Parity is against fastrnn.reference (and torch.nn.RNN for PackedSequence) with the
+tolerances of tests/helpers.py; no assertion here depends on timing.
+"""
+from __future__ import annotations
+
+import math
+import os
+
+import pytest
+import torch
+from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+
+import fastrnn
+from fastrnn import backends
+from helpers import assert_close, twin_rnn
+from test_cpu_kernels import SUPPORTED, check_parity, make_args
+
+ISAS = [isa for isa, ok in SUPPORTED.items() if ok]
+# The fused paths: rows (projection inline or first, by the L2 rule or forced), the column
+# split; every one must take the active-row prefix.
+FUSED_PATHS = ["fused", "fused_inline", "project_first", "columns"]
+
+
+@pytest.fixture
+def cpu_env(monkeypatch):
+    old = torch.get_num_threads()
+
+    def set_env(isa, path, threads=2):
+        monkeypatch.setenv("FASTRNN_CPU_ISA", isa)
+        monkeypatch.setenv("FASTRNN_CPU_PATH", path)
+        torch.set_num_threads(threads)
+
+    yield set_env
+    torch.set_num_threads(old)
+
+
+# Sorted (non-increasing) lengths: zero, beyond T, equal runs, a single long row.
+SORTED_CASES = {
+    "T7-B9-H17": (7, 9, 5, 17, [9, 7, 7, 5, 3, 3, 1, 0, -1]),
+    "T6-B13-H129-threads": (6, 13, 4, 129, [6, 6, 5, 5, 4, 3, 3, 2, 2, 1, 1, 1, 0]),
+    "T5-B4-H65-one-long": (5, 4, 3, 65, [5, 1, 1, 1]),
+}
+
+
+@pytest.mark.parametrize("case", SORTED_CASES.values(), ids=SORTED_CASES.keys())
+@pytest.mark.parametrize("reverse", [False, True], ids=["forward", "reverse"])
+@pytest.mark.parametrize("path", FUSED_PATHS)
+@pytest.mark.parametrize("isa", ISAS)
+def test_sorted_lengths_compute_active_rows(cpu_env, isa, path, reverse, case):
+    cpu_env(isa, path)
+    T, B, I, H, lengths = case
+    for dtype in (torch.float32, torch.float64):
+        check_parity(make_args(T, B, I, H, dtype=dtype), torch.tensor(lengths), reverse)
+        plan = backends.last_cpu_plan()
+        assert plan["op"] == "backward" and plan["active_rows"], plan
+        ops = torch.ops.fastrnn
+        ops.rnn_forward(*make_args(T, B, I, H, dtype=dtype), torch.tensor(lengths), reverse, "relu")
+        plan = backends.last_cpu_plan()
+        assert plan["op"] == "forward" and plan["active_rows"], plan
+
+
+@pytest.mark.parametrize("isa", ISAS)
+def test_unsorted_lengths_mask(cpu_env, isa):
+    """Unsorted lengths: every row computes every step and inactive rows are masked."""
+    cpu_env(isa, "fused")
+    check_parity(make_args(6, 9, 5, 17), torch.tensor([2, 6, 0, 6, 9, 1, 3, 3, 4]), True)
+    assert backends.last_cpu_plan()["active_rows"] is False
+
+
+def test_stepwise_records_no_active_rows(cpu_env):
+    cpu_env("auto", "stepwise")
+    check_parity(make_args(5, 4, 3, 17), torch.tensor([5, 3, 2, 0]))
+    assert backends.last_cpu_plan()["active_rows"] is False
+
+
+@pytest.mark.parametrize("bidirectional", [False, True], ids=["uni", "bi"])
+@pytest.mark.parametrize("path", ["auto", "fused", "columns"])
+def test_packed_sequence_matches_nn_rnn(cpu_env, path, bidirectional):
+    """A PackedSequence (sorted by the packing) through fastrnn.RNN vs torch.nn.RNN:
+    outputs, h_n and every gradient, with the active-row kernels."""
+    cpu_env("auto", path)
+    ref, ours = twin_rnn(6, 33, bidirectional=bidirectional)
+    gen = torch.Generator().manual_seed(3)
+    lengths = torch.tensor([9, 4, 8, 1, 9, 3, 7, 2, 5, 6])
+    x = torch.randn(9, 10, 6, generator=gen)  # [T, B, I]
+    results = []
+    for model in (ref, ours):
+        xi = x.clone().requires_grad_()
+        packed = pack_padded_sequence(xi, lengths, enforce_sorted=False)
+        out, h_n = model(packed)
+        y, _ = pad_packed_sequence(out)
+        w = torch.randn(y.shape, generator=torch.Generator().manual_seed(4))
+        loss = (y * w).sum() + (h_n * 0.5).sum()
+        grads = torch.autograd.grad(loss, [xi] + list(model.parameters()))
+        results.append((y.detach(), h_n.detach(), grads))
+    (y_r, h_r, g_r), (y_o, h_o, g_o) = results
+    assert_close(y_o, y_r, name="output")
+    assert_close(h_o, h_r, name="h_n")
+    for i, (a, b) in enumerate(zip(g_o, g_r)):
+        assert_close(a, b, name=f"grad {i}")
+
+
+def _sysfs_cache(level: int) -> int | None:
+    base = "/sys/devices/system/cpu/cpu0/cache"
+    try:
+        for entry in sorted(os.listdir(base)):
+            d = os.path.join(base, entry)
+            with open(os.path.join(d, "level")) as f:
+                if int(f.read()) != level:
+                    continue
+            with open(os.path.join(d, "type")) as f:
+                if f.read().strip() == "Instruction":
+                    continue
+            with open(os.path.join(d, "size")) as f:
+                s = f.read().strip()
+            mult = {"K": 1 << 10, "M": 1 << 20}.get(s[-1], 1)
+            return int(s.rstrip("KM")) * mult
+    except OSError:
+        return None
+    return None
+
+
+def test_machine_parameters_come_from_the_os():
+    m = backends.cpu_machine()
+    assert m["cache_source"] in ("sysfs", "sysconf", "default")
+    for level, key in ((1, "l1d_bytes"), (2, "l2_bytes"), (3, "l3_bytes")):
+        assert m[key] > 0
+        if m["cache_source"] == "sysfs":
+            assert m[key] == _sysfs_cache(level), (key, m)
+    assert m["threads"] == torch.get_num_threads()
+    for key in ("madd_per_ns", "pack_ns_per_element", "step_call_ns", "parallel_ns", "barrier_ns"):
+        assert math.isfinite(m[key]) and m[key] > 0, (key, m)
+
+
+@pytest.mark.parametrize("isa", ISAS)
+def test_machine_reports_the_isa_in_use(monkeypatch, isa):
+    monkeypatch.setenv("FASTRNN_CPU_ISA", isa)
+    m = backends.cpu_machine()
+    assert m["isa"] == isa
+    assert m["panel_cols"] == {"portable": 4, "avx2": 16, "avx512": 64}[isa]
+
+
+def test_fma_peak_probe():
+    p = backends.cpu_fma_peak(0.02, 1)
+    assert p["threads"] == 1 and p["wall_gflops"] > 0 and p["cpu_gflops"] > 0
+    with pytest.raises(RuntimeError, match="seconds"):
+        torch.ops.fastrnn._cpu_fma_peak(0.0, 1)
+    with pytest.raises(RuntimeError, match="threads"):
+        torch.ops.fastrnn._cpu_fma_peak(0.01, 0)
+
+
+@pytest.mark.parametrize("isa", ISAS)
+def test_project_first_follows_the_measured_l2(cpu_env, isa):
+    """The forward runs x W_ih^T first exactly when the packed [W_ih^T; W_hh^T] exceeds
+    half of the L2 the OS reports (no assumed cache size)."""
+    cpu_env(isa, "fused", threads=1)
+    half_l2 = backends.cpu_machine()["l2_bytes"] // 2
+    H = 32
+    I_fit = half_l2 // (4 * H) - H  # (I + H) * H * 4 == half the L2: fits
+    for I, expect in ((I_fit, False), (I_fit + 1, True)):
+        args = make_args(2, 3, I, H)
+        torch.ops.fastrnn.rnn_forward(*args, None, False, "tanh")
+        assert backends.last_cpu_plan()["project_first"] is expect, (I, half_l2)
+
+
+@pytest.mark.parametrize("gemm", ["own", "library"])
+@pytest.mark.parametrize("isa", ISAS)
+def test_batched_gemm_choice(cpu_env, monkeypatch, isa, gemm):
+    """The project-first projection and BPTT's dx on fastrnn's packed GEMM or at::mm
+    (FASTRNN_CPU_GEMM), rows straddling the row blocks and register tiles."""
+    cpu_env(isa, "project_first")
+    monkeypatch.setenv("FASTRNN_CPU_GEMM", gemm)
+    for T, B, I, H, dtype in ((3, 7, 5, 17, torch.float32), (9, 13, 70, 33, torch.float64),
+                              (2, 5, 1100, 20, torch.float32)):
+        args = make_args(T, B, I, H, dtype=dtype)
+        check_parity(args)
+        assert backends.last_cpu_plan()["own_gemm"] is (gemm == "own")  # the backward's dx
+        torch.ops.fastrnn.rnn_forward(*args, None, False, "tanh")
+        plan = backends.last_cpu_plan()
+        assert plan["project_first"] and plan["own_gemm"] is (gemm == "own"), plan
+    check_parity(make_args(4, 3, 6, 9, bias=False))  # no bias: the GEMM starts from zero
+    # Sorted lengths: the projection of only each step's active rows.
+    for reverse in (False, True):
+        check_parity(make_args(6, 9, 7, 19), torch.tensor([8, 6, 6, 4, 3, 3, 1, 0, 0]), reverse)
+        torch.ops.fastrnn.rnn_forward(*make_args(6, 9, 7, 19), torch.tensor([6, 2, 0]).repeat(3)
+                                      .sort(descending=True).values, reverse, "tanh")
+        plan = backends.last_cpu_plan()
+        assert plan["active_rows"] and plan["own_gemm"] is (gemm == "own"), plan
+
+
+def test_batched_gemm_env_is_checked(monkeypatch):
+    monkeypatch.setenv("FASTRNN_CPU_PATH", "project_first")
+    monkeypatch.setenv("FASTRNN_CPU_GEMM", "mkl")
+    with pytest.raises(RuntimeError, match="FASTRNN_CPU_GEMM"):
+        torch.ops.fastrnn.rnn_forward(*make_args(2, 3, 4, 5), None, False, "tanh")
