@@ -230,3 +230,47 @@ def _module_outputs(model, *inputs):
     out = model(*inputs)
     outs = list(out) if isinstance(out, tuple) else [out]
     return [o.data if isinstance(o, nn.utils.rnn.PackedSequence) else o for o in outs]
+
+
+# ------------------------------------------------------------------ one op against the truth
+OP_GRAD_NAMES = ["input", "hx", "weight_ih", "weight_hh", "bias_ih", "bias_hh"]
+
+
+def run_op(fn, args, lengths, reverse, act, round_to, after_forward=None):
+    """(y, grads of random_loss w.r.t. the present args, the loss weights) of one
+    rnn_forward-like fn through autograd; after_forward() runs between forward and backward."""
+    leaves = [a.detach().clone().requires_grad_() if a is not None else None for a in args]
+    y = fn(*leaves, lengths, reverse, act)
+    if after_forward:
+        after_forward()
+    present = [leaf for leaf in leaves if leaf is not None]
+    grads = torch.autograd.grad(random_loss([y], round_to=round_to), present)
+    return y.detach(), grads, loss_weights([y], round_to=round_to)
+
+
+def assert_op_tracks_truth(fn, args, lengths=None, reverse=False, act="tanh", after_forward=None,
+                           baseline=None):
+    """fn(input, hx, w_ih, w_hh, b_ih, b_hh, lengths, reverse, act) (a backend's rnn_forward)
+    against fastrnn.reference: in float64 directly, otherwise against the float64 truth with
+    the reference in args' dtype as the baseline (assert_tracks_truth). Returns fn's y."""
+    baseline = baseline or fastrnn.reference.rnn_forward
+    dtype = args[0].dtype
+    T, B, I = args[0].shape
+    H = args[3].shape[0]
+    y, grads, _ = run_op(fn, args, lengths, reverse, act, dtype, after_forward)
+    y_base, grads_base, _ = run_op(baseline, args, lengths, reverse, act, dtype)
+    present = [n for n, a in zip(OP_GRAD_NAMES, args) if a is not None]
+    assert y.dtype == dtype and all(g.dtype == dtype for g in grads)
+    if dtype == torch.float64:
+        assert_close(y, y_base, name="output")
+        for name, g, g_ref in zip(present, grads, grads_base):
+            assert_close(g, g_ref, name=f"grad {name}")
+        return y
+    wide = [a.double() if a is not None else None for a in args]
+    y_true, grads_true, w = run_op(fastrnn.reference.rnn_forward, wide, lengths, reverse, act, dtype)
+    terms = Terms.of(T, B, I, H)
+    assert_tracks_truth(y, y_base, y_true, dtype, terms.forward, 2, "output")
+    g_mag = gradient_magnitude(w, wide)
+    for name, g, g_b, g_t in zip(present, grads, grads_base, grads_true):
+        assert_tracks_truth(g, g_b, g_t, dtype, terms.backward, 2, f"grad {name}", g_mag)
+    return y
