@@ -33,12 +33,14 @@ PANEL_COLS = {  # (isa, dtype) -> columns per weight panel
     ("avx512", torch.float32): 64, ("avx512", torch.float64): 32,
 }
 ROW_TILE = {"portable": 4, "avx2": 6, "avx512": 6}
+# Weights larger than this take the project-first forward on any machine: the most L2 per core
+# rnn_cpu.cpp assumes (kL2Bytes, 2 MiB; a run-time L2 size can only be smaller on current x86).
+PROJECT_FIRST_BYTES = 2 * 2**20
 
 # id -> (T, B, I, H, claims). Claims a shape makes, checked with last_cpu_plan():
 #   "threads": on the fused (rows) path with 2 threads the batch is split in 2
 #              (rnn_cpu.cpp: T*B*H*(I+H) >= 2^20 multiply-adds and H >= 64);
-#   "project_first": the weights (I + H) * H * 4 bytes exceed 2 MiB, more than the L2 the
-#              code assumes (rnn_cpu.cpp kL2Bytes; at most 2 MiB on current x86 cores), so the
+#   "project_first": the weights (I + H) * H * 4 bytes exceed PROJECT_FIRST_BYTES, so the
 #              fused forward runs x W_ih^T + b as one GEMM first.
 # Sizes are small (each runs under every parametrization) but reach: 1 and 2+ panels with a
 # remainder on every ISA (H 17, 65, 129), row-tile remainders (B 7, 13), one row (B 1).

@@ -28,7 +28,7 @@ from torch.nn.utils.rnn import pack_padded_sequence
 
 import fastrnn
 import fastrnn.triton
-from cpu_matrix import ISAS, PANEL_COLS, PATHS, ROW_TILE, default_isa, isa_unsupported_reason
+from cpu_matrix import ISAS, PANEL_COLS, PATHS, PROJECT_FIRST_BYTES, ROW_TILE, default_isa, isa_unsupported_reason
 from fastrnn.backends import last_cpu_plan
 from helpers import Terms, assert_modules_track_truth, assert_op_tracks_truth, compute_dtype, twin_rnn
 
@@ -120,11 +120,10 @@ SUPPORTED_ISAS = [isa for isa in ISAS if isa_unsupported_reason(isa) is None]
 # What an op example targets; the strategy draws sizes that reach it (rnn_cpu.cpp's rules):
 #   rows: the fused kernels on one thread; rows-threads: the batch split over 2 threads
 #   (T*B*H*(I+H) >= 2^20 multiply-adds and H >= 64); columns: B < threads, the weight panels
-#   split; stepwise: ATen GEMMs per step; project-first: weights over 2 MiB (more than any
-#   L2 the code assumes), x W_ih^T first; multi-panel: H over several panels, remainder
-#   columns and rows (B not a multiple of the row tile).
+#   split; stepwise: ATen GEMMs per step; project-first: weights over PROJECT_FIRST_BYTES,
+#   x W_ih^T first; multi-panel: H over several panels, remainder columns and rows (B not a
+#   multiple of the row tile).
 TARGETS = ["rows", "rows-threads", "columns", "stepwise", "project-first", "multi-panel"]
-L2_ASSUMED_MAX = 2 * 2**20
 
 
 @st.composite
@@ -147,7 +146,7 @@ def op_configs(draw, target=None):
     elif target == "project-first":
         elem = torch.finfo(compute_dtype(dtype)).bits // 8
         H = draw(st.integers(300, 340) if elem == 8 else st.integers(560, 600))
-        I = -(-L2_ASSUMED_MAX // (H * elem)) - H + 1 + draw(st.integers(0, 16))
+        I = -(-PROJECT_FIRST_BYTES // (H * elem)) - H + 1 + draw(st.integers(0, 16))
         T, B, path = draw(st.integers(1, 3)), draw(st.integers(1, 5)), draw(st.sampled_from(["fused", "columns"]))
     elif target == "multi-panel":
         H = draw(st.integers(P + 1, 3 * P + 1))
