@@ -1,7 +1,11 @@
-"""Shared by the CPU benchmarks: the table's shapes, twin models, FLOP counts."""
+"""Shared by the CPU benchmarks: the table's shapes, twin models, FLOP counts, and the
+machine record every results JSON carries (machine_metadata)."""
 from __future__ import annotations
 
+import datetime
 import os
+import platform
+import subprocess
 import sys
 
 import torch
@@ -68,3 +72,53 @@ def training_step(model, x):
         y, _ = model(x)
         y.backward(dy)
     return step
+
+
+def cpu_model() -> str:
+    """The CPU's model name (/proc/cpuinfo), else what platform knows."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "unknown"
+
+
+def _commit() -> dict:
+    """The checkout's commit, and whether the working tree had changes (results of a dirty
+    tree are not reproducible from the commit alone)."""
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+    def git(*args):
+        return subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, timeout=30).stdout.strip()
+
+    try:
+        return {"commit": git("rev-parse", "HEAD") or None, "dirty": bool(git("status", "--porcelain"))}
+    except (OSError, subprocess.SubprocessError):
+        return {"commit": None, "dirty": None}
+
+
+def kernel_isa() -> str:
+    """The ISA fastrnn's CPU kernels run with here (FASTRNN_CPU_ISA, else the widest the CPU
+    has), read from the plan of one tiny call (fastrnn.backends.last_cpu_plan)."""
+    x = torch.zeros(1, 1, 1)
+    torch.ops.fastrnn.rnn_forward(x, torch.zeros(1, 1), torch.zeros(1, 1), torch.zeros(1, 1),
+                                  None, None, None, False, "tanh")
+    return fastrnn.backends.last_cpu_plan()["isa"]
+
+
+def machine_metadata(fma_peak_gflops: float | None = None) -> dict:
+    """What a benchmark result needs beside its numbers to be read: the CPU, the ISA the
+    kernels used, the thread count, the FMA peak (GFLOP/s of the threads used, measured by
+    the caller; None when not measured) and the commit."""
+    return {
+        "cpu_model": cpu_model(),
+        "isa": kernel_isa(),
+        "threads": torch.get_num_threads(),
+        "fma_peak_gflops": fma_peak_gflops,
+        "torch": torch.__version__,
+        **_commit(),
+        "date_utc": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+    }

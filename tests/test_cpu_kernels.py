@@ -1,76 +1,25 @@
 """Parity of the CPU kernels (csrc/cpu) with fastrnn.reference, on every code path.
 
-Each ISA variant the machine supports is forced through FASTRNN_CPU_ISA (read at every
-call). Sizes straddle the register tiles: AVX-512 tiles are up to 6 rows x 64 float
-columns (32 double), AVX2 6 x 16 (8), portable 4 x 4; threads split the batch when
-the work pays for a parallel region (csrc/cpu/machine.h) and H >= 64; packed weights over
-half the L2 the OS reports take the project-first forward.
-FASTRNN_CPU_PATH forces the fused kernels (threads split the batch; `fused_inline` /
-`project_first` also force where x W_ih^T runs: inside each step / first as one GEMM), the
-column split (threads split the weight panels and meet at a barrier every step; run here on
-a team of 2 threads even at tiny sizes) or the stepwise path (csrc/cpu/stepwise.h). The
-sorted-lengths (active rows) and batched-GEMM choices are in test_cpu_perf_paths.py.
+Every test taking `cpu_combo` runs under each (FASTRNN_CPU_PATH, FASTRNN_CPU_ISA, threads) of
+tests/cpu_matrix.py that this CPU supports (the others skip, saying why), and proves with
+fastrnn.backends.last_cpu_plan() that the forward and the backward reached that path, ISA
+and thread count (and project_first for the shapes that claim it). Fused = threads split the
+batch (rows); columns = threads split the weight panels and meet at a barrier every step;
+stepwise = ATen GEMMs one step at a time (csrc/cpu/stepwise.h).
+
+float32 and half results are checked against the float64 truth (helpers.assert_tracks_truth,
+with fastrnn.reference in the same dtype as the baseline); float64 against the reference.
 """
 from __future__ import annotations
 
-import os
 import pytest
 import torch
 
+from cpu_matrix import ISAS, SHAPES, cpu_combo, isa_unsupported_reason  # noqa: F401 (fixture)
 from fastrnn import reference
-from helpers import assert_close, random_loss
+from helpers import assert_close, assert_op_tracks_truth, compute_dtype, run_op
 
 ops = torch.ops.fastrnn
-ISAS = ["portable", "avx2", "avx512"]
-
-
-def _isa_supported(isa: str) -> bool:
-    import os
-
-    old = os.environ.get("FASTRNN_CPU_ISA")
-    os.environ["FASTRNN_CPU_ISA"] = isa
-    try:
-        ops.rnn_forward(torch.zeros(1, 1, 1), torch.zeros(1, 1), torch.zeros(1, 1),
-                        torch.zeros(1, 1), None, None, None, False, "tanh")
-        return True
-    except RuntimeError as err:
-        assert "FASTRNN_CPU_ISA" in str(err)
-        return False
-    finally:
-        if old is None:
-            del os.environ["FASTRNN_CPU_ISA"]
-        else:
-            os.environ["FASTRNN_CPU_ISA"] = old
-
-
-SUPPORTED = {isa: _isa_supported(isa) for isa in ISAS}
-
-
-# Every ISA's fused kernels split by rows and by columns, with the input projection inside
-# the step (fused_inline) or first as one GEMM (project_first) forced as well as chosen by
-# the L2 rule (fused), and the stepwise path (ATen GEMMs one step at a time, taken for short
-# sequences and for small batches on large weights), forced at any size.
-PATHS = ([("fused", isa) for isa in ISAS] + [("columns", isa) for isa in ISAS]
-         + [("fused_inline", isa) for isa in ISAS] + [("project_first", isa) for isa in ISAS]
-         + [("stepwise", "auto")])
-
-
-def _path_id(path, isa):
-    return isa if path == "fused" else path if isa == "auto" else f"{path}-{isa}"
-
-
-@pytest.fixture(params=PATHS, ids=[_path_id(*p) for p in PATHS])
-def isa(request, monkeypatch):
-    path, isa = request.param
-    if isa != "auto" and not SUPPORTED[isa]:
-        pytest.skip(f"this CPU has no {isa}")
-    monkeypatch.setenv("FASTRNN_CPU_ISA", isa)
-    monkeypatch.setenv("FASTRNN_CPU_PATH", path)
-    old = torch.get_num_threads()
-    if path == "columns":
-        torch.set_num_threads(2)  # a team of two: every step meets at the barrier
-    yield isa
-    torch.set_num_threads(old)
 
 
 def make_args(T, B, I, H, dtype=torch.float32, bias=True, seed=0):
@@ -89,88 +38,75 @@ def make_args(T, B, I, H, dtype=torch.float32, bias=True, seed=0):
 
 
 def run_both(args, lengths=None, reverse=False, act="tanh"):
-    """(y, grads) of the op and of the reference, both through autograd, same loss."""
-    results = []
-    for fn in (ops.rnn_forward, reference.rnn_forward):
-        leaves = [a.detach().clone().requires_grad_() if a is not None else None for a in args]
-        y = fn(*leaves, lengths, reverse, act)
-        present = [leaf for leaf in leaves if leaf is not None]
-        grads = torch.autograd.grad(random_loss([y.float() if y.dtype in (torch.float16, torch.bfloat16) else y]),
-                                    present)
-        results.append((y.detach(), grads))
-    return results
+    """[(y, grads) of the op, (y, grads) of the reference], both through autograd, same loss."""
+    dtype = args[0].dtype
+    return [run_op(fn, args, lengths, reverse, act, dtype)[:2] for fn in (ops.rnn_forward, reference.rnn_forward)]
 
 
-def check_parity(args, lengths=None, reverse=False, act="tanh"):
-    (y, grads), (y_ref, grads_ref) = run_both(args, lengths, reverse, act)
-    assert_close(y, y_ref, name="output")
-    names = ["input", "hx", "weight_ih", "weight_hh", "bias_ih", "bias_hh"]
-    present = [n for n, a in zip(names, args) if a is not None]
-    for name, g, g_ref in zip(present, grads, grads_ref):
-        assert_close(g, g_ref, dtype=args[0].dtype, name=f"grad {name}")
+def check_parity(args, lengths=None, reverse=False, act="tanh", combo=None, claims=()):
+    """The op against fastrnn.reference (float64 truth for the narrower types); with combo,
+    also that the forward and the backward reached combo's path, ISA and threads."""
+    T, B, I = args[0].shape
+    H = args[3].shape[0]
+    compute = compute_dtype(args[0].dtype)
+
+    def check_forward_plan():
+        if combo is not None:
+            combo.assert_reached("forward", T, B, I, H, compute, claims)
+
+    assert_op_tracks_truth(ops.rnn_forward, args, lengths, reverse, act, check_forward_plan)
+    if combo is not None:
+        combo.assert_reached("backward", T, B, I, H, compute, claims)
 
 
-SHAPES = {
-    # id: (T, B, I, H)
-    "T3-B1-I1-H1": (3, 1, 1, 1),
-    "T5-B3-I3-H3": (5, 3, 3, 3),
-    "T4-B7-I5-H17": (4, 7, 5, 17),
-    "T2-B6-I4-H16": (2, 6, 4, 16),
-    "T3-B12-I4-H64": (3, 12, 4, 64),
-    "T2-B13-I3-H65": (2, 13, 3, 65),
-    "T3-B1-I2-H129": (3, 1, 2, 129),
-    "T5-B13-I6-H129-threads": (5, 13, 6, 129),
-    "T24-B12-I5-H64-threads": (24, 12, 5, 64),
-    # (I + H) * H * 4 bytes > 2 MiB > half of any L2: x W_ih^T runs first (project_first)
-    "T3-B7-I300-H600-project-first": (3, 7, 300, 600),
-}
+# (dtype, nonlinearity) pairs: each dtype and each activation on every path, without the
+# full product (the kernels' activation code does not depend on the dtype's width).
+DTYPE_ACTS = [(torch.float32, "tanh"), (torch.float64, "relu")]
+DTYPE_ACT_IDS = ["f32-tanh", "f64-relu"]
 
 
 @pytest.mark.parametrize("shape", SHAPES.values(), ids=SHAPES.keys())
-@pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=["f32", "f64"])
-@pytest.mark.parametrize("act", ["tanh", "relu"])
-def test_parity(isa, shape, dtype, act):
-    check_parity(make_args(*shape, dtype=dtype), act=act)
+@pytest.mark.parametrize(("dtype", "act"), DTYPE_ACTS, ids=DTYPE_ACT_IDS)
+def test_parity(cpu_combo, shape, dtype, act):
+    T, B, I, H, claims = shape
+    check_parity(make_args(T, B, I, H, dtype=dtype), act=act, combo=cpu_combo, claims=claims)
 
 
-@pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=["f32", "f64"])
-def test_parity_no_bias(isa, dtype):
-    check_parity(make_args(4, 7, 5, 17, dtype=dtype, bias=False))
-    check_parity(make_args(3, 13, 6, 129, dtype=dtype, bias=False), act="relu")
+def test_parity_no_bias(cpu_combo):
+    check_parity(make_args(4, 7, 5, 17, bias=False), combo=cpu_combo)
+    check_parity(make_args(3, 13, 6, 129, dtype=torch.float64, bias=False), reverse=True, act="relu",
+                 combo=cpu_combo)
 
 
 LENGTH_CASES = {
-    # id: (T, B, I, H, lengths): zero, one, full, beyond T, and mixed rows
-    "T6-B7-H17": (6, 7, 3, 17, [6, 0, 3, 1, 9, 6, 2]),
-    "T5-B13-H129-threads": (5, 13, 4, 129, [5, 4, 3, 2, 1, 0, 5, 5, 7, 3, 1, 2, 5]),
-    "T4-B3-H3-all-inactive": (4, 3, 2, 3, [0, 0, -2]),
-    "T3-B5-H600-project-first": (3, 5, 300, 600, [3, 0, 1, 2, 3]),
+    # id: (T, B, I, H, lengths, claims): zero, one, full, beyond T, all equal, mixed rows
+    "T6-B7-H17": (6, 7, 3, 17, [6, 0, 3, 1, 9, 6, 2], ()),
+    "T5-B13-H129": (5, 13, 4, 129, [5, 4, 3, 2, 1, 0, 5, 5, 7, 3, 1, 2, 5], ()),
+    "T4-B3-H3-all-inactive": (4, 3, 2, 3, [0, 0, -2], ()),
+    "T3-B4-H65-all-equal": (3, 4, 2, 65, [2, 2, 2, 2], ()),
+    "T3-B5-H600-project-first": (3, 5, 300, 600, [3, 0, 1, 2, 3], ("project_first",)),
 }
 
 
 @pytest.mark.parametrize("case", LENGTH_CASES.values(), ids=LENGTH_CASES.keys())
 @pytest.mark.parametrize("reverse", [False, True], ids=["forward", "reverse"])
-@pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=["f32", "f64"])
-@pytest.mark.parametrize("act", ["tanh", "relu"])
-def test_lengths_reverse(isa, case, reverse, dtype, act):
-    T, B, I, H, lengths = case
-    check_parity(make_args(T, B, I, H, dtype=dtype), torch.tensor(lengths), reverse, act)
-
-
-@pytest.mark.parametrize("reverse", [False, True], ids=["forward", "reverse"])
-def test_reverse_without_lengths(isa, reverse):
-    check_parity(make_args(5, 13, 6, 129), reverse=reverse)
+@pytest.mark.parametrize(("dtype", "act"), DTYPE_ACTS, ids=DTYPE_ACT_IDS)
+def test_lengths_reverse(cpu_combo, case, reverse, dtype, act):
+    T, B, I, H, lengths, claims = case
+    check_parity(make_args(T, B, I, H, dtype=dtype), torch.tensor(lengths), reverse, act,
+                 combo=cpu_combo, claims=claims)
 
 
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16], ids=["f16", "bf16"])
-def test_reduced_precision(isa, dtype):
+def test_reduced_precision(cpu_combo, dtype):
     args = make_args(4, 7, 5, 17, dtype=dtype)
-    check_parity(args, lengths=torch.tensor([4, 1, 0, 4, 2, 3, 9]), reverse=True)
+    check_parity(args, lengths=torch.tensor([4, 1, 0, 4, 2, 3, 9]), reverse=True, combo=cpu_combo)
+    check_parity(make_args(3, 13, 6, 129, dtype=dtype), act="relu", combo=cpu_combo)
     (y, _), _ = run_both(args)
     assert y.dtype == dtype
 
 
-def test_non_contiguous(isa):
+def test_non_contiguous(cpu_combo):
     T, B, I, H = 4, 7, 5, 17
     x, hx, w_ih, w_hh, b_ih, b_hh = make_args(T, B, I, H)
     args = [
@@ -184,10 +120,10 @@ def test_non_contiguous(isa):
     assert not any(a.is_contiguous() for a in args)
     lengths = torch.tensor([4, 9, 0, 1, 2, 1, 1, 5, 3, 6, 4, 7, 4, 2])[::2]  # stride 2
     assert not lengths.is_contiguous()
-    check_parity(args, lengths=lengths)
+    check_parity(args, lengths=lengths, combo=cpu_combo)
 
 
-def test_backward_output_mask(isa):
+def test_backward_output_mask(cpu_combo):
     x, hx, w_ih, w_hh, b_ih, b_hh = make_args(5, 13, 6, 129)
     y = ops.rnn_forward(x, hx, w_ih, w_hh, b_ih, b_hh, None, False, "tanh")
     dy = torch.randn_like(y)
@@ -202,7 +138,7 @@ def test_backward_output_mask(isa):
         torch.testing.assert_close(a, b, rtol=0, atol=0)
 
 
-def test_vector_tanh_accuracy(isa):
+def test_vector_tanh_accuracy(cpu_combo):
     """y = tanh(x) exactly when W_ih = I, W_hh = 0, h0 = 0: checks the SIMD tanh to ~2 ulp."""
     H = 64
     vals = torch.cat([
@@ -218,7 +154,7 @@ def test_vector_tanh_accuracy(isa):
     torch.testing.assert_close(y, expected, rtol=3e-7, atol=1e-30)
 
 
-def test_nan_stays_in_its_row(isa):
+def test_nan_stays_in_its_row(cpu_combo):
     x, hx, w_ih, w_hh, b_ih, b_hh = make_args(4, 7, 5, 65)
     x[1, 2, 0] = float("nan")
     for act in ("tanh", "relu"):
@@ -228,9 +164,11 @@ def test_nan_stays_in_its_row(isa):
         assert_close(y[:, [0, 1, 3, 4, 5, 6]], y_ref[:, [0, 1, 3, 4, 5, 6]], name=act)
 
 
-def test_threads_match_single_thread(isa):
-    if os.environ.get("FASTRNN_CPU_PATH") == "stepwise":
+def test_threads_match_single_thread(cpu_combo):
+    if cpu_combo.path == "stepwise":
         pytest.skip("the stepwise path's GEMMs are MKL's: not bitwise across thread counts")
+    if cpu_combo.threads != 2:
+        pytest.skip("compares 1 and 2 threads itself: runs once per path and ISA (the t2 combo)")
     args = make_args(24, 12, 5, 64)
     old = torch.get_num_threads()
     try:
@@ -313,7 +251,7 @@ def test_bad_path_env(monkeypatch):
 
 
 def test_unsupported_isa_env_is_an_error(monkeypatch):
-    missing = [isa for isa in ISAS if not SUPPORTED[isa]]
+    missing = [isa for isa in ISAS if isa_unsupported_reason(isa)]
     if not missing:
         pytest.skip("this CPU supports every variant")
     monkeypatch.setenv("FASTRNN_CPU_ISA", missing[0])

@@ -16,7 +16,7 @@ from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence
 
 import fastrnn
-from helpers import TOLERANCES, assert_close, grads_of, random_loss, twin_rnn
+from helpers import Terms, assert_close, assert_modules_track_truth, grads_of, random_loss, twin_rnn
 
 
 def _twin_cell(*args, dtype=torch.float32, **kwargs):
@@ -377,10 +377,8 @@ def test_module_to_dtype(dtype):
     ref, ours = ref.to(dtype), ours.to(dtype)
     assert all(p.dtype == dtype for p in ours.parameters())
     x = torch.randn(5, 2, 3).to(dtype)
-    (ref_out, ref_h), (out, h) = ref(x), ours(x)
+    (out, h), _ = assert_modules_track_truth(ref, ours, [x], Terms.of(5, 2, 3, 4, 2, True))
     assert out.dtype == dtype and h.dtype == dtype
-    assert_close(out, ref_out, dtype, name="output")
-    assert_close(h, ref_h, dtype, name="h_n")
     with pytest.raises(ValueError, match="dtype"):
         ours(x.float() if dtype != torch.float32 else x.double())
 
@@ -430,32 +428,34 @@ def test_copy_pickle_save_load(kind):
 @pytest.mark.parametrize("kind", ["RNN", "RNN-packed", "RNNCell"])
 def test_cpu_autocast_like_torch(kind, input_dtype):
     """Under autocast nn.RNN runs in the autocast dtype (bfloat16 on CPU), whatever the input's
-    float dtype; fastrnn does the same, and float32 parameters get float32 gradients."""
+    float dtype; fastrnn does the same, and float32 parameters get float32 gradients. Both
+    against the float64 truth on the bfloat16-rounded weights and input (what autocast computes
+    with): fastrnn rounds once per op, nn.RNN after every op."""
     if kind == "RNNCell":
         ref, ours = _twin_cell(3, 5)
         x = torch.randn(4, 3)
+        terms = Terms.of(1, 4, 3, 5)
     else:
         ref, ours = twin_rnn(3, 5, 2, bidirectional=True)
         x = torch.randn(6, 4, 3)
-    x = x.to(input_dtype)
-    results = []
-    for model in (ref, ours):
-        inp = x.clone().requires_grad_()
-        with torch.autocast("cpu", dtype=torch.bfloat16):
+        terms = Terms.of(6, 4, 3, 5, 2, True)
+    x = x.to(input_dtype).requires_grad_()
+
+    def forward(model, inp):
+        # the truth runs outside autocast, in float64
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=inp.dtype != torch.float64):
             if kind == "RNN-packed":
                 out, h = model(pack_padded_sequence(inp, torch.tensor([6, 2, 5, 1]), enforce_sorted=False))
                 outs = [out.data, h]
             else:
                 out = model(inp)
                 outs = list(out) if isinstance(out, tuple) else [out]
-        assert all(o.dtype == torch.bfloat16 for o in outs)
-        results.append([*outs, *grads_of(random_loss(outs), [inp, *model.parameters()])])
-    for i, (a, b) in enumerate(zip(results[1], results[0])):
-        assert a.dtype == b.dtype, f"tensor {i}: {a.dtype} vs {b.dtype}"
-        # nn.RNN rounds to bfloat16 after every op, fastrnn once: bfloat16 tolerance, scaled
-        # by the tensor's magnitude (parameter gradients are sums of many bfloat16 terms).
-        atol = 4e-2 * max(1.0, float(b.detach().abs().max()))
-        torch.testing.assert_close(a.float(), b.float(), rtol=4e-2, atol=atol, msg=lambda m: f"tensor {i}: {m}")
+        assert all(o.dtype == (torch.float64 if inp.dtype == torch.float64 else torch.bfloat16) for o in outs)
+        return outs
+
+    _, grads = assert_modules_track_truth(ref, ours, [x], terms, forward, dtype=torch.bfloat16,
+                                          truth_inputs_round_to=torch.bfloat16)
+    assert grads[0].dtype == input_dtype and all(g.dtype == torch.float32 for g in grads[1:])
 
 
 DEGENERATE = [(0, 4, 5), (2, 0, 5), (2, 4, 0), (0, 0, 0)]

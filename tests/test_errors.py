@@ -18,7 +18,7 @@ from torch.nn.utils.rnn import pack_padded_sequence
 
 import fastrnn
 from fastrnn import reference
-from helpers import assert_close
+from helpers import Terms, assert_close, assert_tracks_truth
 
 I, H = 3, 4  # module sizes used by the call cases
 
@@ -385,9 +385,12 @@ def test_op_layouts_compute_the_right_answer(name, kind, reverse, backend):
     fn, dtype = FORWARDS[backend]
     a = _op_args(dtype)
     expected = _fwd(a, reverse, fn=reference.rnn_forward)
+    truth = _fwd({k: (v.double() if v.is_floating_point() else v) for k, v in a.items()}, reverse,
+                 fn=reference.rnn_forward)
     a[name] = _strided_variant(a[name], kind)
     assert not a[name].is_contiguous() or kind == "offset"
-    assert_close(_fwd(a, reverse, fn=fn), expected, name=f"{name} {kind}")
+    assert_tracks_truth(_fwd(a, reverse, fn=fn), expected, truth, dtype, Terms.of(T, B, OI, OH).forward,
+                        name=f"{name} {kind}")
 
 
 @pytest.mark.parametrize("reverse", [False, True], ids=["forward", "reverse"])
@@ -398,15 +401,27 @@ def test_op_expanded_stride0_arguments(reverse):
     a["hx"] = torch.randn(1, OH, dtype=torch.float64).expand(B, OH)
     a["bias_ih"] = torch.tensor(0.25, dtype=torch.float64).expand(OH)
     a["lengths"] = torch.tensor(4).expand(B)
-    expected = _fwd({k: v.contiguous() for k, v in a.items()}, reverse, fn=reference.rnn_forward)
+    contiguous = {k: v.contiguous() for k, v in a.items()}
+    expected = _fwd(contiguous, reverse, fn=reference.rnn_forward)
     y = _fwd(a, reverse)
     assert_close(y, expected, name="expanded forward")
     # The gradient autograd hands in for y.sum() is an expanded tensor too.
     dy = torch.ones(1, 1, 1, dtype=torch.float64).expand(T, B, OH)
     got = _bwd(a, dy, y, reverse=reverse)
-    want = _bwd({k: v.contiguous() for k, v in a.items()}, dy.contiguous(), y.contiguous(), reverse=reverse)
+    want = _reference_grads(contiguous, dy.contiguous(), reverse)
     for g, w, n in zip(got, want, ["grad_input", "grad_hx", "grad_weight_ih", "grad_weight_hh", "grad_bias"]):
         assert_close(g, w, name=n)
+
+
+def _reference_grads(a, dy, reverse=False):
+    """(grad_input, grad_hx, grad_weight_ih, grad_weight_hh, grad_bias) of fastrnn.reference
+    for the gradient dy, by autograd: what rnn_backward must return (csrc/rnn_ops.cpp)."""
+    names = ["input", "hx", "weight_ih", "weight_hh", "bias_ih", "bias_hh"]
+    leaves = {k: (a[k].detach().clone().requires_grad_() if k in names else a[k]) for k in a}
+    y = _fwd(leaves, reverse, fn=reference.rnn_forward)
+    grads = torch.autograd.grad(y, [leaves[n] for n in names], dy)
+    assert torch.equal(grads[4], grads[5])  # one bias gradient serves both biases
+    return grads[:5]
 
 
 def test_op_backward_noncontiguous_matches_reference_autograd():
@@ -424,28 +439,37 @@ def test_op_backward_noncontiguous_matches_reference_autograd():
         assert_close(g, w, name=n)
 
 
-@pytest.mark.parametrize("mask", [(False, False), (True, False), (False, True)], ids=str)
+@pytest.mark.parametrize("mask", [(False, False), (True, False), (False, True), (True, True)], ids=str)
 def test_op_backward_output_mask(mask):
+    """Requested gradients equal the reference's; a False entry returns empty tensors in its
+    places (csrc/rnn_ops.cpp: grad_input for mask[0]; the weight and bias gradients for
+    mask[1]); grad_hx is always computed."""
     a = _op_args(torch.float64)
     y = _fwd(a)
     dy = torch.randn_like(y)
-    full = _bwd(a, dy, y)
     part = _bwd(a, dy, y, mask=mask)
-    assert_close(part[1], full[1], name="grad_hx")
-    if mask[0]:
-        assert_close(part[0], full[0], name="grad_input")
-    if mask[1]:
-        for i in (2, 3, 4):
-            assert_close(part[i], full[i], name=f"output {i}")
+    want = _reference_grads(a, dy)
+    assert_close(part[1], want[1], name="grad_hx")
+    for i, requested in ((0, mask[0]), (2, mask[1]), (3, mask[1]), (4, mask[1])):
+        if requested:
+            assert_close(part[i], want[i], name=f"output {i}")
+        else:
+            assert part[i].numel() == 0, f"output {i} was not requested: must be empty, got {tuple(part[i].shape)}"
 
 
-@pytest.mark.parametrize("lengths", [[0, 0, 0], [-3, 9, 100], [5, 5, 5]], ids=["zeros", "out-of-range", "full"])
-def test_op_any_lengths_value_is_safe(lengths):
-    """rnn.h: L_b <= 0 never updates row b, L_b >= T always does; no out-of-bounds access."""
+@pytest.mark.parametrize("reverse", [False, True], ids=["forward", "reverse"])
+@pytest.mark.parametrize("lengths", [[0, 0, 0], [-3, 9, 100], [5, 5, 5], [0, 5, 2]],
+                         ids=["zeros", "out-of-range", "full", "mixed"])
+def test_op_any_lengths_value_is_safe(lengths, reverse):
+    """rnn.h: L_b <= 0 never updates row b, L_b >= T always does; no out-of-bounds access.
+    Forward and every gradient equal the reference's (a row that never updates passes its
+    gradient straight to grad_hx and contributes nothing to the weights)."""
     a = _op_args(torch.float64)
     a["lengths"] = torch.tensor(lengths)
-    assert_close(_fwd(a), _fwd(a, fn=reference.rnn_forward), name="forward")
-    y = _fwd(a)
+    y = _fwd(a, reverse)
+    assert_close(y, _fwd(a, reverse, fn=reference.rnn_forward), name="forward")
     dy = torch.randn_like(y)
-    gx, ghx, *_ = _bwd(a, dy, y)
-    assert torch.isfinite(gx).all() and torch.isfinite(ghx).all()
+    got = _bwd(a, dy, y, reverse=reverse)
+    for g, w, n in zip(got, _reference_grads(a, dy, reverse),
+                       ["grad_input", "grad_hx", "grad_weight_ih", "grad_weight_hh", "grad_bias"]):
+        assert_close(g, w, name=n)

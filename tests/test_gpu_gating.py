@@ -12,6 +12,7 @@ import sys
 import pytest
 import torch
 
+import fastrnn.backends
 import helpers
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -36,8 +37,8 @@ def test_triton_mode(monkeypatch, interpret, gpu, expected):
 
 
 def test_triton_mode_without_triton(monkeypatch):
-    real = importlib.util.find_spec
-    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "triton" else real(name, *a))
+    # fastrnn.backends decides whether triton is installed (once, at import): pretend it is not.
+    monkeypatch.setattr(fastrnn.backends, "_TRITON_INSTALLED", False)
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     assert helpers.triton_mode() is None
 

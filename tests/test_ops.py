@@ -8,7 +8,7 @@ from torch import nn
 
 import fastrnn
 from fastrnn import reference
-from helpers import DEVICES, assert_close, random_loss
+from helpers import DEVICES, assert_close, assert_op_tracks_truth, random_loss
 
 OP_CONFIGS = [  # (bias, lengths, reverse, nonlinearity)
     (True, None, False, "tanh"),
@@ -53,18 +53,18 @@ def test_opcheck_backward(mask, device):
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("config", OP_CONFIGS, ids=OP_IDS)
 def test_forward_and_backward_match_reference(config, device):
-    """rnn_forward / rnn_backward against the plain-PyTorch spec and its autograd."""
+    """rnn_forward / rnn_backward against the plain-PyTorch spec and its autograd: float32
+    against the float64 truth, within rounding and twice the float32 spec's own error (an
+    absolute float32 tolerance failed here on relu's growing values: issue 10)."""
     bias, lengths, reverse, act = config
-    args = op_args(T=9, B=3, I=5, H=17, bias=bias, lengths=lengths and [9, 1, 5], reverse=reverse,
-                   nonlinearity=act, device=device, requires_grad=True)
-    leaves = [a for a in args if isinstance(a, torch.Tensor) and a.requires_grad]
-    y_ref = reference.rnn_forward(*args)
-    y = torch.ops.fastrnn.rnn_forward(*args)
-    assert_close(y, y_ref, name="y")
-    g_ref = torch.autograd.grad(random_loss([y_ref]), leaves)
-    g = torch.autograd.grad(random_loss([y]), leaves)
-    for a, b in zip(g, g_ref):
-        assert_close(a, b, name="grad")
+    args = list(op_args(T=9, B=3, I=5, H=17, bias=bias, lengths=lengths and [9, 1, 5], reverse=reverse,
+                        nonlinearity=act, device=device))
+    # Weights ~ N(0, 1/H), about nn.RNN's scale, which the truth's bounds assume (helpers.Terms):
+    # at randn * 0.5 the recurrence amplifies every implementation's rounding errors unevenly.
+    for i in range(2, 6):
+        if args[i] is not None:
+            args[i] = args[i] * (17 ** -0.5 / 0.5)
+    assert_op_tracks_truth(torch.ops.fastrnn.rnn_forward, args[:6], args[6], reverse, act)
 
 
 @pytest.mark.parametrize("config", OP_CONFIGS, ids=OP_IDS)

@@ -18,7 +18,7 @@ from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence
 
 import fastrnn
-from helpers import assert_close, grads_of, random_loss, twin_rnn
+from helpers import Terms, assert_close, assert_modules_track_truth, grads_of, random_loss, twin_rnn
 
 # (T, B, I, H): small, and large enough for a CPU kernel to split the batch over threads.
 SHAPES = [(5, 3, 4, 17), (16, 64, 32, 64)]
@@ -180,14 +180,14 @@ LARGE = {"H129": (3, 2, 3, 129), "H1031": (3, 2, 3, 1031), "B1031": (2, 1031, 3,
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=str)
 @pytest.mark.parametrize("size", list(LARGE), ids=str)
 def test_large_sizes_on_cpu(size, dtype):
-    """Sizes past any register-blocking or threading threshold still match nn.RNN."""
+    """Sizes past any register-blocking or threading threshold still match nn.RNN: in
+    float32 against the float64 truth (I2049's weight gradient sums thousands of products,
+    which no absolute float32 tolerance bounds on every machine: issue 10)."""
     T, B, I, H = LARGE[size]
     ref, ours = twin_rnn(I, H, dtype=dtype, bidirectional=True)
     x = torch.randn(T, B, I, dtype=dtype, requires_grad=True)
     hx = torch.randn(2, B, H, dtype=dtype, requires_grad=True)
-    results = [_run(m, x, hx) for m in (ref, ours)]
-    for i, (a, b) in enumerate(zip(results[1], results[0])):
-        assert_close(a, b, name=f"tensor {i}")
+    assert_modules_track_truth(ref, ours, [x, hx], Terms.of(T, B, I, H, bidirectional=True))
 
 
 def _triton_ops():
@@ -207,9 +207,7 @@ def test_triton_hidden_above_on_chip_limit():
     ref, ours = twin_rnn(3, H, backend="triton", device="cuda" if torch.cuda.is_available() else "cpu")
     x = torch.randn(2, 2, 3, device=ours.weight_hh_l0.device, requires_grad=True)
     hx = torch.randn(1, 2, H, device=x.device, requires_grad=True)
-    results = [_run(m, x, hx) for m in (ref, ours)]
-    for i, (a, b) in enumerate(zip(results[1], results[0])):
-        assert_close(a, b, name=f"tensor {i}")
+    assert_modules_track_truth(ref, ours, [x, hx], Terms.of(2, 2, 3, H))
 
 
 def test_relu_unbounded_values_stay_exact():
