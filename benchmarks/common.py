@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import datetime
 import os
-import platform
 import subprocess
 import sys
 
@@ -75,15 +74,10 @@ def training_step(model, x):
 
 
 def cpu_model() -> str:
-    """The CPU's model name (/proc/cpuinfo), else what platform knows."""
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine() or "unknown"
+    """The CPU's model name (fastrnn's own reader, so every report names the CPU alike)."""
+    from fastrnn._report import cpu_model as read
+
+    return read()
 
 
 def _commit() -> dict:

@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
-import platform
 import time
 
 import torch
@@ -27,7 +26,7 @@ import torch
 import numpy as np
 from torch.nn.utils.rnn import pack_padded_sequence
 
-from common import SHAPES, TARGETS, forward_flops, inference_step, shape_id, training_flops, \
+from common import SHAPES, cpu_model, TARGETS, forward_flops, inference_step, shape_id, training_flops, \
     training_step, twins
 
 import fastrnn
@@ -42,17 +41,6 @@ ISSUE14_TARGETS = {
     (256, 32, 256, 256): ("fwd 70% of peak", "fwd+bwd 60% of peak"),
     (128, 64, 1024, 1024): ("fwd 70% of peak", "fwd+bwd 60% of peak"),
 }
-
-
-def cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 CLOCK = time.perf_counter

@@ -62,7 +62,9 @@ def default_grid(device_type: str, quick: bool, T=None, B=None, I=None, hidden=N
 
 
 # ----------------------------------------------------------------------------- environment
-def _cpu_model() -> str:
+def cpu_model() -> str:
+    """The CPU's model name (/proc/cpuinfo), else what platform knows; the one place it is read
+    (benchmarks record it through here too)."""
     try:
         with open("/proc/cpuinfo") as f:
             for line in f:
@@ -87,7 +89,7 @@ def environment(device: torch.device) -> dict:
         "triton": _version("triton"),
         "python": platform.python_version(),
         "platform": platform.platform(),
-        "cpu": _cpu_model(),
+        "cpu": cpu_model(),
         "cpu_count": os.cpu_count(),
         "threads": torch.get_num_threads(),
         "device": str(device),
