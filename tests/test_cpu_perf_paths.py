@@ -16,9 +16,10 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 import fastrnn
 from fastrnn import backends
 from helpers import assert_close, twin_rnn
-from test_cpu_kernels import SUPPORTED, check_parity, make_args
+from cpu_matrix import ISAS as ALL_ISAS, isa_unsupported_reason
+from test_cpu_kernels import check_parity, make_args
 
-ISAS = [isa for isa, ok in SUPPORTED.items() if ok]
+ISAS = [isa for isa in ALL_ISAS if isa_unsupported_reason(isa) is None]  # this CPU's
 # The fused paths: rows (projection inline or first, by the L2 rule or forced), the column
 # split; every one must take the active-row prefix.
 FUSED_PATHS = ["fused", "fused_inline", "project_first", "columns"]
