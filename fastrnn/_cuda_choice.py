@@ -32,6 +32,7 @@ import functools
 import json
 import os
 import statistics
+import tempfile
 import threading
 import warnings
 from collections.abc import Callable, Iterator
@@ -227,9 +228,9 @@ def _run_torch_rnn(c: LayerCall) -> Tensor:  # [T, B, H]
         y, _ = fn(x, h0, params, has_bias, 1, 0.0, False, False, False)
         return y.flip(0) if c.reverse else y
     # Padded with lengths: reverse each sequence inside its length, run packed, undo. Lengths
-    # past T count as T; a zero length (never updated: y = h0) is packed as 1 and masked.
+    # past T count as T; a length <= 0 (never updated: y = h0) is packed as 1 and masked.
     t = torch.arange(T, device=x.device).unsqueeze(1)  # [T, 1]
-    lengths = c.lengths.to(x.device).clamp(max=T)  # [B]
+    lengths = c.lengths.to(x.device).clamp(min=0, max=T)  # [B]
     active = t < lengths.unsqueeze(0)  # [T, B]
     if c.reverse:
         src = torch.where(active, lengths.unsqueeze(0) - 1 - t, t)  # [T, B], an involution
@@ -425,10 +426,17 @@ class Chooser:
                 data = {}
         data[self._disk_key(key, driver, version)] = {
             "candidate": choice.candidate, "ranking": choice.ranking, "seconds": choice.seconds}
-        tmp = f"{path}.{os.getpid()}.tmp"
-        with open(tmp, "w") as f:
-            json.dump(data, f, indent=1, sort_keys=True)
-        os.replace(tmp, path)
+        # A private temp file, then an atomic rename: threads and processes writing at once
+        # never interleave; the last rename wins (an entry it lacks is measured again later).
+        # The file is an optional cache: failing to write it must not fail the user's forward.
+        try:
+            fd, tmp = tempfile.mkstemp(prefix=os.path.basename(path) + ".", suffix=".tmp",
+                                       dir=os.path.dirname(os.path.abspath(path)))
+            with os.fdopen(fd, "w") as f:
+                json.dump(data, f, indent=1, sort_keys=True)
+            os.replace(tmp, path)
+        except OSError as exc:
+            warnings.warn(f"fastrnn: could not write the CUDA choice cache {path!r}: {exc}")
 
 
 default_chooser = Chooser()

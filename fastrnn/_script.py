@@ -40,6 +40,17 @@ def check_scriptable(module: nn.Module, weight_names) -> None:
         )
 
 
+def _call_eager(twin: nn.Module, input, hx):
+    """The original module's forward, with the twin's state: torch.jit.script put the twin in
+    the eager model, so .train()/.eval() and .to() reach the twin, not the original (which is
+    no submodule); hand its mode and current Parameters over first."""
+    eager = twin.__dict__["_eager"]
+    eager.train(twin.training)
+    for name, param in twin._parameters.items():
+        eager._parameters[name] = param
+    return eager(input, hx)
+
+
 class ScriptRNN(nn.Module):
     __constants__ = ["input_size", "hidden_size", "num_layers", "nonlinearity", "bias",
                      "batch_first", "dropout", "bidirectional", "num_directions", "per_direction"]
@@ -62,7 +73,7 @@ class ScriptRNN(nn.Module):
         # Tensor input only: TorchScript rejects a PackedSequence at this argument ("Expected a
         # value of type 'Tensor' for argument 'input'"); the README says to trace or export.
         if not torch.jit.is_scripting():
-            return self._eager(input, hx)
+            return _call_eager(self, input, hx)
         return self._forward_tensor(input, hx)
 
     def _forward_tensor(self, input: Tensor, hx: Optional[Tensor]) -> Tuple[Tensor, Tensor]:
@@ -132,7 +143,7 @@ class ScriptRNNCell(nn.Module):
 
     def forward(self, input: Tensor, hx: Optional[Tensor] = None) -> Tensor:
         if not torch.jit.is_scripting():
-            return self._eager(input, hx)
+            return _call_eager(self, input, hx)
         if input.dim() != 1 and input.dim() != 2:
             raise ValueError(f"RNNCell: Expected input to be 1D or 2D, got {input.dim()}D instead")
         if hx is not None and hx.dim() != 1 and hx.dim() != 2:

@@ -69,8 +69,10 @@ def rnn_layer(
     """One layer, one direction."""
     name = resolve_backend(backend, input.device)
     fwd = forward_fn(name)
+    # The measured choice needs a shape to time; an empty batch or hidden size goes to the op.
+    # Compiled graphs keep the op itself.
     if (backend == "auto" and name == "native" and input.device.type == "cuda"
-            and not torch.compiler.is_compiling()):  # compiled graphs keep the op itself
+            and input.shape[1] > 0 and weight_hh.shape[0] > 0 and not torch.compiler.is_compiling()):
         from . import _cuda_choice  # the measured choice: fastrnn's CUDA paths or cuDNN
 
         fwd = _cuda_choice.rnn_forward

@@ -16,14 +16,11 @@ from torch import Tensor, nn
 from torch.nn.utils import parametrize
 from torch.nn.utils.rnn import PackedSequence
 
-from . import _script, functional
+from . import _ops, _script, functional
 
 _NONLINEARITIES = ("tanh", "relu")
 # RNNCell backends whose one step is ATen's cell (RNNCell.forward): an explicit 'triton' or
 # 'reference' runs that backend's rnn_forward for the step.
-_ATEN_CELL_BACKENDS = ("auto", "native")
-
-
 def _check_nonlinearity(nonlinearity) -> None:
     if nonlinearity not in _NONLINEARITIES:
         raise ValueError(f"Unknown nonlinearity '{nonlinearity}'. Select from 'tanh' or 'relu'.")
@@ -358,7 +355,9 @@ class RNNCell(nn.Module):
         # no more Python around it than nn.RNNCell has. Anything unusual (1-D input, autocast,
         # an explicit backend, a call ATen rejects) takes the checked path below, whose errors
         # are fastrnn's.
-        if self.backend in _ATEN_CELL_BACKENDS and input.dim() == 2 and not torch._C._is_any_autocast_enabled():
+        if (input.dim() == 2 and (hx is None or hx.dim() == 2)
+                and (self.backend == "auto" or (self.backend == "native" and _ops.has_kernel(input.device.type)))
+                and not torch._C._is_any_autocast_enabled()):
             if hx is None:
                 hx = torch.zeros(input.shape[0], self.hidden_size, dtype=input.dtype, device=input.device)
             step = torch.rnn_tanh_cell if self.nonlinearity == "tanh" else torch.rnn_relu_cell

@@ -70,3 +70,19 @@ def test_unusual_calls_take_the_checked_path():
     # a call ATen would reject gets fastrnn's message, naming the argument
     with pytest.raises(RuntimeError, match="hx must have the dtype of input"):
         ours(xb, torch.randn(3, 6, dtype=torch.float64))
+
+
+@pytest.mark.parametrize("hx_shape", [(1, 5, 5), (1, 1, 5)], ids=["3d", "3d-one"])
+def test_fast_path_refuses_what_nn_rnncell_refuses(hx_shape):
+    """A 3-D hx is an error for nn.RNNCell; the fast path must not turn it into a result."""
+    x, hx = torch.randn(1, 4), torch.randn(hx_shape)
+    with pytest.raises(ValueError, match="hidden to be 1D or 2D"):
+        nn.RNNCell(4, 5)(x, hx)
+    with pytest.raises(ValueError, match="hidden to be 1D or 2D"):
+        fastrnn.RNNCell(4, 5)(x, hx)
+
+
+def test_explicit_native_without_a_kernel_is_an_error():
+    cell = fastrnn.RNNCell(4, 5, backend="native", device="meta")
+    with pytest.raises(RuntimeError, match="no kernel"):
+        cell(torch.randn(2, 4, device="meta"))

@@ -197,3 +197,30 @@ def test_batched_gemm_env_is_checked(monkeypatch):
     monkeypatch.setenv("FASTRNN_CPU_GEMM", "mkl")
     with pytest.raises(RuntimeError, match="FASTRNN_CPU_GEMM"):
         torch.ops.fastrnn.rnn_forward(*make_args(2, 3, 4, 5), None, False, "tanh")
+
+
+def test_first_call_leaves_the_user_rng_and_default_dtype_alone():
+    """The once-per-process measurement (csrc/cpu/machine.cpp) runs on the first CPU call of a
+    fresh process: it must not advance torch's default generator (seeded runs would differ
+    from the second on) nor depend on torch's default dtype."""
+    import subprocess
+    import sys
+
+    code = (
+        "import torch, fastrnn\n"
+        "def run():\n"
+        "    torch.manual_seed(0)\n"
+        "    m = fastrnn.RNN(4, 8)\n"
+        "    m(torch.randn(3, 2, 4))\n"
+        "    return torch.rand(3)\n"
+        "a = run(); b = run()\n"
+        "assert torch.equal(a, b), (a, b)\n"
+        "torch.set_num_threads(1)\n"  # a thread count not measured yet: measured again, now
+        "torch.set_default_dtype(torch.bfloat16)\n"
+        "y = fastrnn.RNN(4, 8, dtype=torch.float32)(torch.randn(3, 2, 4, dtype=torch.float32))[0]\n"
+        "assert y.dtype == torch.float32\n"
+        "print('ok')\n"
+    )
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    run = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0 and "ok" in run.stdout, run.stdout + run.stderr

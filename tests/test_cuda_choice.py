@@ -517,3 +517,39 @@ def test_forced_path_reaches_the_backward_recurrence(monkeypatch):
         for a, b in zip(got, want):
             torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
     assert torch.ops.fastrnn._set_cuda_path_override("") == ""  # restored after the node ran
+
+
+@pytest.mark.parametrize("reverse", [False, True], ids=["forward", "reverse"])
+def test_cudnn_candidate_keeps_the_contract_for_any_length(reverse):
+    """The cuDNN candidate (torch's RNN op, here on the CPU) against the reference for lengths
+    <= 0 (never updated: y = h0), inside and past T -- rnn.h's 'any value is safe'."""
+    c = _call(T=4, B=5, H=6, lengths=torch.tensor([3, -2, 0, 9, 4]), reverse=reverse, dtype=torch.float64)
+    expected = reference.rnn_forward(c.input, c.hx, c.weight_ih, c.weight_hh, c.bias_ih, c.bias_hh,
+                                     c.lengths, reverse, "tanh")
+    torch.testing.assert_close(cc._run_torch_rnn(c), expected, rtol=1e-10, atol=1e-10)
+
+
+def test_disk_cache_survives_concurrent_writers(tmp_path, monkeypatch):
+    """Threads measuring different shapes at once each write the file: no exception reaches
+    the caller, and the file stays valid JSON."""
+    import threading
+
+    path = tmp_path / "choice.json"
+    monkeypatch.setenv(cc.ENV_CACHE, str(path))
+    errors = []
+
+    def work(k):
+        try:
+            rec = Recorder({"single": 3e-3, "grid": 2e-3, "gemm": 5e-3, "cudnn": 4e-3})
+            for j in range(5):
+                rec.chooser().choose(_call(B=1 + k, T=2 ** (j + 1)))
+        except BaseException as e:  # noqa: BLE001 - reported below
+            errors.append(e)
+
+    pool = [threading.Thread(target=work, args=(k,)) for k in range(6)]
+    for t in pool:
+        t.start()
+    for t in pool:
+        t.join()
+    assert not errors, errors
+    assert json.loads(path.read_text())

@@ -104,3 +104,22 @@ def test_unscriptable_parts_say_what_to_use_instead():
         scripted(pack_sequence([torch.randn(3, 3), torch.randn(2, 3)]))
     with pytest.raises(torch.jit.Error, match="input_size"):
         scripted(torch.randn(5, 2, 7))  # the scripted forward checks like the eager one
+
+
+def test_eager_model_follows_eval_and_weights_after_script():
+    """torch.jit.script swaps the twin into the eager model: eval() and new Parameters set on
+    the model must still reach the eager forward (dropout off, the current weights used)."""
+    torch.manual_seed(0)
+    model = nn.Sequential(fastrnn.RNN(4, 8, num_layers=2, dropout=0.5))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.jit.script(model)
+    model.eval()
+    x = torch.randn(3, 2, 4)
+    assert torch.equal(model(x)[0], model(x)[0])  # no dropout in eval mode
+    twin = model[0]
+    twin.weight_hh_l1 = nn.Parameter(torch.zeros(8, 8))  # a new Parameter, as .to() may make
+    ref = nn.RNN(4, 8, num_layers=2)
+    ref.load_state_dict(dict(twin.state_dict()))
+    ref.eval()
+    assert_close(model(x)[0], ref(x)[0], name="output after replacing a Parameter")

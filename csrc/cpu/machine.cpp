@@ -13,7 +13,7 @@
 #include <ATen/Parallel.h>
 #include <ATen/ops/empty.h>
 #include <ATen/ops/mm.h>
-#include <ATen/ops/randn.h>
+#include <ATen/ops/full.h>
 #include <ATen/ops/zeros.h>
 #include <torch/library.h>
 
@@ -123,7 +123,9 @@ Costs measure_costs(Isa isa) {
   }
   // A stepwise step at a tiny size: two library calls' fixed costs.
   {
-    at::Tensor y = at::zeros({1, 16}), h = at::zeros({1, 16}), w = at::zeros({16, 16});
+    // float32 whatever torch's default dtype is (the float kernels are what is measured).
+    at::Tensor y = at::zeros({1, 16}, at::kFloat), h = at::zeros({1, 16}, at::kFloat),
+               w = at::zeros({16, 16}, at::kFloat);
     c.step_call_ns = best_of(5, [&] {
       const double t0 = thread_ns();
       for (int i = 0; i < 8; ++i) {
@@ -164,7 +166,10 @@ Costs measure_costs(Isa isa) {
   // costed separately), alternating, best of 5 each on torch's threads; on one thread with
   // the thread's CPU clock, which a loaded machine inflates little.
   {
-    at::Tensor a = at::randn({256, 512}), w = at::randn({512, 512}), out = at::empty({256, 512});
+    // Constant operands: timing does not depend on the values, and a random fill would
+    // advance the user's default generator (the first call would change later draws).
+    at::Tensor a = at::full({256, 512}, 0.01, at::kFloat), w = at::full({512, 512}, 0.01, at::kFloat),
+               out = at::empty({256, 512}, at::kFloat);
     const at::Tensor m = pack_for_gemm(isa, w, true);
     const bool one = at::get_num_threads() == 1;
     const auto clock = [one] { return one ? thread_ns() : wall_ns(); };

@@ -305,9 +305,15 @@ bool track_access(const Region* r, size_t offset, size_t bytes, bool write) {
     } else {
       if (concurrent(L, s.write, cur)) report_race(L, r, w, s.write, "write", cur, "read");
       // Keep up to two readers that are concurrent with each other; an older read that a
-      // barrier separates from this one can no longer race with a later write.
+      // barrier separates from this one can no longer race with a later write. With more
+      // concurrent readers than slots, keep two from different blocks: a later write then
+      // has a kept reader in another block (a race without a grid sync), or, in a block of
+      // its own, one of two readers it is not ordered after -- either way it is reported.
+      const uint32_t bd = L.dims.block_dim.x;
       if (s.read1.thread == cur.thread || !concurrent(L, s.read1, cur)) s.read1 = cur;
       else if (s.read2.thread == cur.thread || !concurrent(L, s.read2, cur)) s.read2 = cur;
+      else if (s.read1.thread / bd == s.read2.thread / bd && cur.thread / bd != s.read1.thread / bd)
+        s.read2 = cur;
     }
   }
   return true;
