@@ -31,14 +31,6 @@ HIDDEN = (32, 64, 256, 1024)
 MODELS = ("nn.RNNCell", "fastrnn")
 
 
-@pytest.fixture(autouse=True)
-def two_threads():
-    old = torch.get_num_threads()
-    torch.set_num_threads(2)
-    yield
-    torch.set_num_threads(old)
-
-
 def _cell(model_name: str, H: int) -> nn.Module:
     torch.manual_seed(0)
     ref = nn.RNNCell(H, H)

@@ -18,14 +18,6 @@ from common import SHAPES, forward_flops, inference_step, shape_id, training_flo
 MODELS = ["nn.RNN", "fastrnn"]
 
 
-@pytest.fixture(autouse=True)
-def two_threads():
-    old = torch.get_num_threads()
-    torch.set_num_threads(2)
-    yield
-    torch.set_num_threads(old)
-
-
 def _run(benchmark, shape, model_name, mode):
     ref, ours, x = twins(shape)
     model = ref if model_name == "nn.RNN" else ours

@@ -17,14 +17,6 @@ SHAPES = [(128, 8, 64, 64), (64, 32, 128, 128), (256, 32, 256, 256)]
 STACKS = [(1, False), (2, False), (1, True), (2, True)]
 
 
-@pytest.fixture(autouse=True)
-def two_threads():
-    old = torch.get_num_threads()
-    torch.set_num_threads(2)
-    yield
-    torch.set_num_threads(old)
-
-
 @pytest.mark.parametrize("mode", ["inference", "training"])
 @pytest.mark.parametrize("model_name", ["nn.RNN", "fastrnn"])
 @pytest.mark.parametrize("layers, bidirectional", STACKS, ids=[f"L{n}x{2 if b else 1}" for n, b in STACKS])
