@@ -40,20 +40,23 @@ std::vector<int64_t> last_launch_fields() {
   const LaunchRecord& r = last_record;
   return {r.target, r.backward, int(r.path), r.blocks, r.threads_per_block, r.tiles_per_step,
           r.kpt, r.ks, r.rows_per_tile, r.smem_bytes, r.launches, r.steps, r.batch, r.hidden,
-          r.elem_size};
+          r.elem_size, r.tile_cols, r.micro_r, r.grid_barrier};
 }
 }  // namespace plan
 
 namespace {
 
-// Returns [path, grid, threads, kpt, ks, rows_per_tile, smem_bytes, blocks_per_sm, resident];
-// path: 0 single block, 1 cooperative grid, 2 cuBLAS fallback. backward=True plans the
-// BPTT kernel (which has no resident mode).
+// Returns [path, grid, threads, kpt, ks, rows_per_tile, smem_bytes, blocks_per_sm, resident,
+// tile_rows, tile_cols, lanes_r, micro_r, row_tiles, col_tiles, stride, k_chunk];
+// path: 0 single block, 1 cooperative grid, 2 cuBLAS fallback, 3 tiled. backward=True plans
+// the BPTT kernels (the old family has no resident mode). smem_optin: the opt-in per-block
+// limit the tiled kernels may use (0: none, smem_per_block).
 std::vector<int64_t> cuda_launch_plan(int64_t B, int64_t H, int64_t elem_size, int64_t sm_count,
                                       int64_t smem_per_block,
                                       at::OptionalIntArrayRef regs_per_kpt,
                                       std::string_view force, int64_t regs_per_sm,
-                                      bool cooperative_launch, bool backward) {
+                                      bool cooperative_launch, bool backward,
+                                      int64_t smem_optin) {
   TORCH_CHECK_VALUE(elem_size == 4 || elem_size == 8,
                     "fastrnn: elem_size must be 4 (float32 compute) or 8 (float64), got ",
                     elem_size);
@@ -61,7 +64,7 @@ std::vector<int64_t> cuda_launch_plan(int64_t B, int64_t H, int64_t elem_size, i
                     "fastrnn: sm_count, smem_per_block and regs_per_sm must be positive");
   plan::Force f = plan::kAuto;
   TORCH_CHECK_VALUE(plan::parse_force(force, &f),
-                    "fastrnn: force must be auto, single, grid or gemm, got '",
+                    "fastrnn: force must be auto, single, grid, gemm or tiled, got '",
                     std::string(force), "'");
   std::vector<int> regs;
   if (regs_per_kpt.has_value()) {
@@ -73,13 +76,16 @@ std::vector<int64_t> cuda_launch_plan(int64_t B, int64_t H, int64_t elem_size, i
   plan::Device dev;
   dev.sm_count = int(sm_count);
   dev.smem_per_block = int(smem_per_block);
+  TORCH_CHECK_VALUE(smem_optin >= 0, "fastrnn: smem_optin must be >= 0, got ", smem_optin);
+  dev.smem_optin = int(smem_optin);
   dev.regs_per_sm = int(regs_per_sm);
   dev.cooperative_launch = cooperative_launch;
   const plan::Plan p = plan::make_plan(B, H, int(elem_size), dev,
                                        regs.empty() ? nullptr : regs.data(), f,
                                        /*allow_resident=*/!backward);
   return {p.path, p.grid, p.threads, p.kpt, p.ks, p.rows_per_tile, p.smem_bytes,
-          p.blocks_per_sm, p.resident};
+          p.blocks_per_sm, p.resident, p.tile_rows, p.tile_cols, p.lanes_r, p.micro_r,
+          p.row_tiles, p.col_tiles, p.stride, p.k_chunk};
 }
 
 // The kpt values kernels are instantiated for (what cuobjdump must list).
@@ -98,18 +104,18 @@ std::vector<int64_t> cuda_kernel_kpts(int64_t elem_size) {
 std::string set_cuda_path_override(std::string_view path) {
   plan::Force f = plan::kAuto;
   TORCH_CHECK_VALUE(path.empty() || plan::parse_force(path, &f),
-                    "fastrnn: path must be '', auto, single, grid or gemm, got '",
+                    "fastrnn: path must be '', auto, single, grid, gemm or tiled, got '",
                     std::string(path), "'");
-  static constexpr const char* kNames[] = {"auto", "single", "grid", "gemm"};
-  std::string prev = plan::has_override ? kNames[plan::override_force] : "";
+  std::string prev = plan::has_override ? plan::kForceNames[plan::override_force] : "";
   plan::has_override = !path.empty();
   plan::override_force = f;
   return prev;
 }
 
 // The cost model (cuda/cost_model.h) for one shape on a modelled device: per candidate
-// (single, grid, gemm, cudnn) 14 numbers, [candidate, fits, recorded_path, grid, kpt, ks,
-// rows_per_tile, tiles_per_step, compute, smem, latency, barrier, launch, total] (ns/step).
+// (single, grid, tiled, gemm, cudnn) 16 numbers, [candidate, fits, recorded_path, grid, kpt, ks,
+// rows_per_tile, tiles_per_step, compute, smem, latency, barrier, launch, total (ns/step),
+// tile_cols, grid_barrier (tiled)].
 std::vector<double> cuda_cost_model(std::string_view device, int64_t T, int64_t B, int64_t H,
                                     int64_t elem_size, bool backward, bool packed) {
   const cost::DeviceSpec* d = cost::find_device(device);
@@ -132,7 +138,8 @@ std::vector<double> cuda_cost_model(std::string_view device, int64_t T, int64_t 
     out.insert(out.end(), {double(c), p.fits ? 1.0 : 0.0, double(p.recorded_path),
                            double(p.plan.grid), double(p.plan.kpt), double(p.plan.ks),
                            double(p.plan.rows_per_tile), double(p.tiles_per_step), p.compute,
-                           p.smem, p.latency, p.barrier, p.launch, p.total});
+                           p.smem, p.latency, p.barrier, p.launch, p.total,
+                           double(p.plan.tile_cols), double(p.plan.col_tiles > 1)});
   }
   return out;
 }
@@ -149,11 +156,12 @@ TORCH_LIBRARY_FRAGMENT(fastrnn, m) {
   m.def(
       "_cuda_launch_plan(int B, int H, int elem_size, int sm_count, int smem_per_block, "
       "int[]? regs_per_kpt=None, str force='auto', int regs_per_sm=65536, "
-      "bool cooperative_launch=True, bool backward=False) -> int[]",
+      "bool cooperative_launch=True, bool backward=False, int smem_optin=0) -> int[]",
       &cuda_launch_plan);
   m.def("_cuda_kernel_kpts(int elem_size) -> int[]", &cuda_kernel_kpts);
   // [target, backward, path, blocks, threads_per_block, tiles_per_step, kpt, ks,
-  //  rows_per_tile, smem_bytes, launches, steps, batch, hidden, elem_size] or [].
+  //  rows_per_tile, smem_bytes, launches, steps, batch, hidden, elem_size, tile_cols, micro_r,
+  //  grid_barrier] or [].
   m.def("_last_cuda_plan() -> int[]", &plan::last_launch_fields);
   m.def("_set_cuda_path_override(str path) -> str", &set_cuda_path_override);
   m.def(

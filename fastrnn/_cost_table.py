@@ -50,6 +50,9 @@ def markdown(device: str, dtypes=("float32", "bfloat16")) -> str:
             label = _us(q["total"]) if q["fits"] else "-"
             if q["fits"] and name in ("single", "grid"):
                 label += f" ({q['path']}, {q['grid']}x{q['tiles_per_step']})"
+            elif q["fits"] and name == "tiled":
+                sync = "grid sync" if q["grid_barrier"] else "no grid sync"
+                label += f" ({q['grid']} of {q['rows_per_tile']}x{q['tile_cols']}, {sync})"
             cells.append(label)
         o = p[r["ours"]]
         shape = f"{r['T']}, {r['B']}, {r['H']}" + (" packed" if r["packed"] else "")
@@ -64,13 +67,14 @@ def main(argv: list[str]) -> int:
     p = argparse.ArgumentParser(
         prog="python -m fastrnn cost-model",
         description="Predicted microseconds per time step of every CUDA candidate (fastrnn's "
-                    "persistent single/grid plans, the per-step cuBLAS path, cuDNN) for issue 12's "
+                    "persistent single/grid/tiled plans, the per-step cuBLAS path, cuDNN) for issue 12's "
                     "shapes, from csrc/cuda/cost_model.h. Unmeasured predictions.")
     p.add_argument("--device", choices=list(torch.ops.fastrnn._cuda_cost_devices()), default="h100")
     p.add_argument("--dtype", choices=sorted(DTYPES), action="append",
                    help="repeatable (default: float32 and bfloat16)")
     args = p.parse_args(argv)
     print(f"Cost model, device {args.device}: predicted us per time step (NOT measured). "
-          "single/grid cells: (path, blocks x tiles per step); '-': does not fit.")
+          "single/grid cells: (path, blocks x tiles per step); tiled: (blocks of rows x columns, "
+          "grid sync or not); '-': does not fit.")
     print(markdown(args.device, tuple(args.dtype or ("float32", "bfloat16"))))
     return 0

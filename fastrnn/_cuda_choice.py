@@ -2,7 +2,8 @@
 
 On the first call for a key (device name, dtype, shape bucket, direction / packed,
 training), every candidate that can run is timed with CUDA events on the call's own
-tensors -- fastrnn's persistent plans forced ``single`` (resident or staged) and ``grid``,
+tensors -- fastrnn's persistent plans forced ``single`` (resident or staged), ``grid`` and
+``tiled`` (batch x hidden tiles over all SMs),
 the per-step cuBLAS path ``gemm``, and ``cudnn``: PyTorch's own RNN op (``torch._VF.rnn_*``,
 the op nn.RNN calls, so ``torch.backends.cudnn.allow_tf32`` applies exactly as in nn.RNN)
 -- and the fastest is kept for the process (and, with ``FASTRNN_CUDA_CHOICE_CACHE=<file>``,
@@ -42,13 +43,14 @@ from torch import Tensor
 
 from . import _ops
 
-CANDIDATES = ("single", "grid", "gemm", "cudnn")  # the cost model's candidate order
-FASTRNN_PATHS = CANDIDATES[:3]
+CANDIDATES = ("single", "grid", "tiled", "gemm", "cudnn")  # the cost model's candidate order
+FASTRNN_PATHS = CANDIDATES[:4]
 ENV_AUTOTUNE = "FASTRNN_CUDA_AUTOTUNE"
 ENV_CACHE = "FASTRNN_CUDA_CHOICE_CACHE"
 _COST_FIELDS = ("candidate", "fits", "recorded_path", "grid", "kpt", "ks", "rows_per_tile",
-                "tiles_per_step", "compute", "smem", "latency", "barrier", "launch", "total")
-_RECORDED = {0: "resident", 1: "single", 2: "grid", 3: "gemm", -1: "cudnn"}
+                "tiles_per_step", "compute", "smem", "latency", "barrier", "launch", "total",
+                "tile_cols", "grid_barrier")
+_RECORDED = {0: "resident", 1: "single", 2: "grid", 3: "gemm", 4: "tiled", -1: "cudnn"}
 _ELEM = {torch.float64: 8, torch.float32: 4, torch.float16: 2, torch.bfloat16: 2}
 
 
@@ -70,9 +72,10 @@ def is_refusal(exc: BaseException) -> bool:
 @contextlib.contextmanager
 def forced_path(path: str) -> Iterator[None]:
     """Runs fastrnn's CUDA / cuda_sim recurrences on this thread with ``path`` forced
-    ("auto", "single", "grid" or "gemm"), over FASTRNN_CUDA_PATH; restores the previous."""
+    ("auto", "single", "grid", "tiled" or "gemm"), over FASTRNN_CUDA_PATH; restores the
+    previous."""
     if path not in ("auto",) + FASTRNN_PATHS:
-        raise ValueError(f"fastrnn: path must be auto, single, grid or gemm, got {path!r}")
+        raise ValueError(f"fastrnn: path must be auto, single, grid, tiled or gemm, got {path!r}")
     previous = torch.ops.fastrnn._set_cuda_path_override(path)
     try:
         yield
@@ -97,7 +100,8 @@ def predict(device: str, T: int, B: int, H: int, dtype: torch.dtype, *, backward
 
     One dict per candidate of CANDIDATES: ``name``, ``fits``, ``path`` (what
     last_cuda_plan() would report: resident/single/grid/gemm, or cudnn), the plan's ``grid``,
-    ``kpt``, ``ks``, ``rows_per_tile``, ``tiles_per_step``, and ``compute`` / ``smem`` /
+    ``kpt``, ``ks``, ``rows_per_tile``, ``tiles_per_step`` (tiled: ``rows_per_tile`` x
+    ``tile_cols`` per block, ``grid_barrier``), and ``compute`` / ``smem`` /
     ``latency`` / ``barrier`` / ``launch`` summing to ``total``. Unmeasured constants:
     csrc/cuda/cost_model.h.
     """
@@ -110,7 +114,9 @@ def predict(device: str, T: int, B: int, H: int, dtype: torch.dtype, *, backward
         row = dict(zip(_COST_FIELDS, flat[i:i + n]))
         pred = {"name": CANDIDATES[int(row["candidate"])], "fits": bool(row["fits"]),
                 "path": _RECORDED[int(row["recorded_path"])]}
-        pred.update({k: int(row[k]) for k in ("grid", "kpt", "ks", "rows_per_tile", "tiles_per_step")})
+        pred.update({k: int(row[k]) for k in ("grid", "kpt", "ks", "rows_per_tile", "tiles_per_step",
+                                              "tile_cols")})
+        pred["grid_barrier"] = bool(row["grid_barrier"])
         pred.update({k: row[k] for k in ("compute", "smem", "latency", "barrier", "launch", "total")})
         out.append(pred)
     return out
@@ -309,7 +315,7 @@ def gpu_environment(device: torch.device) -> tuple[str, str, str]:
 
 @dataclasses.dataclass
 class Choice:
-    candidate: str  # "single" | "grid" | "gemm" | "cudnn"
+    candidate: str  # "single" | "grid" | "tiled" | "gemm" | "cudnn"
     source: str  # "measured" | "disk" | "model" | "deterministic"
     ranking: list[str]  # the candidates, best first (fallback order on a refused launch)
     seconds: dict[str, float]  # measured seconds per call (empty unless measured)

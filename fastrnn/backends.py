@@ -63,11 +63,12 @@ def cpu_fma_peak(seconds: float = 0.2, threads: int | None = None) -> dict:
 
 # ---- CUDA kernels (on a GPU or in the cuda_sim simulation): the last launch -------------
 
-_CUDA_PATHS = ("resident", "single", "grid", "gemm")
+_CUDA_PATHS = ("resident", "single", "grid", "gemm", "tiled")
 # The order of fastrnn::_last_cuda_plan's fields (csrc/cuda/last_plan.h, LaunchRecord).
 _CUDA_PLAN_FIELDS = ("target", "direction", "path", "blocks", "threads_per_block",
                      "tiles_per_step", "kpt", "ks", "rows_per_tile", "smem_bytes", "launches",
-                     "steps", "batch", "hidden", "compute_dtype")
+                     "steps", "batch", "hidden", "compute_dtype", "tile_cols", "micro_r",
+                     "grid_barrier")
 
 
 def last_cuda_plan() -> dict | None:
@@ -76,11 +77,13 @@ def last_cuda_plan() -> dict | None:
     Keys: ``target`` ("cuda" or "cuda_sim"), ``direction`` ("fwd" or "bwd"), ``path``
     ("resident": one block keeping the state in shared memory; "single": one block staging
     the state per tile; "grid": a cooperative grid; "gemm": per-step GEMM + pointwise
-    kernel), ``blocks`` and ``threads_per_block`` of a launch, ``tiles_per_step`` (batch
+    kernel; "tiled": batch x hidden tiles over the grid), ``blocks`` and ``threads_per_block`` of a launch, ``tiles_per_step`` (batch
     tiles a block stages per step), ``kpt`` / ``ks`` / ``rows_per_tile`` / ``smem_bytes``
     (the persistent kernel's template and shape; 0 on "gemm"), ``launches`` (kernel launches
     of the recurrence), ``steps`` / ``batch`` / ``hidden`` of the call and its
-    ``compute_dtype``. A forward and its backward are two records: the later one wins.
+    ``compute_dtype``; on "tiled", ``rows_per_tile`` x ``tile_cols`` is a block's tile,
+    ``micro_r`` its kernel instantiation and ``grid_barrier`` 1 when the step ends in a
+    grid.sync() (several column tiles), 0 when blocks only split the batch. A forward and its backward are two records: the later one wins.
     """
     fields = torch.ops.fastrnn._last_cuda_plan()
     if not fields:
@@ -89,6 +92,7 @@ def last_cuda_plan() -> dict | None:
     plan["target"] = ("cuda", "cuda_sim")[plan["target"]]
     plan["direction"] = ("fwd", "bwd")[plan["direction"]]
     plan["path"] = _CUDA_PATHS[plan["path"]]
+    plan["grid_barrier"] = bool(plan["grid_barrier"])
     plan["compute_dtype"] = torch.float64 if plan["compute_dtype"] == 8 else torch.float32
     return plan
 

@@ -66,6 +66,7 @@ inline plan::Device plan_device(const DeviceSpec& spec) {
   plan::Device dev;
   dev.sm_count = d->sm_count;
   dev.smem_per_block = d->smem_per_block - d->static_smem;
+  dev.smem_optin = d->smem_per_block_optin - d->static_smem;
   dev.smem_per_sm = d->smem_per_sm;
   dev.regs_per_sm = d->regs_per_sm;
   dev.max_threads_per_sm = d->max_threads_per_sm;
@@ -74,7 +75,9 @@ inline plan::Device plan_device(const DeviceSpec& spec) {
   return dev;
 }
 
-enum Candidate : int { kSingle = 0, kGrid = 1, kGemm = 2, kCudnn = 3, kNumCandidates = 4 };
+enum Candidate : int {
+  kSingle = 0, kGrid = 1, kTiled = 2, kGemm = 3, kCudnn = 4, kNumCandidates = 5
+};
 
 struct Shape {
   int64_t T = 1, B = 1, H = 1;
@@ -88,7 +91,8 @@ struct Prediction {
   int candidate = kGemm;
   bool fits = false;       // false: this candidate cannot run here (nothing else is set)
   plan::Plan plan;         // the persistent plan (persistent candidates)
-  int recorded_path = 3;   // last_plan.h RecordedPath: 0 resident 1 single 2 grid 3 gemm; -1 cudnn
+  int recorded_path = 3;   // last_plan.h RecordedPath: 0 resident 1 single 2 grid 3 gemm
+                           // 4 tiled; -1 cudnn
   int tiles_per_step = 0;
   double compute = 0;      // FMA issue and shuffles (or GEMM math)
   double smem = 0;         // shared-memory time not hidden behind the FMAs
@@ -161,6 +165,53 @@ inline Prediction predict_persistent(const DeviceSpec& d, const Shape& s, Candid
   return r;
 }
 
+// The tiled family (launch_plan.h make_tiled_plan, tiled_body.cuh), the plan forced tiled.
+// Per step, on the busiest SM (blocks sharing it x waves of blocks):
+//   compute: every thread issues micro_r x 4 FMAs per k of its warp's K share;
+//   smem:    each lane loads micro_r state values and 4 weights per k (one wavefront each:
+//            odd row stride, broadcast among lanes of a row), the reduction reads 8 partials
+//            per output, staging writes the state rows; only the part above the FMAs;
+//   latency: grid only: the staged state rows from L2 (a round trip plus their bytes at the
+//            SM's L2 share). The epilogue's inputs (y_t; dy_t, y_t) and the live-row count
+//            are loaded before the previous step's barrier: off the critical path;
+//   barrier: the partial-sum __syncthreads and the step's barrier (a __syncthreads when one
+//            column tile covers H, else a staging __syncthreads plus grid.sync()).
+// The backward runs T + 1 phases (the last writes dLoss/dh0): counted per step as T.
+inline Prediction predict_tiled(const DeviceSpec& d, const Shape& s) {
+  Prediction r;
+  r.candidate = kTiled;
+  const int ce = compute_elem(s.elem_size);
+  const plan::Device dev = plan_device(d);
+  const plan::Plan p = plan::make_plan(s.B, s.H, ce, dev, nullptr, plan::kForceTiled);
+  if (p.path != plan::kTiled) return r;
+  r.fits = true;
+  r.plan = p;
+  r.recorded_path = 4;
+  r.tiles_per_step = 1;
+  const int64_t per_wave = int64_t(p.blocks_per_sm) * dev.sm_count;
+  const int64_t waves = plan::ceil_div(p.grid, per_wave);
+  const int64_t on_sm = plan::ceil_div(p.grid, int64_t(dev.sm_count));
+  const double sharing = double(waves) * double(on_sm < p.blocks_per_sm ? on_sm : p.blocks_per_sm);
+  const double fma_rate = ce == 8 ? d.fp32_fma_per_sm_clk / 2.0 : d.fp32_fma_per_sm_clk;
+  const double fma = sharing * p.threads * p.micro_r * plan::kTiledMicroCols * p.k_chunk / fma_rate;
+  // Shared-memory wavefronts (a 4-byte word per lane each; 8-byte types take two).
+  const double words = ce / 4.0;
+  double lds = sharing * plan::kWarps * (p.micro_r + plan::kTiledMicroCols) * p.k_chunk * words;
+  lds += sharing * double(p.tile_rows) * p.tile_cols * plan::kWarps * ce / d.smem_bytes_per_sm_clk;
+  if (!p.resident) lds += sharing * double(p.tile_rows) * s.H * ce / d.smem_bytes_per_sm_clk;
+  r.compute = cycles_ns(d, fma);
+  r.smem = cycles_ns(d, lds > fma ? lds - fma : 0.0);
+  if (!p.resident) {
+    const double sm_l2_gbs = d.l2_gbs / dev.sm_count;  // GB/s == bytes/ns
+    r.latency = d.l2_latency_ns + sharing * double(p.tile_rows) * s.H * ce / sm_l2_gbs;
+  }
+  const double sync = cycles_ns(d, d.syncthreads_cycles);
+  r.barrier = p.resident ? 2.0 * sync : 2.0 * sync + d.grid_sync_ns;
+  r.launch = d.launch_ns / double(s.T);
+  r.total = r.compute + r.smem + r.latency + r.barrier + r.launch;
+  return r;
+}
+
 // A [B, H] x [H, H] GEMM of cuBLAS at per-step size: the math spread over the CTAs that
 // the output has (64 x 64 tiles assumed), or W_hh streamed from L2, whichever is longer.
 inline double small_gemm_ns(const DeviceSpec& d, int64_t B, int64_t H, bool tensor_cores,
@@ -228,6 +279,8 @@ inline Prediction predict(const DeviceSpec& d, const Shape& s, Candidate c) {
     case kSingle:
     case kGrid:
       return predict_persistent(d, s, c);
+    case kTiled:
+      return predict_tiled(d, s);
     case kGemm:
       return predict_gemm(d, s);
     default:

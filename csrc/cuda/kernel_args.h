@@ -31,6 +31,11 @@ struct BwdArgs {
   bool reverse, relu;
 };
 
+// The tiled kernels' launch shape (launch_plan.h Plan, kTiled fields).
+struct TiledShape {
+  int tile_rows, tile_cols, lanes_r, col_tiles, stride, k_chunk;
+};
+
 // The GEMM fallback's pointwise kernels: a grid-stride loop of kPointwiseThreads-thread
 // blocks over the B*H elements of one step.
 constexpr int kPointwiseThreads = 256;

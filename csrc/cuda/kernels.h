@@ -29,6 +29,18 @@ void launch_fwd_persistent(const FwdArgs<T>& a, const plan::Plan& p, cudaStream_
 template <typename T>
 void launch_bwd_persistent(const BwdArgs<T>& a, const plan::Plan& p, cudaStream_t stream);
 
+// The tiled kernels (tiled_body.cuh): the largest register count among the instantiations
+// of this direction and element size into *regs; returns their largest static shared memory.
+// Also sets each one's MaxDynamicSharedMemorySize to smem_optin minus its static shared
+// memory (the opt-in: without it a launch above 48 KiB fails).
+int tiled_kernel_attrs(int elem_size, bool backward, int smem_optin, int* regs);
+// Co-resident blocks per SM of the tiled kernel a plan names (cudaOccupancy*).
+int tiled_occupancy(int elem_size, bool backward, const plan::Plan& p);
+template <typename T>
+void launch_fwd_tiled(const FwdArgs<T>& a, const plan::Plan& p, cudaStream_t stream);
+template <typename T>
+void launch_bwd_tiled(const BwdArgs<T>& a, const plan::Plan& p, cudaStream_t stream);
+
 // The GEMM fallback's fused pointwise step (after y_t += h_prev W_hh^T in cuBLAS):
 //   y_t = active ? act(y_t) : h_prev
 template <typename T>

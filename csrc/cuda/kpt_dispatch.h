@@ -8,6 +8,7 @@
 
 #include <type_traits>
 
+#include "kernel_args.h"
 #include "launch_plan.h"
 
 namespace fastrnn::cuda_kernels {
@@ -39,6 +40,22 @@ void for_each_kpt(F&& f) {
   f(2, std::integral_constant<int, 16>{});
   f(3, std::integral_constant<int, 32>{});
   if constexpr (std::is_same_v<T, float>) f(4, std::integral_constant<int, 64>{});
+}
+
+// Maps a tiled plan's micro_r to the instantiated template (launch_plan.h kTiledMicroRows).
+template <typename F>
+void dispatch_micro_r(int micro_r, F&& f) {
+  switch (micro_r) {
+    case 1: f(std::integral_constant<int, 1>{}); return;
+    case 2: f(std::integral_constant<int, 2>{}); return;
+    case 4: f(std::integral_constant<int, 4>{}); return;
+    default: break;
+  }
+  TORCH_CHECK(false, "fastrnn: no tiled CUDA kernel instantiated for micro_r=", micro_r);
+}
+
+inline TiledShape tiled_shape(const plan::Plan& p) {
+  return TiledShape{p.tile_rows, p.tile_cols, p.lanes_r, p.col_tiles, p.stride, p.k_chunk};
 }
 
 }  // namespace fastrnn::cuda_kernels

@@ -10,7 +10,7 @@
 
 namespace fastrnn::plan {
 
-enum class RecordedPath : int { kResident = 0, kSingle = 1, kGrid = 2, kGemm = 3 };
+enum class RecordedPath : int { kResident = 0, kSingle = 1, kGrid = 2, kGemm = 3, kTiled = 4 };
 
 struct LaunchRecord {
   int target = 0;     // 0: a CUDA device, 1: the SIMT simulation (backend "cuda_sim")
@@ -23,6 +23,9 @@ struct LaunchRecord {
   int launches = 0;            // kernel launches of the recurrence (T on the gemm path)
   int64_t steps = 0, batch = 0, hidden = 0;
   int elem_size = 0;           // compute type: 4 float32 (also fp16/bf16), 8 float64
+  // The tiled path only (0 otherwise): output columns per block (rows: rows_per_tile), the
+  // micro tile's rows, and whether the step ends in a grid barrier (several column tiles).
+  int tile_cols = 0, micro_r = 0, grid_barrier = 0;
 };
 
 void record_launch(const LaunchRecord& r);

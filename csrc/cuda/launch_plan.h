@@ -14,6 +14,16 @@
 //   `resident` (single block, whole batch in one tile): the forward keeps the state in
 //   two shared-memory tiles across steps instead of re-reading it from global memory,
 //   which leaves one __syncthreads per step.
+//
+// The tiled family (tiled_body.cuh; plan: make_tiled_plan below) tiles batch x hidden over
+// the grid: block (rb, cb) owns batch rows [rb * tile_rows, +tile_rows) and output columns
+// [cb * tile_cols, +tile_cols), keeps its [tile_cols, H] slice of the recurrent matrix in
+// shared memory (up to the device's opt-in limit) for all steps, and splits the K reduction
+// over its 8 warps (partial sums reduced through shared memory in a fixed order). A warp's
+// 32 lanes form a lanes_r x (32 / lanes_r) grid, each lane a micro_r x kTiledMicroCols
+// micro tile of outputs. When one column tile covers all of H (col_tiles == 1) blocks only
+// split the batch: the state stays in shared memory and no grid barrier exists (a plain
+// launch of any size); otherwise one grid.sync() per step (cooperative launch).
 #pragma once
 
 #include <cstdint>
@@ -25,19 +35,26 @@ enum Path : int {
   kPersistentSingle = 0,  // one block, __syncthreads between steps
   kPersistentGrid = 1,    // cooperative grid, grid.sync() between steps
   kGemmFallback = 2,      // per-step cuBLAS GEMM + fused pointwise kernel
+  kTiled = 3,             // batch x hidden tiles over the grid (tiled_body.cuh)
 };
 
 // What the caller may force (tests exercise every path at small sizes).
-enum Force : int { kAuto = 0, kForceSingle = 1, kForceGrid = 2, kForceGemm = 3 };
+enum Force : int { kAuto = 0, kForceSingle = 1, kForceGrid = 2, kForceGemm = 3, kForceTiled = 4 };
+inline constexpr const char* kForceNames[] = {"auto", "single", "grid", "gemm", "tiled"};
 
-// "auto" | "single" | "grid" | "gemm"; false for anything else.
+// "auto" | "single" | "grid" | "gemm" | "tiled"; false for anything else.
 inline bool parse_force(std::string_view s, Force* out) {
-  if (s.empty() || s == "auto") *out = kAuto;
-  else if (s == "single") *out = kForceSingle;
-  else if (s == "grid") *out = kForceGrid;
-  else if (s == "gemm") *out = kForceGemm;
-  else return false;
-  return true;
+  if (s.empty()) {
+    *out = kAuto;
+    return true;
+  }
+  for (int i = 0; i < int(sizeof(kForceNames) / sizeof(kForceNames[0])); ++i) {
+    if (s == kForceNames[i]) {
+      *out = Force(i);
+      return true;
+    }
+  }
+  return false;
 }
 
 constexpr int kThreads = 256;    // threads per block of the persistent kernels
@@ -55,6 +72,7 @@ constexpr int kNumKptDouble = 4;
 struct Device {
   int sm_count = 1;
   int smem_per_block = 48 * 1024;  // bytes usable without opting in
+  int smem_optin = 0;              // bytes per block with the opt-in attribute (0: none)
   int smem_per_sm = 228 * 1024;
   int regs_per_sm = 65536;
   int max_threads_per_sm = 2048;
@@ -72,6 +90,14 @@ struct Plan {
   int smem_bytes = 0;     // dynamic shared memory per block
   int blocks_per_sm = 0;  // co-resident blocks of this kernel per SM (estimate)
   int resident = 0;       // 1: state kept in shared memory (two tiles) across steps
+  // kTiled only (0 otherwise):
+  int tile_rows = 0;      // batch rows of a block
+  int tile_cols = 0;      // output columns of a block (lanes_c * kTiledMicroCols)
+  int lanes_r = 0;        // lanes of a warp along the rows (lanes_c = 32 / lanes_r)
+  int micro_r = 0;        // rows of a lane's micro tile (template parameter)
+  int row_tiles = 0, col_tiles = 0;  // grid = row_tiles * col_tiles
+  int stride = 0;         // shared-memory row stride of weights and state (H or H + 1)
+  int k_chunk = 0;        // K entries of one warp's share of the reduction
 };
 
 inline int num_kpt(int elem_size) { return elem_size == 8 ? kNumKptDouble : kNumKptFloat; }
@@ -129,19 +155,118 @@ inline int64_t step_cost(int64_t B, int kpt, int ks, int hp, int grid, bool resi
   return fma + shuffles + staging + barrier;
 }
 
+// ---- the tiled family ------------------------------------------------------------------
+
+constexpr int kWarps = kThreads / 32;
+constexpr int kTiledMicroCols = 4;        // columns of a lane's micro tile
+constexpr int kTiledMicroRows[] = {1, 2, 4};  // instantiated micro_r (kpt_dispatch.h)
+constexpr int kNumTiledMicroRows = 3;
+constexpr int kTiledMaxRows = 32;         // tile_rows cap (the live-row scan per step)
+// Outputs one thread reduces and finishes in the epilogue: tile_rows * tile_cols <= 4 * 256.
+constexpr int kTiledOutputsPerThread = 4;
+
+// Shared-memory row stride: H, or H + 1 when H is even, so that the lanes reading one k of
+// different rows (or weight columns) hit different banks. Never a power-of-two padding.
+inline int tiled_stride(int64_t H) { return int(H % 2 == 0 ? H + 1 : H); }
+
+// Dynamic shared memory of a tiled block: weights [tile_cols, stride], the state tile
+// [tile_rows, stride] (two when resident: col_tiles == 1), partial sums [8, rows, cols].
+inline int64_t tiled_smem_bytes(int tile_rows, int tile_cols, int stride, bool resident,
+                                int elem_size) {
+  return (int64_t(tile_cols) * stride + int64_t(resident ? 2 : 1) * tile_rows * stride +
+          int64_t(kWarps) * tile_rows * tile_cols) * elem_size;
+}
+
+// Per-step cycles of a tiled plan, on make_plan's scale (step_cost): the busiest SM's FMA
+// issue or shared-memory loads (each lane loads micro_r state values and 4 weights per k, one
+// wavefront each: conflict-free by the odd stride, broadcast among lanes of a row), the
+// fixed-order reduction, the staging of the state from L2 (grid only), and the barrier.
+inline int64_t tiled_step_cost(const Plan& p, int elem_size, int sm_count) {
+  const int64_t grid = int64_t(p.row_tiles) * p.col_tiles;
+  const int64_t per_sm_round = p.blocks_per_sm > 0 ? int64_t(p.blocks_per_sm) * sm_count : 1;
+  const int64_t waves = ceil_div(grid, per_sm_round);
+  const int64_t sharing = ceil_div(grid, int64_t(sm_count)) < p.blocks_per_sm
+                              ? ceil_div(grid, int64_t(sm_count)) : p.blocks_per_sm;
+  const int64_t fma = int64_t(p.micro_r) * kTiledMicroCols * p.k_chunk * (elem_size == 8 ? 2 : 1);
+  const int64_t lds = int64_t(p.micro_r + kTiledMicroCols) * p.k_chunk * (elem_size == 8 ? 2 : 1);
+  const int64_t core = kWarps * (fma / 4 > lds ? fma / 4 : lds);
+  const int64_t reduce = int64_t(p.tile_rows) * p.tile_cols * kWarps / 32;
+  const int64_t staging = p.col_tiles > 1
+      ? 600 + int64_t(p.tile_rows) * p.stride * elem_size / 64 : 0;
+  const int64_t barrier = p.col_tiles > 1 ? 2000 : 50;
+  return waves * sharing * (core + reduce) + staging + barrier;
+}
+
+// The cheapest tiled plan for B x H that fits (shared memory up to the opt-in limit,
+// co-resident blocks when a grid barrier is needed); path kGemmFallback if none does.
+// regs: registers per thread of the tiled kernels (0: the __launch_bounds__ cap).
+inline Plan make_tiled_plan(int64_t B, int64_t H, int elem_size, const Device& dev,
+                            int regs = 0) {
+  Plan best;
+  if (B <= 0 || H <= 0 || (elem_size != 4 && elem_size != 8)) return best;
+  const int smem_limit = dev.smem_optin > dev.smem_per_block ? dev.smem_optin : dev.smem_per_block;
+  const int stride = tiled_stride(H);
+  // Each warp's K share, a multiple of 4 so that warps start on aligned k.
+  const int k_chunk = int(ceil_div(ceil_div(H, kWarps), 4) * 4);
+  int64_t best_cost = -1;
+  for (int lanes_r = 1; lanes_r <= 32; lanes_r *= 2) {
+    for (int mi = 0; mi < kNumTiledMicroRows; ++mi) {
+      const int micro_r = kTiledMicroRows[mi];
+      const int tile_rows = lanes_r * micro_r;
+      const int tile_cols = (32 / lanes_r) * kTiledMicroCols;
+      if (tile_rows > kTiledMaxRows) continue;
+      // Needless rows or columns: a smaller tile of the same shape family does it.
+      if (lanes_r > 1 && tile_rows / 2 >= B) continue;
+      Plan p;
+      p.path = kTiled;
+      p.threads = kThreads;
+      p.tile_rows = tile_rows;
+      p.tile_cols = tile_cols;
+      p.lanes_r = lanes_r;
+      p.micro_r = micro_r;
+      p.row_tiles = int(ceil_div(B, tile_rows));
+      p.col_tiles = int(ceil_div(H, tile_cols));
+      p.grid = p.row_tiles * p.col_tiles;
+      p.stride = stride;
+      p.k_chunk = k_chunk;
+      p.resident = p.col_tiles == 1 ? 1 : 0;
+      p.rows_per_tile = tile_rows;
+      const int64_t smem = tiled_smem_bytes(tile_rows, tile_cols, stride, p.resident, elem_size);
+      if (smem > smem_limit) continue;
+      p.smem_bytes = int(smem);
+      p.blocks_per_sm = blocks_per_sm(regs > 0 ? regs : kMaxRegsPerThread, p.smem_bytes, dev);
+      if (p.blocks_per_sm < 1) continue;
+      if (p.col_tiles > 1 && (!dev.cooperative_launch ||
+                              int64_t(p.grid) > int64_t(p.blocks_per_sm) * dev.sm_count)) {
+        continue;  // grid.sync() needs every block resident at once
+      }
+      const int64_t cost = tiled_step_cost(p, elem_size, dev.sm_count);
+      if (best_cost < 0 || cost < best_cost) {
+        best_cost = cost;
+        best = p;
+      }
+    }
+  }
+  return best;
+}
+
 // Chooses the path and launch configuration for B batch rows and hidden size H in a
 // compute type of elem_size bytes (4: float, also used for float16/bfloat16; 8: double).
 // regs_per_kpt[i] is the register count of the kernel instantiated for kpt_at(i), or
 // nullptr for regs_model(). Never returns a persistent plan that would not fit on chip.
 // `resident` is only set when allow_resident (the forward kernel implements it).
+// With force == kAuto the tiled family competes on cost (tiled_step_cost); kForceTiled
+// takes only it, kForceSingle / kForceGrid only the older kernels. tiled_regs: registers
+// per thread of the tiled kernels (0: the model's cap).
 inline Plan make_plan(int64_t B, int64_t H, int elem_size, const Device& dev,
                       const int* regs_per_kpt = nullptr, Force force = kAuto,
-                      bool allow_resident = false) {
+                      bool allow_resident = false, int tiled_regs = 0) {
   Plan best;
   best.path = kGemmFallback;
   if (force == kForceGemm || B <= 0 || H <= 0 || (elem_size != 4 && elem_size != 8)) {
     return best;
   }
+  if (force == kForceTiled) return make_tiled_plan(B, H, elem_size, dev, tiled_regs);
   int64_t best_cost = -1;
   for (int i = 0; i < num_kpt(elem_size); ++i) {
     const int kpt = kpt_at(elem_size, i);
@@ -184,6 +309,13 @@ inline Plan make_plan(int64_t B, int64_t H, int elem_size, const Device& dev,
       best.smem_bytes = smem;
       best.blocks_per_sm = bps;
       best.resident = resident ? 1 : 0;
+    }
+  }
+  if (force == kAuto) {
+    const Plan tiled = make_tiled_plan(B, H, elem_size, dev, tiled_regs);
+    if (tiled.path == kTiled &&
+        (best_cost < 0 || tiled_step_cost(tiled, elem_size, dev.sm_count) < best_cost)) {
+      return tiled;
     }
   }
   return best;

@@ -7,6 +7,7 @@
 //   kTarget                    LaunchRecord::target (0 cuda, 1 simulation)
 //   plan(B, H, elem, backward) the launch plan for its device (launch_plan.h make_plan)
 //   fwd_persistent<T>(args, plan), bwd_persistent<T>(args, plan)
+//   fwd_tiled<T>(args, plan), bwd_tiled<T>(args, plan)   the tiled family (tiled_body.cuh)
 //   fwd_pointwise<T>(...), bwd_pointwise<T>(...)   the fallback's per-step kernels
 // Math and shapes: ../rnn.h.
 #pragma once
@@ -30,7 +31,7 @@
 
 namespace fastrnn::cuda_host {
 
-// FASTRNN_CUDA_PATH=auto|single|grid|gemm forces a path (tests reach every path at
+// FASTRNN_CUDA_PATH=auto|single|grid|gemm|tiled forces a path (tests reach every path at
 // small sizes with it); a forced persistent path that cannot run falls back to gemm.
 // A per-thread override (path_override.h: the measured choice running its winner) wins.
 inline plan::Force forced_path() {
@@ -38,7 +39,7 @@ inline plan::Force forced_path() {
   if (plan::path_override(&f)) return f;
   const char* env = std::getenv("FASTRNN_CUDA_PATH");
   TORCH_CHECK_VALUE(plan::parse_force(env ? env : "", &f),
-                    "fastrnn: FASTRNN_CUDA_PATH must be auto, single, grid or gemm, got '",
+                    "fastrnn: FASTRNN_CUDA_PATH must be auto, single, grid, gemm or tiled, got '",
                     env, "'");
   return f;
 }
@@ -58,6 +59,17 @@ inline void record(int target, bool backward, const plan::Plan& p, int64_t T, in
     r.threads_per_block = cuda_kernels::kPointwiseThreads;
     r.tiles_per_step = 1;
     r.launches = int(T);
+  } else if (p.path == plan::kTiled) {
+    r.path = plan::RecordedPath::kTiled;
+    r.blocks = p.grid;
+    r.threads_per_block = p.threads;
+    r.tiles_per_step = 1;  // every block keeps its tile: one tile per block and step
+    r.rows_per_tile = p.tile_rows;
+    r.smem_bytes = p.smem_bytes;
+    r.launches = 1;
+    r.tile_cols = p.tile_cols;
+    r.micro_r = p.micro_r;
+    r.grid_barrier = p.col_tiles > 1 ? 1 : 0;
   } else {
     r.path = p.resident ? plan::RecordedPath::kResident
              : p.path == plan::kPersistentSingle ? plan::RecordedPath::kSingle
@@ -89,7 +101,8 @@ void forward_recurrence(at::Tensor& y, const at::Tensor& h0, const at::Tensor& w
   if (p.path != plan::kGemmFallback) {
     cuda_kernels::FwdArgs<T> a{y.data_ptr<T>(), h0.const_data_ptr<T>(),
                                w_hh.const_data_ptr<T>(), lengths, T_, B, H, reverse, relu};
-    Target::template fwd_persistent<T>(a, p);
+    if (p.path == plan::kTiled) Target::template fwd_tiled<T>(a, p);
+    else Target::template fwd_persistent<T>(a, p);
     return;
   }
   const at::Tensor w_t = w_hh.t();
@@ -115,7 +128,8 @@ void backward_recurrence(at::Tensor& dz, at::Tensor& carry, const at::Tensor& dy
     cuda_kernels::BwdArgs<T> a{dz.data_ptr<T>(), carry.data_ptr<T>(), dy.const_data_ptr<T>(),
                                y.const_data_ptr<T>(), w_hh.const_data_ptr<T>(), lengths,
                                T_, B, H, reverse, relu};
-    Target::template bwd_persistent<T>(a, p);
+    if (p.path == plan::kTiled) Target::template bwd_tiled<T>(a, p);
+    else Target::template bwd_persistent<T>(a, p);
     return;
   }
   for (int64_t n = 0; n < T_; ++n) {

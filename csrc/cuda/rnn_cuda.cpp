@@ -22,6 +22,8 @@ namespace ck = cuda_kernels;
 struct KernelAttrs {
   std::array<int, plan::kNumKptFloat> regs{};  // per kpt, launch_plan order
   int static_smem = 0;                         // bytes, the largest of the kernels
+  int tiled_regs = 0;                          // the tiled kernels' largest register count
+  int tiled_static_smem = 0;
 };
 
 // Attributes of the compiled kernels on one device, read once per device.
@@ -35,6 +37,10 @@ KernelAttrs kernel_attrs(int device, int elem_size, bool backward) {
     KernelAttrs a;
     a.static_smem = backward ? ck::bwd_kernel_attrs(elem_size, a.regs.data())
                              : ck::fwd_kernel_attrs(elem_size, a.regs.data());
+    cudaDeviceProp prop;
+    C10_CUDA_CHECK(cudaGetDeviceProperties(&prop, device));
+    a.tiled_static_smem = ck::tiled_kernel_attrs(elem_size, backward,
+                                                 int(prop.sharedMemPerBlockOptin), &a.tiled_regs);
     it = cache.emplace(key, a).first;
   }
   return it->second;
@@ -53,14 +59,24 @@ struct CudaTarget {
     dev.sm_count = prop->multiProcessorCount;
     // Dynamic shared memory up to the default per-block limit (no opt-in needed).
     dev.smem_per_block = int(prop->sharedMemPerBlock) - attrs.static_smem;
+    // The tiled kernels opt in to the device's larger per-block limit (kernel_attrs set the
+    // attribute); dynamic memory is what their static shared memory leaves of it.
+    dev.smem_optin = int(prop->sharedMemPerBlockOptin) - attrs.tiled_static_smem;
     dev.smem_per_sm = int(prop->sharedMemPerMultiprocessor);
     dev.regs_per_sm = prop->regsPerMultiprocessor;
     dev.max_threads_per_sm = prop->maxThreadsPerMultiProcessor;
     dev.max_blocks_per_sm = prop->maxBlocksPerMultiProcessor;
     dev.cooperative_launch = prop->cooperativeLaunch != 0;
     plan::Plan p = plan::make_plan(B, H, elem_size, dev, attrs.regs.data(),
-                                   cuda_host::forced_path(), /*allow_resident=*/!backward);
-    if (p.path != plan::kGemmFallback) {
+                                   cuda_host::forced_path(), /*allow_resident=*/!backward,
+                                   attrs.tiled_regs);
+    if (p.path == plan::kTiled) {
+      // A plain launch (one column tile) needs one block per SM; a cooperative one all.
+      const int occ = ck::tiled_occupancy(elem_size, backward, p);
+      if (occ < 1 || (p.col_tiles > 1 && int64_t(occ) * dev.sm_count < p.grid)) {
+        p = plan::Plan{};  // kGemmFallback
+      }
+    } else if (p.path != plan::kGemmFallback) {
       const int occ = backward ? ck::bwd_occupancy(elem_size, p) : ck::fwd_occupancy(elem_size, p);
       if (occ < 1 || (p.grid > 1 && int64_t(occ) * dev.sm_count < p.grid)) {
         p = plan::Plan{};  // kGemmFallback
@@ -76,6 +92,14 @@ struct CudaTarget {
   template <typename T>
   static void bwd_persistent(const ck::BwdArgs<T>& a, const plan::Plan& p) {
     ck::launch_bwd_persistent<T>(a, p, at::cuda::getCurrentCUDAStream());
+  }
+  template <typename T>
+  static void fwd_tiled(const ck::FwdArgs<T>& a, const plan::Plan& p) {
+    ck::launch_fwd_tiled<T>(a, p, at::cuda::getCurrentCUDAStream());
+  }
+  template <typename T>
+  static void bwd_tiled(const ck::BwdArgs<T>& a, const plan::Plan& p) {
+    ck::launch_bwd_tiled<T>(a, p, at::cuda::getCurrentCUDAStream());
   }
   template <typename T>
   static void fwd_pointwise(T* y_t, const T* h_prev, const int64_t* lengths, int64_t t,

@@ -43,6 +43,7 @@ struct SimTarget {
     plan::Device dev;
     dev.sm_count = d.sm_count;
     dev.smem_per_block = d.smem_per_block - d.static_smem;
+    dev.smem_optin = d.smem_per_block_optin - d.static_smem;
     dev.smem_per_sm = d.smem_per_sm;
     dev.regs_per_sm = d.regs_per_sm;
     dev.max_threads_per_sm = d.max_threads_per_sm;
@@ -59,6 +60,14 @@ struct SimTarget {
   template <typename T>
   static void bwd_persistent(const cuda_kernels::BwdArgs<T>& a, const plan::Plan& p) {
     sim_kernels::launch_bwd_persistent<T>(a, p);
+  }
+  template <typename T>
+  static void fwd_tiled(const cuda_kernels::FwdArgs<T>& a, const plan::Plan& p) {
+    sim_kernels::launch_fwd_tiled<T>(a, p);
+  }
+  template <typename T>
+  static void bwd_tiled(const cuda_kernels::BwdArgs<T>& a, const plan::Plan& p) {
+    sim_kernels::launch_bwd_tiled<T>(a, p);
   }
   template <typename T>
   static void fwd_pointwise(T* y_t, const T* h_prev, const int64_t* lengths, int64_t t,

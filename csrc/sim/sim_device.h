@@ -15,7 +15,7 @@ struct SimDevice {
   const char* description;
   int sm_count;
   int smem_per_block;        // cudaDeviceProp::sharedMemPerBlock (no opt-in)
-  int smem_per_block_optin;  // sharedMemPerBlockOptin (the kernels do not opt in)
+  int smem_per_block_optin;  // sharedMemPerBlockOptin (the tiled kernels opt in)
   int static_smem;
   int smem_per_sm;
   int regs_per_sm;

@@ -13,6 +13,7 @@
 #include "../cuda/rnn_bwd_body.cuh"
 #include "../cuda/rnn_fwd_body.cuh"
 #include "../cuda/rnn_pointwise_body.cuh"
+#include "../cuda/tiled_body.cuh"
 #include "simt_runtime.h"
 
 namespace fastrnn::sim_kernels {
@@ -31,6 +32,17 @@ simt::LaunchConfig persistent_config(const char* kernel, const plan::Plan& p) {
   c.block = unsigned(p.threads);
   c.smem_bytes = size_t(p.smem_bytes);
   c.cooperative = p.grid > 1;  // kernel_table.cuh: launch_persistent
+  return c;
+}
+
+template <typename T>
+simt::LaunchConfig tiled_config(const char* kernel, const plan::Plan& p) {
+  simt::LaunchConfig c;
+  c.kernel = std::string(kernel) + "<" + type_name<T>() + ", " + std::to_string(p.micro_r) + ">";
+  c.grid = unsigned(p.grid);
+  c.block = unsigned(p.threads);
+  c.smem_bytes = size_t(p.smem_bytes);
+  c.cooperative = p.col_tiles > 1;  // rnn_tiled_kernels.cu: grid.sync() only across column tiles
   return c;
 }
 
@@ -82,6 +94,38 @@ void launch_bwd_persistent(const cuda_kernels::BwdArgs<T>& a, const plan::Plan& 
 }
 
 template <typename T>
+void launch_fwd_tiled(const cuda_kernels::FwdArgs<T>& a, const plan::Plan& p) {
+  const int64_t BH = a.batch * a.hidden;
+  cuda_kernels::dispatch_micro_r(p.micro_r, [&](auto m) {
+    simt::Launch launch(tiled_config<T>("tiled_fwd_kernel", p));
+    launch.add_buffer("y", a.y, bytes<T>(a.steps * BH), /*writable=*/true);
+    launch.add_buffer("h0", a.h0, bytes<T>(BH), false);
+    launch.add_buffer("w_hh", a.w_hh, bytes<T>(a.hidden * a.hidden), false);
+    launch.add_buffer("lengths", a.lengths, bytes<int64_t>(a.batch), false);
+    launch.run([&] {
+      tiled_kernel<T, decltype(m)::value, cuda_kernels::FwdArgs<T>>(a, cuda_kernels::tiled_shape(p));
+    });
+  });
+}
+
+template <typename T>
+void launch_bwd_tiled(const cuda_kernels::BwdArgs<T>& a, const plan::Plan& p) {
+  const int64_t BH = a.batch * a.hidden;
+  cuda_kernels::dispatch_micro_r(p.micro_r, [&](auto m) {
+    simt::Launch launch(tiled_config<T>("tiled_bwd_kernel", p));
+    launch.add_buffer("dz", a.dz, bytes<T>(a.steps * BH), true);
+    launch.add_buffer("carry", a.carry, bytes<T>(2 * BH), true);
+    launch.add_buffer("dy", a.dy, bytes<T>(a.steps * BH), false);
+    launch.add_buffer("y", a.y, bytes<T>(a.steps * BH), false);
+    launch.add_buffer("w_hh", a.w_hh, bytes<T>(a.hidden * a.hidden), false);
+    launch.add_buffer("lengths", a.lengths, bytes<int64_t>(a.batch), false);
+    launch.run([&] {
+      tiled_kernel<T, decltype(m)::value, cuda_kernels::BwdArgs<T>>(a, cuda_kernels::tiled_shape(p));
+    });
+  });
+}
+
+template <typename T>
 void launch_fwd_pointwise(T* y_t, const T* h_prev, const int64_t* lengths, int64_t t, int64_t B,
                           int64_t H, bool relu) {
   simt::Launch launch(pointwise_config<T>("fwd_pointwise_kernel", B * H));
@@ -114,6 +158,8 @@ void launch_bwd_pointwise(T* dz_t, T* carry_next, const T* dy_t, const T* y_t, c
 #define FASTRNN_INSTANTIATE(T)                                                                   \
   template void launch_fwd_persistent<T>(const cuda_kernels::FwdArgs<T>&, const plan::Plan&);    \
   template void launch_bwd_persistent<T>(const cuda_kernels::BwdArgs<T>&, const plan::Plan&);    \
+  template void launch_fwd_tiled<T>(const cuda_kernels::FwdArgs<T>&, const plan::Plan&);        \
+  template void launch_bwd_tiled<T>(const cuda_kernels::BwdArgs<T>&, const plan::Plan&);        \
   template void launch_fwd_pointwise<T>(T*, const T*, const int64_t*, int64_t, int64_t, int64_t, \
                                         bool);                                                   \
   template void launch_bwd_pointwise<T>(T*, T*, const T*, const T*, const T*, const int64_t*,    \

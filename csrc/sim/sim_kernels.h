@@ -17,6 +17,13 @@ void launch_fwd_persistent(const cuda_kernels::FwdArgs<T>& a, const plan::Plan& 
 template <typename T>
 void launch_bwd_persistent(const cuda_kernels::BwdArgs<T>& a, const plan::Plan& p);
 
+// The tiled family (../cuda/tiled_body.cuh): a plain launch when one column tile covers H,
+// else cooperative, as ../cuda/rnn_tiled_kernels.cu.
+template <typename T>
+void launch_fwd_tiled(const cuda_kernels::FwdArgs<T>& a, const plan::Plan& p);
+template <typename T>
+void launch_bwd_tiled(const cuda_kernels::BwdArgs<T>& a, const plan::Plan& p);
+
 template <typename T>
 void launch_fwd_pointwise(T* y_t, const T* h_prev, const int64_t* lengths, int64_t t, int64_t B,
                           int64_t H, bool relu);
