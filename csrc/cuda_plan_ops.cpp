@@ -40,14 +40,14 @@ std::vector<int64_t> last_launch_fields() {
   const LaunchRecord& r = last_record;
   return {r.target, r.backward, int(r.path), r.blocks, r.threads_per_block, r.tiles_per_step,
           r.kpt, r.ks, r.rows_per_tile, r.smem_bytes, r.launches, r.steps, r.batch, r.hidden,
-          r.elem_size, r.tile_cols, r.micro_r, r.grid_barrier};
+          r.elem_size, r.tile_cols, r.micro_r, r.micro_c, r.grid_barrier};
 }
 }  // namespace plan
 
 namespace {
 
 // Returns [path, grid, threads, kpt, ks, rows_per_tile, smem_bytes, blocks_per_sm, resident,
-// tile_rows, tile_cols, lanes_r, micro_r, row_tiles, col_tiles, stride, k_chunk];
+// tile_rows, tile_cols, lanes_r, micro_r, row_tiles, col_tiles, stride, k_chunk, micro_c];
 // path: 0 single block, 1 cooperative grid, 2 cuBLAS fallback, 3 tiled. backward=True plans
 // the BPTT kernels (the old family has no resident mode). smem_optin: the opt-in per-block
 // limit the tiled kernels may use (0: none, smem_per_block).
@@ -85,7 +85,7 @@ std::vector<int64_t> cuda_launch_plan(int64_t B, int64_t H, int64_t elem_size, i
                                        /*allow_resident=*/!backward);
   return {p.path, p.grid, p.threads, p.kpt, p.ks, p.rows_per_tile, p.smem_bytes,
           p.blocks_per_sm, p.resident, p.tile_rows, p.tile_cols, p.lanes_r, p.micro_r,
-          p.row_tiles, p.col_tiles, p.stride, p.k_chunk};
+          p.row_tiles, p.col_tiles, p.stride, p.k_chunk, p.micro_c};
 }
 
 // The kpt values kernels are instantiated for (what cuobjdump must list).
@@ -161,7 +161,7 @@ TORCH_LIBRARY_FRAGMENT(fastrnn, m) {
   m.def("_cuda_kernel_kpts(int elem_size) -> int[]", &cuda_kernel_kpts);
   // [target, backward, path, blocks, threads_per_block, tiles_per_step, kpt, ks,
   //  rows_per_tile, smem_bytes, launches, steps, batch, hidden, elem_size, tile_cols, micro_r,
-  //  grid_barrier] or [].
+  //  micro_c, grid_barrier] or [].
   m.def("_last_cuda_plan() -> int[]", &plan::last_launch_fields);
   m.def("_set_cuda_path_override(str path) -> str", &set_cuda_path_override);
   m.def(

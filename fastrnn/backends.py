@@ -68,7 +68,7 @@ _CUDA_PATHS = ("resident", "single", "grid", "gemm", "tiled")
 _CUDA_PLAN_FIELDS = ("target", "direction", "path", "blocks", "threads_per_block",
                      "tiles_per_step", "kpt", "ks", "rows_per_tile", "smem_bytes", "launches",
                      "steps", "batch", "hidden", "compute_dtype", "tile_cols", "micro_r",
-                     "grid_barrier")
+                     "micro_c", "grid_barrier")
 
 
 def last_cuda_plan() -> dict | None:
@@ -77,13 +77,16 @@ def last_cuda_plan() -> dict | None:
     Keys: ``target`` ("cuda" or "cuda_sim"), ``direction`` ("fwd" or "bwd"), ``path``
     ("resident": one block keeping the state in shared memory; "single": one block staging
     the state per tile; "grid": a cooperative grid; "gemm": per-step GEMM + pointwise
-    kernel; "tiled": batch x hidden tiles over the grid), ``blocks`` and ``threads_per_block`` of a launch, ``tiles_per_step`` (batch
-    tiles a block stages per step), ``kpt`` / ``ks`` / ``rows_per_tile`` / ``smem_bytes``
+    kernel; "tiled": batch x hidden tiles over the grid), ``blocks`` and
+    ``threads_per_block`` of a launch, ``tiles_per_step`` (batch tiles a block stages per
+    step), ``kpt`` / ``ks`` / ``rows_per_tile`` / ``smem_bytes``
     (the persistent kernel's template and shape; 0 on "gemm"), ``launches`` (kernel launches
     of the recurrence), ``steps`` / ``batch`` / ``hidden`` of the call and its
     ``compute_dtype``; on "tiled", ``rows_per_tile`` x ``tile_cols`` is a block's tile,
-    ``micro_r`` its kernel instantiation and ``grid_barrier`` 1 when the step ends in a
-    grid.sync() (several column tiles), 0 when blocks only split the batch. A forward and its backward are two records: the later one wins.
+    ``micro_r`` x ``micro_c`` its kernel instantiation (a lane's micro tile) and
+    ``grid_barrier`` True when the step ends in a grid.sync() (several column tiles), False
+    when blocks only split the batch. A forward and its backward are two records: the later
+    one wins.
     """
     fields = torch.ops.fastrnn._last_cuda_plan()
     if not fields:

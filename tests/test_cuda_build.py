@@ -6,6 +6,7 @@ inspect fastrnn/_C*.so and are skipped, with the reason, when it has no CUDA ker
 """
 from __future__ import annotations
 
+import itertools
 import math
 import os
 import re
@@ -19,12 +20,16 @@ import fastrnn
 from fastrnn import _C
 
 plan_op = torch.ops.fastrnn._cuda_launch_plan
-SINGLE, GRID, GEMM = 0, 1, 2
+SINGLE, GRID, GEMM, TILED = 0, 1, 2, 3
 THREADS = 256          # launch_plan.h kThreads
 MAX_REGS = 128         # launch_plan.h kMaxRegsPerThread (__launch_bounds__(256, 2))
 ARCHS = ("sm_80", "sm_90")
 H100 = dict(sm_count=132, smem_per_block=48 * 1024 - 1024)
 A100 = dict(sm_count=108, smem_per_block=48 * 1024)
+# The same with the opt-in per-block limit the tiled kernels use (cudaDeviceProp
+# sharedMemPerBlockOptin: 227 KiB on sm_90, 163 KiB on sm_80; minus the static 1 KiB on sm_90).
+H100_OPTIN = dict(H100, smem_optin=227 * 1024 - 1024)
+A100_OPTIN = dict(A100, smem_optin=163 * 1024)
 
 HAS_CUDA_KERNELS = fastrnn._ops.has_kernel("cuda")
 needs_cuda_build = pytest.mark.skipif(
@@ -35,8 +40,17 @@ needs_cuda_build = pytest.mark.skipif(
 
 
 def plan(B, H, elem_size=4, device=H100, **kw):
-    keys = ["path", "grid", "threads", "kpt", "ks", "rows", "smem", "blocks_per_sm", "resident"]
+    keys = ["path", "grid", "threads", "kpt", "ks", "rows", "smem", "blocks_per_sm", "resident",
+            "tile_rows", "tile_cols", "lanes_r", "micro_r", "row_tiles", "col_tiles", "stride",
+            "k_chunk", "micro_c"]
+    if "smem_optin" in device:
+        kw.setdefault("smem_optin", device["smem_optin"])
     return dict(zip(keys, plan_op(B, H, elem_size, device["sm_count"], device["smem_per_block"], **kw)))
+
+
+# ----------------------------------------------------------------------------- the older family
+# (one block, or a cooperative grid over columns only): forced, since "auto" now weighs the
+# tiled family against it (tests of the tiled plan below).
 
 
 # ----------------------------------------------------------------------------- launch plan
@@ -44,13 +58,13 @@ def plan(B, H, elem_size=4, device=H100, **kw):
 @pytest.mark.parametrize("H", [1, 17, 64, 128], ids=lambda h: f"H{h}")
 @pytest.mark.parametrize("B", [1, 3], ids=lambda b: f"B{b}")
 def test_small_hidden_small_batch_is_one_block(B, H):
-    p = plan(B, H)
+    p = plan(B, H, force="single")
     assert p["path"] == SINGLE and p["grid"] == 1
 
 
 @pytest.mark.parametrize("H", [129, 256, 1024, 2048], ids=lambda h: f"H{h}")
 def test_larger_hidden_is_a_cooperative_grid(H):
-    p = plan(17, H)
+    p = plan(17, H, force="grid")
     assert p["path"] == GRID
     assert p["grid"] > 1
     assert p["grid"] <= p["blocks_per_sm"] * H100["sm_count"], "blocks must all be co-resident"
@@ -58,31 +72,38 @@ def test_larger_hidden_is_a_cooperative_grid(H):
 
 @pytest.mark.parametrize("H,elem_size", [(2049, 4), (4096, 4), (1025, 8), (2048, 8)])
 def test_beyond_on_chip_capacity_falls_back_to_cublas(H, elem_size):
+    # Without the opt-in limit nothing fits, the tiled family included.
     assert plan(8, H, elem_size)["path"] == GEMM
 
 
 def test_large_batch_spreads_small_hidden_over_blocks():
-    # 256 rows x 64 columns is too much serial work for one block per step.
-    assert plan(1, 64)["path"] == SINGLE
-    assert plan(256, 64)["path"] == GRID
+    # 256 rows x 64 columns is too much serial work for one block per step (old family); the
+    # tiled family spreads the rows over blocks.
+    assert plan(256, 64, force="grid")["path"] == GRID
+    p = plan(256, 64)
+    assert p["path"] == TILED and p["row_tiles"] > 1
 
 
 def test_grid_that_cannot_be_co_resident_falls_back():
     # H=2048 needs 256 blocks; two fit per SM: fine on 132 SMs, not on 108 (A100).
-    assert plan(4, 2048, device=H100)["path"] == GRID
-    assert plan(4, 2048, device=A100)["path"] == GEMM
+    assert plan(4, 2048, device=H100, force="grid")["path"] == GRID
+    assert plan(4, 2048, device=A100, force="grid")["path"] == GEMM
     assert plan(4, 1024, device=dict(sm_count=8, smem_per_block=48 * 1024))["path"] == GEMM
 
 
 def test_real_register_counts_change_residency():
     # With 255 registers per thread only one 256-thread block fits per SM.
-    assert plan(4, 2048, regs_per_kpt=[255] * 5)["path"] == GEMM
-    assert plan(4, 256, regs_per_kpt=[64] * 5)["blocks_per_sm"] == 4
+    assert plan(4, 2048, regs_per_kpt=[255] * 5, force="grid")["path"] == GEMM
+    assert plan(4, 256, regs_per_kpt=[64] * 5, force="grid")["blocks_per_sm"] == 4
 
 
 def test_no_cooperative_launch_means_no_grid():
     assert plan(4, 256, cooperative_launch=False)["path"] == GEMM
-    assert plan(4, 64, cooperative_launch=False)["path"] == SINGLE
+    assert plan(4, 64, cooperative_launch=False, force="single")["path"] == SINGLE
+    # The tiled family needs no cooperative launch when one column tile covers H.
+    p = plan(4, 64, cooperative_launch=False, force="tiled")
+    assert p["path"] == TILED and p["col_tiles"] == 1
+    assert plan(4, 256, cooperative_launch=False, force="tiled")["path"] == GEMM
 
 
 def test_forced_paths():
@@ -98,9 +119,10 @@ def test_forced_paths():
                          ids=["H100", "A100", "tiny"])
 def test_plan_invariants(elem_size, device):
     kpts = set(torch.ops.fastrnn._cuda_kernel_kpts(elem_size))
-    for H in [1, 3, 17, 31, 64, 100, 129, 255, 256, 511, 768, 1000, 1024, 1500, 2048, 2049]:
-        for B in [1, 3, 17, 129, 256]:
-            p = plan(B, H, elem_size, device)
+    for H, B, force in itertools.product(
+            [1, 3, 17, 31, 64, 100, 129, 255, 256, 511, 768, 1000, 1024, 1500, 2048, 2049],
+            [1, 3, 17, 129, 256], ["single", "grid"]):
+            p = plan(B, H, elem_size, device, force=force)
             if p["path"] == GEMM:
                 continue
             where = f"B={B} H={H} elem={elem_size} {device}: {p}"
@@ -121,11 +143,11 @@ def test_plan_invariants(elem_size, device):
 
 def test_state_stays_on_chip_when_the_batch_fits_one_block():
     # Forward only: two tiles of the whole batch in shared memory, one barrier per step.
-    p = plan(3, 64)
+    p = plan(3, 64, force="single")
     assert p["path"] == SINGLE and p["resident"] == 1 and p["rows"] == 4
-    assert plan(3, 64, backward=True)["resident"] == 0
+    assert plan(3, 64, backward=True, force="single")["resident"] == 0
     assert plan(256, 64, force="single")["resident"] == 0  # 2 x 256 rows do not fit
-    assert plan(3, 256)["resident"] == 0  # a grid re-reads the state from global memory
+    assert plan(3, 256, force="grid")["resident"] == 0  # a grid re-reads the state from global memory
 
 
 def test_plan_rejects_bad_arguments():

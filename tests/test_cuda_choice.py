@@ -57,7 +57,8 @@ class Recorder:
     synthetic seconds given for it; `refuse` candidates raise a refused launch."""
 
     def __init__(self, seconds, refuse=(), refusal=None):
-        self.seconds = dict(seconds)
+        # A test that does not time the tiled family makes it the slowest candidate.
+        self.seconds = {"tiled": 9e-3, **seconds}
         self.refuse = set(refuse)
         self.refusal = refusal or cc.LaunchRefused("refused: cooperative grid too large")
         self.ran: list[str] = []
@@ -113,7 +114,7 @@ def test_cudnn_wins_when_it_is_fastest_and_is_never_offered_when_absent():
 
 
 def test_ties_keep_the_model_order():
-    rec = Recorder({"single": 1e-3, "grid": 1e-3, "gemm": 1e-3, "cudnn": 1e-3})
+    rec = Recorder({"single": 1e-3, "grid": 1e-3, "tiled": 1e-3, "gemm": 1e-3, "cudnn": 1e-3})
     choice = rec.chooser().choose(_call())
     model_rank, _ = rec.chooser()._model_ranking(_call(), H100[0], True)
     assert choice.candidate == model_rank[0]
@@ -390,7 +391,7 @@ def test_path_override_drives_cuda_sim(monkeypatch):
 
 
 def test_path_override_restores_on_error_and_rejects_bad_names():
-    with pytest.raises(ValueError, match="path must be auto, single, grid or gemm"):
+    with pytest.raises(ValueError, match="path must be auto, single, grid, tiled or gemm"):
         with cc.forced_path("fast"):
             pass
     with pytest.raises(ValueError, match="path must be"):

@@ -71,30 +71,32 @@ def _check_plan(plan, direction, expect, T, B, H):
     assert plan["threads_per_block"] == 256, where
 
 
+# The older family (one block; a cooperative grid over columns), forced: "auto" weighs the
+# tiled family against it (TILED_GRID below).
 # (dtype, T, B, I, H, FASTRNN_CUDA_PATH, forward (path, kpt, tiles), backward (path, kpt, tiles))
 # The backward has no resident mode: a resident forward pairs with a single-block backward.
 F32, F64 = torch.float32, torch.float64
 PATH_GRID = [
-    pytest.param(F32, 37, 1, 2, 1, "auto", ("resident", 4, 1), ("single", 4, 1), id="f32-resident-kpt4-H1-T37"),
-    pytest.param(F32, 2, 3, 5, 33, "auto", ("resident", 16, 1), ("single", 16, 1), id="f32-resident-kpt16-H33"),
-    pytest.param(F32, 3, 1, 4, 65, "auto", ("resident", 64, 1), ("single", 64, 1), id="f32-resident-kpt64-H65"),
-    pytest.param(F32, 2, 400, 3, 17, "auto", ("single", 4, 2), ("single", 4, 2), id="f32-single-tiles-kpt4"),
+    pytest.param(F32, 37, 1, 2, 1, "single", ("resident", 4, 1), ("single", 4, 1), id="f32-resident-kpt4-H1-T37"),
+    pytest.param(F32, 2, 3, 5, 33, "single", ("resident", 16, 1), ("single", 16, 1), id="f32-resident-kpt16-H33"),
+    pytest.param(F32, 3, 1, 4, 65, "single", ("resident", 64, 1), ("single", 64, 1), id="f32-resident-kpt64-H65"),
+    pytest.param(F32, 2, 400, 3, 17, "single", ("single", 4, 2), ("single", 4, 2), id="f32-single-tiles-kpt4"),
     pytest.param(F32, 2, 200, 3, 33, "single", ("single", 16, 2), ("single", 16, 2), id="f32-single-tiles-kpt16"),
     pytest.param(F32, 2, 200, 3, 65, "single", ("single", 64, 2), ("single", 64, 2), id="f32-single-tiles-kpt64"),
     pytest.param(F32, 3, 1, 3, 33, "grid", ("grid", 8, 1), ("grid", 8, 1), id="f32-grid-kpt8-forced"),
-    pytest.param(F32, 2, 200, 3, 33, "auto", ("grid", 8, 2), ("grid", 8, 2), id="f32-grid-tiles-kpt8"),
-    pytest.param(F32, 2, 64, 3, 65, "auto", ("grid", 16, 1), ("grid", 16, 1), id="f32-grid-kpt16"),
-    pytest.param(F32, 3, 3, 4, 129, "auto", ("grid", 32, 1), ("grid", 32, 1), id="f32-grid-kpt32-H129"),
-    pytest.param(F32, 2, 64, 3, 300, "auto", ("grid", 64, 2), ("grid", 64, 2), id="f32-grid-tiles-kpt64"),
+    pytest.param(F32, 2, 200, 3, 33, "grid", ("grid", 8, 2), ("grid", 8, 2), id="f32-grid-tiles-kpt8"),
+    pytest.param(F32, 2, 64, 3, 65, "grid", ("grid", 16, 1), ("grid", 16, 1), id="f32-grid-kpt16"),
+    pytest.param(F32, 3, 3, 4, 129, "grid", ("grid", 32, 1), ("grid", 32, 1), id="f32-grid-kpt32-H129"),
+    pytest.param(F32, 2, 64, 3, 300, "grid", ("grid", 64, 2), ("grid", 64, 2), id="f32-grid-tiles-kpt64"),
     pytest.param(F32, 3, 3, 4, 17, "gemm", ("gemm", 0, 0), ("gemm", 0, 0), id="f32-gemm-forced"),
     pytest.param(F32, 2, 1, 3, 129, "single", ("gemm", 0, 0), ("gemm", 0, 0), id="f32-single-impossible-falls-back"),
-    pytest.param(F64, 37, 1, 2, 1, "auto", ("resident", 4, 1), ("single", 4, 1), id="f64-resident-kpt4-H1"),
-    pytest.param(F64, 2, 3, 5, 17, "auto", ("resident", 8, 1), ("single", 8, 1), id="f64-resident-kpt8-H17"),
-    pytest.param(F64, 2, 9, 3, 33, "auto", ("resident", 16, 1), ("single", 16, 1), id="f64-resident-kpt16-H33"),
-    pytest.param(F64, 2, 200, 3, 17, "auto", ("single", 8, 2), ("single", 8, 2), id="f64-single-tiles-kpt8"),
-    pytest.param(F64, 2, 200, 3, 33, "auto", ("single", 16, 2), ("single", 16, 2), id="f64-single-tiles-kpt16"),
-    pytest.param(F64, 3, 3, 4, 65, "auto", ("grid", 32, 1), ("grid", 32, 1), id="f64-grid-kpt32-H65"),
-    pytest.param(F64, 2, 64, 3, 65, "auto", ("grid", 32, 2), ("grid", 32, 2), id="f64-grid-tiles-kpt32"),
+    pytest.param(F64, 37, 1, 2, 1, "single", ("resident", 4, 1), ("single", 4, 1), id="f64-resident-kpt4-H1"),
+    pytest.param(F64, 2, 3, 5, 17, "single", ("resident", 8, 1), ("single", 8, 1), id="f64-resident-kpt8-H17"),
+    pytest.param(F64, 2, 9, 3, 33, "single", ("resident", 16, 1), ("single", 16, 1), id="f64-resident-kpt16-H33"),
+    pytest.param(F64, 2, 200, 3, 17, "single", ("single", 8, 2), ("single", 8, 2), id="f64-single-tiles-kpt8"),
+    pytest.param(F64, 2, 200, 3, 33, "single", ("single", 16, 2), ("single", 16, 2), id="f64-single-tiles-kpt16"),
+    pytest.param(F64, 3, 3, 4, 65, "grid", ("grid", 32, 1), ("grid", 32, 1), id="f64-grid-kpt32-H65"),
+    pytest.param(F64, 2, 64, 3, 65, "grid", ("grid", 32, 2), ("grid", 32, 2), id="f64-grid-tiles-kpt32"),
     pytest.param(F64, 2, 200, 3, 33, "grid", ("grid", 8, 2), ("grid", 8, 2), id="f64-grid-tiles-kpt8-forced"),
     pytest.param(F64, 3, 3, 4, 17, "gemm", ("gemm", 0, 0), ("gemm", 0, 0), id="f64-gemm-forced"),
 ]
@@ -125,6 +127,105 @@ def test_every_path_matches_the_reference(monkeypatch, dtype, T, B, I, H, force,
     for name, g, g_ref in zip(["input", "hx", "weight_ih", "weight_hh", "bias_ih", "bias_hh"],
                               grads, grads_ref):
         assert_close(g, g_ref, name=f"grad {name}")
+
+
+# ---- the tiled family (csrc/cuda/tiled_body.cuh) ----------------------------------------------
+# Plans chosen by the model ("auto" or forced "tiled") for the simulated H100; each case names
+# the micro tile (the kernel instantiation: micro_r x micro_c) and whether the step ends in a
+# grid.sync() (several column tiles) or the blocks only split the batch (one column tile:
+# plain launch, __syncthreads only). Every instantiation runs forward and backward in float32
+# and float64, with and without the grid barrier, over several row tiles; the variants spread
+# reverse, relu and lengths (sorted: the live-row prefix; unsorted: per-row masking).
+# (dtype, T, B, I, H, FASTRNN_CUDA_PATH, (micro_r, micro_c, grid_barrier), reverse, relu, lengths)
+NONE, SORTED, UNSORTED = None, "sorted", "unsorted"
+TILED_GRID = [
+    pytest.param(F32, 37, 1, 2, 1, "tiled", (1, 1, False), False, False, NONE, id="f32-1x1-H1-T37"),
+    pytest.param(F32, 3, 1, 3, 33, "tiled", (1, 4, False), True, True, SORTED, id="f32-1x4-B1"),
+    pytest.param(F32, 3, 5, 4, 129, "tiled", (1, 1, True), True, False, UNSORTED, id="f32-1x1-sync-H129"),
+    pytest.param(F32, 2, 65, 3, 129, "tiled", (1, 4, True), False, True, SORTED, id="f32-1x4-sync"),
+    pytest.param(F32, 3, 200, 3, 17, "auto", (2, 1, False), False, False, SORTED, id="f32-2x1-H17"),
+    pytest.param(F32, 2, 33, 3, 129, "auto", (2, 1, True), True, False, UNSORTED, id="f32-2x1-sync"),
+    pytest.param(F32, 2, 300, 3, 33, "auto", (2, 4, False), True, True, UNSORTED, id="f32-2x4"),
+    pytest.param(F32, 2, 130, 3, 129, "auto", (2, 4, True), False, False, NONE, id="f32-2x4-sync"),
+    pytest.param(F32, 2, 300, 3, 17, "auto", (4, 1, False), True, False, SORTED, id="f32-4x1"),
+    pytest.param(F32, 3, 100, 3, 129, "auto", (4, 1, True), True, True, SORTED, id="f32-4x1-sync"),
+    pytest.param(F32, 2, 300, 3, 65, "auto", (4, 4, False), False, True, NONE, id="f32-4x4"),
+    pytest.param(F32, 2, 300, 3, 129, "tiled", (4, 4, True), False, False, UNSORTED, id="f32-4x4-sync"),
+    pytest.param(F64, 5, 1, 2, 3, "tiled", (1, 1, False), True, True, SORTED, id="f64-1x1-H3"),
+    pytest.param(F64, 3, 1, 3, 33, "tiled", (1, 4, False), False, False, NONE, id="f64-1x4-B1"),
+    pytest.param(F64, 3, 5, 4, 129, "tiled", (1, 1, True), False, True, SORTED, id="f64-1x1-sync"),
+    pytest.param(F64, 2, 65, 3, 129, "tiled", (1, 4, True), True, False, UNSORTED, id="f64-1x4-sync"),
+    pytest.param(F64, 2, 200, 3, 17, "tiled", (2, 1, False), True, True, UNSORTED, id="f64-2x1"),
+    pytest.param(F64, 2, 33, 3, 129, "tiled", (2, 1, True), False, False, SORTED, id="f64-2x1-sync"),
+    pytest.param(F64, 2, 300, 3, 33, "tiled", (2, 4, False), False, True, SORTED, id="f64-2x4"),
+    pytest.param(F64, 2, 130, 3, 129, "tiled", (2, 4, True), True, True, SORTED, id="f64-2x4-sync"),
+    pytest.param(F64, 2, 300, 3, 17, "tiled", (4, 1, False), False, False, UNSORTED, id="f64-4x1"),
+    pytest.param(F64, 2, 100, 3, 129, "tiled", (4, 1, True), False, False, NONE, id="f64-4x1-sync"),
+    pytest.param(F64, 2, 300, 3, 65, "tiled", (4, 4, False), True, False, SORTED, id="f64-4x4"),
+    pytest.param(F64, 2, 300, 3, 129, "tiled", (4, 4, True), True, True, UNSORTED, id="f64-4x4-sync"),
+]
+
+
+def _check_tiled(plan, direction, expect, T, B, H):
+    micro_r, micro_c, grid_barrier = expect
+    where = f"{direction}: {plan}"
+    assert plan["target"] == "cuda_sim" and plan["direction"] == direction, where
+    assert (plan["steps"], plan["batch"], plan["hidden"]) == (T, B, H), where
+    assert plan["path"] == "tiled" and plan["launches"] == 1, where
+    assert (plan["micro_r"], plan["micro_c"], plan["grid_barrier"]) == expect, where
+    rows, cols = plan["rows_per_tile"], plan["tile_cols"]
+    assert rows % micro_r == 0 and cols % micro_c == 0 and rows * cols == 32 * micro_r * micro_c, where
+    col_tiles = -(-H // cols)
+    assert plan["blocks"] == -(-B // rows) * col_tiles, where
+    assert grid_barrier == (col_tiles > 1), where
+    assert plan["threads_per_block"] == 256, where
+
+
+@pytest.mark.parametrize("dtype,T,B,I,H,force,expect,reverse,relu,lengths", TILED_GRID)
+def test_tiled_matches_the_reference(monkeypatch, dtype, T, B, I, H, force, expect, reverse, relu,
+                                     lengths):
+    monkeypatch.setenv("FASTRNN_CUDA_PATH", force)
+    tensors, lens = _inputs(dtype, T, B, I, H, lengths is not None, seed=H * 5 + B)
+    if lengths == SORTED:  # PackedSequence order: non-increasing
+        lens = lens.sort(descending=True).values
+    elif lengths == UNSORTED:
+        lens[-1] = T + 1  # after shorter rows: never sorted
+    y, h_n = _layer("cuda_sim", tensors, lens, reverse, relu)
+    _check_tiled(last_cuda_plan(), "fwd", expect, T, B, H)
+    grads = grads_of(random_loss([y, h_n]), tensors)
+    _check_tiled(last_cuda_plan(), "bwd", expect, T, B, H)
+
+    y_ref, h_ref = _layer("reference", tensors, lens, reverse, relu)
+    grads_ref = grads_of(random_loss([y_ref, h_ref]), tensors)
+    assert_close(y, y_ref, name="y")
+    assert_close(h_n, h_ref, name="h_n")
+    for name, g, g_ref in zip(["input", "hx", "weight_ih", "weight_hh", "bias_ih", "bias_hh"],
+                              grads, grads_ref):
+        assert_close(g, g_ref, name=f"grad {name}")
+
+
+def test_the_tiled_grid_covers_every_instantiation():
+    # Every micro tile of launch_plan.h (kTiledMicroRows x kTiledMicroCols), both compute
+    # types, with and without the grid barrier, and every lengths kind, forward and backward.
+    cases = [p.values for p in TILED_GRID]
+    for dtype in (F32, F64):
+        got = {c[6] for c in cases if c[0] == dtype}
+        assert got == {(r, c, g) for r in (1, 2, 4) for c in (1, 4) for g in (False, True)}, dtype
+        assert {c[9] for c in cases if c[0] == dtype} == {NONE, SORTED, UNSORTED}
+        assert {(c[7], c[8]) for c in cases if c[0] == dtype} == {(False, False), (False, True),
+                                                                 (True, False), (True, True)}
+
+
+def test_tiled_results_repeat_bitwise():
+    # The K split reduces in a fixed warp order: two runs, same bits (forward and every grad).
+    tensors, lens = _inputs(torch.float32, 3, 40, 3, 129, True, seed=6)
+    runs = []
+    for _ in range(2):
+        y, h_n = _layer("cuda_sim", tensors, lens, False, False)
+        assert last_cuda_plan()["path"] == "tiled"
+        runs.append([y, *grads_of(random_loss([y, h_n]), tensors)])
+    for a, b in zip(*runs):
+        assert torch.equal(a, b)
 
 
 def _module_parity(ref, ours, x, hx=None):
@@ -200,9 +301,10 @@ def test_half_types_match_the_reference(dtype, H):
         assert_close(a, b, name="grad")
 
 
-def test_full_size_h100_grid_runs():
+def test_full_size_h100_grid_runs(monkeypatch):
     # The plan of a real workload spans the simulated H100: 64 blocks x 256 threads, every
     # one a fiber, 8 batch tiles per step, a grid sync per step. Forward only, two steps.
+    monkeypatch.setenv("FASTRNN_CUDA_PATH", "grid")  # "auto" takes the tiled family here
     T, B, I, H = 2, 64, 8, 1024
     tensors, _ = _inputs(torch.float32, T, B, I, H, False, seed=1)
     with torch.no_grad():
@@ -211,6 +313,22 @@ def test_full_size_h100_grid_runs():
     plan = last_cuda_plan()
     assert plan["path"] == "grid" and plan["blocks"] == 64 and plan["kpt"] == 64
     assert plan["tiles_per_step"] == 8
+    assert_close(y, y_ref, name="y")
+
+
+def test_full_size_h100_tiled_runs():
+    # The model's plan for B=64, H=1024 on the simulated H100 (opt-in shared memory): 128 of
+    # the 132 SMs, each block a 16 x 32 tile with its 32 x 1024 slice of W_hh (128 KiB) and
+    # 16 state rows in ~208 KiB of shared memory, a grid sync per step. Forward, two steps.
+    T, B, I, H = 2, 64, 8, 1024
+    tensors, _ = _inputs(torch.float32, T, B, I, H, False, seed=1)
+    with torch.no_grad():
+        y, _ = _layer("cuda_sim", tensors, None, False, False)
+        y_ref, _ = _layer("reference", tensors, None, False, False)
+    plan = last_cuda_plan()
+    assert plan["path"] == "tiled" and plan["blocks"] == 128 and plan["grid_barrier"]
+    assert (plan["rows_per_tile"], plan["tile_cols"]) == (16, 32)
+    assert 48 * 1024 < plan["smem_bytes"] <= fastrnn.cuda_sim.device()["smem_per_block_optin"]
     assert_close(y, y_ref, name="y")
 
 

@@ -39,9 +39,9 @@ def barrier_at(body: str, comment: str) -> str:
     return f"{body}:{hits[0]}"
 
 
-def run(B, H, T=2, backward=False, dtype=torch.float32):
+def run(B, H, T=2, backward=False, dtype=torch.float32, grad=False):
     gen = torch.Generator().manual_seed(0)
-    x = torch.randn(T, B, 3, generator=gen, dtype=dtype, requires_grad=backward)
+    x = torch.randn(T, B, 3, generator=gen, dtype=dtype, requires_grad=backward or grad)
     h0 = torch.randn(B, H, generator=gen, dtype=dtype)
     w_ih = torch.randn(H, 3, generator=gen, dtype=dtype) * 0.3
     w_hh = torch.randn(H, H, generator=gen, dtype=dtype) * H ** -0.5
@@ -66,11 +66,29 @@ PLANTED = [
     pytest.param("rnn_fwd_body.cuh", "if (many_blocks)", 3, 129, "auto", False, "grid",
                  r"race in fwd_persistent_kernel<float, 32> on global buffer 'y'.*"
                  r"block \d+ thread \d+.*block \d+ thread \d+.*no grid sync", id="fwd-grid-sync"),
-    pytest.param("rnn_bwd_body.cuh", "the dz tile is staged", 3, 17, "auto", True, "single",
+    pytest.param("rnn_bwd_body.cuh", "the dz tile is staged", 3, 17, "single", True, "single",
                  r"race in bwd_persistent_kernel<float, 4> on shared memory", id="bwd-staging"),
     pytest.param("rnn_bwd_body.cuh", "if (many_blocks)", 3, 129, "auto", True, "grid",
                  r"race in bwd_persistent_kernel<float, 32> on global buffer 'carry'.*no grid sync",
                  id="bwd-grid-sync"),
+    # The tiled family (one body, forward and backward): H=17 is one column tile (resident,
+    # __syncthreads only), H=129 several (staged state, grid.sync()).
+    pytest.param("tiled_body.cuh", "tiled: weights (and the resident h0)", 3, 17, "tiled", False,
+                 "tiled", r"race in tiled_fwd_kernel<float, \d, \d> on shared memory of block \d",
+                 id="tiled-fwd-weights"),
+    pytest.param("tiled_body.cuh", "tiled: the partial sums are in shared memory", 3, 17, "tiled",
+                 False, "tiled", r"race in tiled_fwd_kernel<float, \d, \d> on shared memory",
+                 id="tiled-fwd-partials"),
+    pytest.param("tiled_body.cuh", "tiled resident: the state buffers swap roles", 3, 17, "tiled",
+                 False, "tiled", r"race in tiled_fwd_kernel<float, \d, \d> on shared memory",
+                 id="tiled-fwd-resident"),
+    pytest.param("tiled_body.cuh", "tiled: the state tile is staged", 3, 129, "tiled", False,
+                 "tiled", r"race in tiled_fwd_kernel<float, \d, \d> on shared memory",
+                 id="tiled-fwd-staging"),
+    pytest.param("tiled_body.cuh", "tiled: every column tile of the step is written", 3, 129,
+                 "tiled", False, "tiled",
+                 r"race in tiled_fwd_kernel<float, \d, \d> on global buffer 'y'.*no grid sync",
+                 id="tiled-fwd-grid-sync"),
 ]
 
 
@@ -84,6 +102,41 @@ def test_a_missing_barrier_is_reported(monkeypatch, body, comment, B, H, force, 
     with pytest.raises(RuntimeError, match=report) as info:
         run(B, H, backward=backward)
     assert "fastrnn cuda_sim:" in str(info.value) and "error(s)" in str(info.value)
+
+
+# The tiled backward runs the forward's body: its forward runs on the GEMM path (no planted
+# bug), then the backward alone on the tiled path with the barrier dropped.
+TILED_BWD = [
+    pytest.param("tiled: the partial sums are in shared memory", 17,
+                 r"race in tiled_bwd_kernel<float, \d, \d> on shared memory", id="partials"),
+    pytest.param("tiled resident: the state buffers swap roles", 17,
+                 r"race in tiled_bwd_kernel<float, \d, \d> on shared memory", id="resident"),
+    pytest.param("tiled: the state tile is staged", 129,
+                 r"race in tiled_bwd_kernel<float, \d, \d> on shared memory", id="staging"),
+    pytest.param("tiled: every column tile of the step is written", 129,
+                 r"race in tiled_bwd_kernel<float, \d, \d> on global buffer 'dz'.*no grid sync",
+                 id="grid-sync"),
+]
+
+
+@pytest.mark.parametrize("comment,H,report", TILED_BWD)
+def test_a_missing_barrier_in_the_tiled_backward_is_reported(monkeypatch, comment, H, report):
+    def backward(drop):
+        monkeypatch.setenv("FASTRNN_CUDA_PATH", "gemm")
+        y = run(3, H, T=3, grad=True)
+        monkeypatch.setenv("FASTRNN_CUDA_PATH", "tiled")
+        set_debug(barrier_at("tiled_body.cuh", comment) if drop else "", 0)
+        try:
+            y.sum().backward()
+        finally:
+            set_debug("", 0)
+
+    backward(drop=False)  # the real kernel: no report
+    plan = last_cuda_plan()
+    assert plan["path"] == "tiled" and plan["direction"] == "bwd"
+    assert plan["grid_barrier"] == (H > 128)
+    with pytest.raises(RuntimeError, match=report):
+        backward(drop=True)
 
 
 def test_shared_memory_past_the_allocation_is_reported():

@@ -167,8 +167,8 @@ inline Prediction predict_persistent(const DeviceSpec& d, const Shape& s, Candid
 
 // The tiled family (launch_plan.h make_tiled_plan, tiled_body.cuh), the plan forced tiled.
 // Per step, on the busiest SM (blocks sharing it x waves of blocks):
-//   compute: every thread issues micro_r x 4 FMAs per k of its warp's K share;
-//   smem:    each lane loads micro_r state values and 4 weights per k (one wavefront each:
+//   compute: every thread issues micro_r x micro_c FMAs per k of its warp's K share;
+//   smem:    each lane loads micro_r state values and micro_c weights per k (one wavefront each:
 //            odd row stride, broadcast among lanes of a row), the reduction reads 8 partials
 //            per output, staging writes the state rows; only the part above the FMAs;
 //   latency: grid only: the staged state rows from L2 (a round trip plus their bytes at the
@@ -193,10 +193,10 @@ inline Prediction predict_tiled(const DeviceSpec& d, const Shape& s) {
   const int64_t on_sm = plan::ceil_div(p.grid, int64_t(dev.sm_count));
   const double sharing = double(waves) * double(on_sm < p.blocks_per_sm ? on_sm : p.blocks_per_sm);
   const double fma_rate = ce == 8 ? d.fp32_fma_per_sm_clk / 2.0 : d.fp32_fma_per_sm_clk;
-  const double fma = sharing * p.threads * p.micro_r * plan::kTiledMicroCols * p.k_chunk / fma_rate;
+  const double fma = sharing * p.threads * p.micro_r * p.micro_c * p.k_chunk / fma_rate;
   // Shared-memory wavefronts (a 4-byte word per lane each; 8-byte types take two).
   const double words = ce / 4.0;
-  double lds = sharing * plan::kWarps * (p.micro_r + plan::kTiledMicroCols) * p.k_chunk * words;
+  double lds = sharing * plan::kWarps * (p.micro_r + p.micro_c) * p.k_chunk * words;
   lds += sharing * double(p.tile_rows) * p.tile_cols * plan::kWarps * ce / d.smem_bytes_per_sm_clk;
   if (!p.resident) lds += sharing * double(p.tile_rows) * s.H * ce / d.smem_bytes_per_sm_clk;
   r.compute = cycles_ns(d, fma);

@@ -42,16 +42,26 @@ void for_each_kpt(F&& f) {
   if constexpr (std::is_same_v<T, float>) f(4, std::integral_constant<int, 64>{});
 }
 
-// Maps a tiled plan's micro_r to the instantiated template (launch_plan.h kTiledMicroRows).
+// Maps a tiled plan's micro tile to the instantiated template: f(micro_r, micro_c) as
+// integral constants, exactly launch_plan.h's kTiledMicroRows x kTiledMicroCols.
 template <typename F>
-void dispatch_micro_r(int micro_r, F&& f) {
+void dispatch_micro(int micro_r, int micro_c, F&& f) {
+  auto cols = [&](auto r) {
+    switch (micro_c) {
+      case 1: f(r, std::integral_constant<int, 1>{}); return true;
+      case 4: f(r, std::integral_constant<int, 4>{}); return true;
+      default: return false;
+    }
+  };
+  bool ok = false;
   switch (micro_r) {
-    case 1: f(std::integral_constant<int, 1>{}); return;
-    case 2: f(std::integral_constant<int, 2>{}); return;
-    case 4: f(std::integral_constant<int, 4>{}); return;
+    case 1: ok = cols(std::integral_constant<int, 1>{}); break;
+    case 2: ok = cols(std::integral_constant<int, 2>{}); break;
+    case 4: ok = cols(std::integral_constant<int, 4>{}); break;
     default: break;
   }
-  TORCH_CHECK(false, "fastrnn: no tiled CUDA kernel instantiated for micro_r=", micro_r);
+  TORCH_CHECK(ok, "fastrnn: no tiled CUDA kernel instantiated for micro tile ", micro_r, "x",
+              micro_c);
 }
 
 inline TiledShape tiled_shape(const plan::Plan& p) {

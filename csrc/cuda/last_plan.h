@@ -24,8 +24,9 @@ struct LaunchRecord {
   int64_t steps = 0, batch = 0, hidden = 0;
   int elem_size = 0;           // compute type: 4 float32 (also fp16/bf16), 8 float64
   // The tiled path only (0 otherwise): output columns per block (rows: rows_per_tile), the
-  // micro tile's rows, and whether the step ends in a grid barrier (several column tiles).
-  int tile_cols = 0, micro_r = 0, grid_barrier = 0;
+  // micro tile (the kernel instantiation), and whether the step ends in a grid barrier
+  // (several column tiles).
+  int tile_cols = 0, micro_r = 0, micro_c = 0, grid_barrier = 0;
 };
 
 void record_launch(const LaunchRecord& r);

@@ -20,8 +20,9 @@
 // [cb * tile_cols, +tile_cols), keeps its [tile_cols, H] slice of the recurrent matrix in
 // shared memory (up to the device's opt-in limit) for all steps, and splits the K reduction
 // over its 8 warps (partial sums reduced through shared memory in a fixed order). A warp's
-// 32 lanes form a lanes_r x (32 / lanes_r) grid, each lane a micro_r x kTiledMicroCols
-// micro tile of outputs. When one column tile covers all of H (col_tiles == 1) blocks only
+// 32 lanes form a lanes_r x (32 / lanes_r) grid, each lane a micro_r x micro_c micro tile
+// of outputs (a block tile of 32 x micro_r x micro_c outputs: as few as 32 so that small
+// B x H still spreads over every SM). When one column tile covers all of H (col_tiles == 1) blocks only
 // split the batch: the state stays in shared memory and no grid barrier exists (a plain
 // launch of any size); otherwise one grid.sync() per step (cooperative launch).
 #pragma once
@@ -92,9 +93,10 @@ struct Plan {
   int resident = 0;       // 1: state kept in shared memory (two tiles) across steps
   // kTiled only (0 otherwise):
   int tile_rows = 0;      // batch rows of a block
-  int tile_cols = 0;      // output columns of a block (lanes_c * kTiledMicroCols)
+  int tile_cols = 0;      // output columns of a block ((32 / lanes_r) * micro_c)
   int lanes_r = 0;        // lanes of a warp along the rows (lanes_c = 32 / lanes_r)
   int micro_r = 0;        // rows of a lane's micro tile (template parameter)
+  int micro_c = 0;        // columns of a lane's micro tile (template parameter)
   int row_tiles = 0, col_tiles = 0;  // grid = row_tiles * col_tiles
   int stride = 0;         // shared-memory row stride of weights and state (H or H + 1)
   int k_chunk = 0;        // K entries of one warp's share of the reduction
@@ -158,9 +160,11 @@ inline int64_t step_cost(int64_t B, int kpt, int ks, int hp, int grid, bool resi
 // ---- the tiled family ------------------------------------------------------------------
 
 constexpr int kWarps = kThreads / 32;
-constexpr int kTiledMicroCols = 4;        // columns of a lane's micro tile
-constexpr int kTiledMicroRows[] = {1, 2, 4};  // instantiated micro_r (kpt_dispatch.h)
+// The instantiated micro tiles (kpt_dispatch.h dispatch_micro): micro_r x micro_c.
+constexpr int kTiledMicroRows[] = {1, 2, 4};
 constexpr int kNumTiledMicroRows = 3;
+constexpr int kTiledMicroCols[] = {1, 4};
+constexpr int kNumTiledMicroCols = 2;
 constexpr int kTiledMaxRows = 32;         // tile_rows cap (the live-row scan per step)
 // Outputs one thread reduces and finishes in the epilogue: tile_rows * tile_cols <= 4 * 256.
 constexpr int kTiledOutputsPerThread = 4;
@@ -178,7 +182,7 @@ inline int64_t tiled_smem_bytes(int tile_rows, int tile_cols, int stride, bool r
 }
 
 // Per-step cycles of a tiled plan, on make_plan's scale (step_cost): the busiest SM's FMA
-// issue or shared-memory loads (each lane loads micro_r state values and 4 weights per k, one
+// issue or shared-memory loads (each lane loads micro_r state values and micro_c weights per k, one
 // wavefront each: conflict-free by the odd stride, broadcast among lanes of a row), the
 // fixed-order reduction, the staging of the state from L2 (grid only), and the barrier.
 inline int64_t tiled_step_cost(const Plan& p, int elem_size, int sm_count) {
@@ -187,8 +191,8 @@ inline int64_t tiled_step_cost(const Plan& p, int elem_size, int sm_count) {
   const int64_t waves = ceil_div(grid, per_sm_round);
   const int64_t sharing = ceil_div(grid, int64_t(sm_count)) < p.blocks_per_sm
                               ? ceil_div(grid, int64_t(sm_count)) : p.blocks_per_sm;
-  const int64_t fma = int64_t(p.micro_r) * kTiledMicroCols * p.k_chunk * (elem_size == 8 ? 2 : 1);
-  const int64_t lds = int64_t(p.micro_r + kTiledMicroCols) * p.k_chunk * (elem_size == 8 ? 2 : 1);
+  const int64_t fma = int64_t(p.micro_r) * p.micro_c * p.k_chunk * (elem_size == 8 ? 2 : 1);
+  const int64_t lds = int64_t(p.micro_r + p.micro_c) * p.k_chunk * (elem_size == 8 ? 2 : 1);
   const int64_t core = kWarps * (fma / 4 > lds ? fma / 4 : lds);
   const int64_t reduce = int64_t(p.tile_rows) * p.tile_cols * kWarps / 32;
   const int64_t staging = p.col_tiles > 1
@@ -210,10 +214,11 @@ inline Plan make_tiled_plan(int64_t B, int64_t H, int elem_size, const Device& d
   const int k_chunk = int(ceil_div(ceil_div(H, kWarps), 4) * 4);
   int64_t best_cost = -1;
   for (int lanes_r = 1; lanes_r <= 32; lanes_r *= 2) {
-    for (int mi = 0; mi < kNumTiledMicroRows; ++mi) {
-      const int micro_r = kTiledMicroRows[mi];
+    for (int mi = 0; mi < kNumTiledMicroRows * kNumTiledMicroCols; ++mi) {
+      const int micro_r = kTiledMicroRows[mi / kNumTiledMicroCols];
+      const int micro_c = kTiledMicroCols[mi % kNumTiledMicroCols];
       const int tile_rows = lanes_r * micro_r;
-      const int tile_cols = (32 / lanes_r) * kTiledMicroCols;
+      const int tile_cols = (32 / lanes_r) * micro_c;
       if (tile_rows > kTiledMaxRows) continue;
       // Needless rows or columns: a smaller tile of the same shape family does it.
       if (lanes_r > 1 && tile_rows / 2 >= B) continue;
@@ -224,6 +229,7 @@ inline Plan make_tiled_plan(int64_t B, int64_t H, int elem_size, const Device& d
       p.tile_cols = tile_cols;
       p.lanes_r = lanes_r;
       p.micro_r = micro_r;
+      p.micro_c = micro_c;
       p.row_tiles = int(ceil_div(B, tile_rows));
       p.col_tiles = int(ceil_div(H, tile_cols));
       p.grid = p.row_tiles * p.col_tiles;

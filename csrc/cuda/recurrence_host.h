@@ -69,6 +69,7 @@ inline void record(int target, bool backward, const plan::Plan& p, int64_t T, in
     r.launches = 1;
     r.tile_cols = p.tile_cols;
     r.micro_r = p.micro_r;
+    r.micro_c = p.micro_c;
     r.grid_barrier = p.col_tiles > 1 ? 1 : 0;
   } else {
     r.path = p.resident ? plan::RecordedPath::kResident

@@ -9,22 +9,20 @@
 namespace fastrnn::cuda_kernels {
 namespace {
 
-template <typename T, int MR, bool kBackward>
-const void* tiled_fn() {
-  using Args = std::conditional_t<kBackward, BwdArgs<T>, FwdArgs<T>>;
-  return reinterpret_cast<const void*>(&tiled_kernel<T, MR, Args>);
-}
-
 template <typename T, bool kBackward>
-const void* tiled_fn(int micro_r) {
+const void* tiled_fn(int micro_r, int micro_c) {
+  using Args = std::conditional_t<kBackward, BwdArgs<T>, FwdArgs<T>>;
   const void* fn = nullptr;
-  dispatch_micro_r(micro_r, [&](auto m) { fn = tiled_fn<T, decltype(m)::value, kBackward>(); });
+  dispatch_micro(micro_r, micro_c, [&](auto mr, auto mc) {
+    fn = reinterpret_cast<const void*>(&tiled_kernel<T, decltype(mr)::value, decltype(mc)::value, Args>);
+  });
   return fn;
 }
 
 template <bool kBackward>
-const void* tiled_fn(int elem_size, int micro_r) {
-  return elem_size == 8 ? tiled_fn<double, kBackward>(micro_r) : tiled_fn<float, kBackward>(micro_r);
+const void* tiled_fn(int elem_size, int micro_r, int micro_c) {
+  return elem_size == 8 ? tiled_fn<double, kBackward>(micro_r, micro_c)
+                        : tiled_fn<float, kBackward>(micro_r, micro_c);
 }
 
 // Lets every instantiation use dynamic shared memory up to `bytes` (the opt-in limit).
@@ -52,9 +50,10 @@ void launch(const void* fn, const Args& a, const plan::Plan& p, cudaStream_t str
 int tiled_kernel_attrs(int elem_size, bool backward, int smem_optin, int* regs) {
   int static_smem = 0;
   *regs = 0;
-  for (int i = 0; i < plan::kNumTiledMicroRows; ++i) {
-    const void* fn = backward ? tiled_fn<true>(elem_size, plan::kTiledMicroRows[i])
-                              : tiled_fn<false>(elem_size, plan::kTiledMicroRows[i]);
+  for (int i = 0; i < plan::kNumTiledMicroRows * plan::kNumTiledMicroCols; ++i) {
+    const int mr = plan::kTiledMicroRows[i / plan::kNumTiledMicroCols];
+    const int mc = plan::kTiledMicroCols[i % plan::kNumTiledMicroCols];
+    const void* fn = backward ? tiled_fn<true>(elem_size, mr, mc) : tiled_fn<false>(elem_size, mr, mc);
     cudaFuncAttributes attr;
     C10_CUDA_CHECK(cudaFuncGetAttributes(&attr, fn));
     if (attr.numRegs > *regs) *regs = attr.numRegs;
@@ -65,7 +64,8 @@ int tiled_kernel_attrs(int elem_size, bool backward, int smem_optin, int* regs) 
 }
 
 int tiled_occupancy(int elem_size, bool backward, const plan::Plan& p) {
-  const void* fn = backward ? tiled_fn<true>(elem_size, p.micro_r) : tiled_fn<false>(elem_size, p.micro_r);
+  const void* fn = backward ? tiled_fn<true>(elem_size, p.micro_r, p.micro_c)
+                            : tiled_fn<false>(elem_size, p.micro_r, p.micro_c);
   int n = 0;
   C10_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, fn, p.threads, p.smem_bytes));
   return n;
@@ -73,12 +73,12 @@ int tiled_occupancy(int elem_size, bool backward, const plan::Plan& p) {
 
 template <typename T>
 void launch_fwd_tiled(const FwdArgs<T>& a, const plan::Plan& p, cudaStream_t stream) {
-  launch(tiled_fn<T, false>(p.micro_r), a, p, stream);
+  launch(tiled_fn<T, false>(p.micro_r, p.micro_c), a, p, stream);
 }
 
 template <typename T>
 void launch_bwd_tiled(const BwdArgs<T>& a, const plan::Plan& p, cudaStream_t stream) {
-  launch(tiled_fn<T, true>(p.micro_r), a, p, stream);
+  launch(tiled_fn<T, true>(p.micro_r, p.micro_c), a, p, stream);
 }
 
 template void launch_fwd_tiled<float>(const FwdArgs<float>&, const plan::Plan&, cudaStream_t);

@@ -9,7 +9,7 @@
 //      before) are in shared memory: kept there from the previous phase when one column tile
 //      covers H ("resident": no grid barrier at all), else staged from global memory;
 //   2. warp w multiplies S[:, K_w] by its K_w slice of the block's matrix rows, each lane a
-//      micro_r x 4 micro tile of outputs, and writes its partial sums to shared memory;
+//      micro_r x micro_c micro tile of outputs, and writes its partial sums to shared memory;
 //   3. the owner thread of each output adds the 8 partials in warp order (fixed: results
 //      repeat bitwise run to run) and applies the epilogue:
 //        forward   y_t = active ? act(y_t + acc) : h_{t-1}
@@ -62,11 +62,10 @@ __device__ __forceinline__ bool live(simt::ptr<const int64_t> lengths, int64_t b
 
 }  // namespace tiled
 
-template <typename T, int MR, class Args>
+template <typename T, int MR, int MC, class Args>
 __global__ void __launch_bounds__(plan::kThreads, plan::kMinBlocksPerSm)
     tiled_kernel(Args a, cuda_kernels::TiledShape sh) {
   constexpr bool kBwd = std::is_same_v<Args, cuda_kernels::BwdArgs<T>>;
-  constexpr int MC = plan::kTiledMicroCols;
   constexpr int OPT = plan::kTiledOutputsPerThread;
   constexpr int kWarps = plan::kWarps;
   FASTRNN_DYNAMIC_SMEM(T, smem);

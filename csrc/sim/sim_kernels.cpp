@@ -38,7 +38,8 @@ simt::LaunchConfig persistent_config(const char* kernel, const plan::Plan& p) {
 template <typename T>
 simt::LaunchConfig tiled_config(const char* kernel, const plan::Plan& p) {
   simt::LaunchConfig c;
-  c.kernel = std::string(kernel) + "<" + type_name<T>() + ", " + std::to_string(p.micro_r) + ">";
+  c.kernel = std::string(kernel) + "<" + type_name<T>() + ", " + std::to_string(p.micro_r) + ", " +
+             std::to_string(p.micro_c) + ">";
   c.grid = unsigned(p.grid);
   c.block = unsigned(p.threads);
   c.smem_bytes = size_t(p.smem_bytes);
@@ -96,14 +97,15 @@ void launch_bwd_persistent(const cuda_kernels::BwdArgs<T>& a, const plan::Plan& 
 template <typename T>
 void launch_fwd_tiled(const cuda_kernels::FwdArgs<T>& a, const plan::Plan& p) {
   const int64_t BH = a.batch * a.hidden;
-  cuda_kernels::dispatch_micro_r(p.micro_r, [&](auto m) {
+  cuda_kernels::dispatch_micro(p.micro_r, p.micro_c, [&](auto mr, auto mc) {
     simt::Launch launch(tiled_config<T>("tiled_fwd_kernel", p));
     launch.add_buffer("y", a.y, bytes<T>(a.steps * BH), /*writable=*/true);
     launch.add_buffer("h0", a.h0, bytes<T>(BH), false);
     launch.add_buffer("w_hh", a.w_hh, bytes<T>(a.hidden * a.hidden), false);
     launch.add_buffer("lengths", a.lengths, bytes<int64_t>(a.batch), false);
     launch.run([&] {
-      tiled_kernel<T, decltype(m)::value, cuda_kernels::FwdArgs<T>>(a, cuda_kernels::tiled_shape(p));
+      tiled_kernel<T, decltype(mr)::value, decltype(mc)::value, cuda_kernels::FwdArgs<T>>(
+          a, cuda_kernels::tiled_shape(p));
     });
   });
 }
@@ -111,7 +113,7 @@ void launch_fwd_tiled(const cuda_kernels::FwdArgs<T>& a, const plan::Plan& p) {
 template <typename T>
 void launch_bwd_tiled(const cuda_kernels::BwdArgs<T>& a, const plan::Plan& p) {
   const int64_t BH = a.batch * a.hidden;
-  cuda_kernels::dispatch_micro_r(p.micro_r, [&](auto m) {
+  cuda_kernels::dispatch_micro(p.micro_r, p.micro_c, [&](auto mr, auto mc) {
     simt::Launch launch(tiled_config<T>("tiled_bwd_kernel", p));
     launch.add_buffer("dz", a.dz, bytes<T>(a.steps * BH), true);
     launch.add_buffer("carry", a.carry, bytes<T>(2 * BH), true);
@@ -120,7 +122,8 @@ void launch_bwd_tiled(const cuda_kernels::BwdArgs<T>& a, const plan::Plan& p) {
     launch.add_buffer("w_hh", a.w_hh, bytes<T>(a.hidden * a.hidden), false);
     launch.add_buffer("lengths", a.lengths, bytes<int64_t>(a.batch), false);
     launch.run([&] {
-      tiled_kernel<T, decltype(m)::value, cuda_kernels::BwdArgs<T>>(a, cuda_kernels::tiled_shape(p));
+      tiled_kernel<T, decltype(mr)::value, decltype(mc)::value, cuda_kernels::BwdArgs<T>>(
+          a, cuda_kernels::tiled_shape(p));
     });
   });
 }
