@@ -167,6 +167,83 @@ def test_zero_sizes_take_the_fallback():
     assert plan(4, 0)["path"] == GEMM
 
 
+# ----------------------------------------------------------------------------- tiled plan
+
+def _tiled_smem(p, elem_size):
+    # launch_plan.h tiled_smem_bytes: weights [cols, stride], state [rows, stride] (x2 when
+    # resident), partial sums [8 warps, rows, cols].
+    states = 2 if p["col_tiles"] == 1 else 1
+    return (p["tile_cols"] * p["stride"] + states * p["tile_rows"] * p["stride"]
+            + 8 * p["tile_rows"] * p["tile_cols"]) * elem_size
+
+
+@pytest.mark.parametrize("elem_size", [4, 8])
+@pytest.mark.parametrize("device", [H100_OPTIN, A100_OPTIN, H100], ids=["H100", "A100", "H100-no-optin"])
+def test_tiled_plan_invariants(elem_size, device):
+    limit = max(device.get("smem_optin", 0), device["smem_per_block"])
+    for H, B in itertools.product([1, 3, 17, 33, 64, 100, 128, 129, 256, 513, 768, 1024, 2048],
+                                  [1, 5, 16, 64, 256]):
+        p = plan(B, H, elem_size, device, force="tiled")
+        if p["path"] == GEMM:
+            continue
+        where = f"B={B} H={H} elem={elem_size} {device}: {p}"
+        assert p["path"] == TILED and p["threads"] == THREADS, where
+        assert p["micro_r"] in (1, 2, 4) and p["micro_c"] in (1, 4), where
+        lanes_c = 32 // p["lanes_r"]
+        assert p["tile_rows"] == p["lanes_r"] * p["micro_r"] <= 32, where
+        assert p["tile_cols"] == lanes_c * p["micro_c"], where
+        assert p["row_tiles"] == math.ceil(B / p["tile_rows"]), where
+        assert p["col_tiles"] == math.ceil(H / p["tile_cols"]), where
+        assert p["grid"] == p["row_tiles"] * p["col_tiles"], where
+        # No power-of-two padding: the row stride is H (odd) or H + 1 (even, for the banks),
+        # the warps' K shares cover H with less than one share of 4 to spare per warp.
+        assert p["stride"] == (H + 1 if H % 2 == 0 else H), where
+        assert 8 * p["k_chunk"] >= H and p["k_chunk"] % 4 == 0 and p["k_chunk"] - 4 < math.ceil(H / 8), where
+        # The tile fits the (opt-in) per-block limit; one column tile keeps the state resident.
+        assert p["smem"] == _tiled_smem(p, elem_size) <= limit, where
+        assert p["resident"] == (p["col_tiles"] == 1), where
+        if p["col_tiles"] > 1:  # grid.sync(): every block co-resident
+            assert p["grid"] <= p["blocks_per_sm"] * device["sm_count"], where
+
+
+@pytest.mark.parametrize("B,H", [(16, 256), (64, 512), (64, 1024), (256, 64)])
+def test_tiled_plan_uses_all_sms_when_the_batch_and_hidden_allow(B, H):
+    # B x H outputs in tiles of 32 x micro_r x micro_c: enough tiles for every SM here.
+    p = plan(B, H, device=H100_OPTIN)
+    assert p["path"] == TILED, p
+    assert 0.9 * H100["sm_count"] <= p["grid"], p
+    if p["col_tiles"] > 1:
+        assert p["grid"] <= H100["sm_count"] * p["blocks_per_sm"], p
+
+
+@pytest.mark.parametrize("H", [1, 17, 64, 100, 128])
+@pytest.mark.parametrize("B", [1, 8, 64, 256])
+def test_tiled_small_hidden_needs_no_grid_barrier(B, H):
+    # One column tile covers H <= 128: blocks split only the batch, a plain launch with
+    # __syncthreads alone, whatever the number of blocks (they never wait for each other).
+    p = plan(B, H, device=H100_OPTIN, force="tiled", cooperative_launch=False)
+    assert p["path"] == TILED and p["col_tiles"] == 1 and p["resident"] == 1, p
+    assert p["row_tiles"] == math.ceil(B / p["tile_rows"]), p
+
+
+def test_tiled_plan_uses_the_opt_in_limit():
+    # B=64, H=1024: a 32-column slice of W_hh alone is 128 KiB: only with the opt-in.
+    p = plan(64, 1024, device=H100_OPTIN)
+    assert p["path"] == TILED and 48 * 1024 < p["smem"] <= H100_OPTIN["smem_optin"], p
+    assert plan(64, 1024, device=H100, force="tiled")["smem"] <= H100["smem_per_block"]
+    # H = 513 and 768 run at their size (odd stride, no padding to 1024).
+    for H in (513, 768):
+        q = plan(64, H, device=H100_OPTIN)
+        assert q["path"] == TILED and q["stride"] in (H, H + 1), q
+
+
+def test_auto_weighs_the_tiled_family_against_the_older_one():
+    # The model ranks both families; each wins somewhere (csrc/cuda/README.md's table).
+    assert plan(64, 512, device=H100_OPTIN)["path"] == TILED
+    assert plan(1, 1, device=H100_OPTIN)["path"] == SINGLE
+    assert plan(64, 512, device=H100_OPTIN, force="grid")["path"] == GRID
+
+
 # ----------------------------------------------------------------------------- the binary
 
 def _cuobjdump():
@@ -223,7 +300,7 @@ def test_dispatcher_has_cuda_kernels():
 def test_cubins_for_sm80_and_sm90():
     listing = _run_cuobjdump("--list-elf")
     for arch in ARCHS:
-        for unit in ("rnn_fwd_kernels", "rnn_bwd_kernels", "rnn_pointwise"):
+        for unit in ("rnn_fwd_kernels", "rnn_bwd_kernels", "rnn_pointwise", "rnn_tiled_kernels"):
             assert re.search(rf"{unit}\.{arch}\.cubin", listing), f"{unit} has no {arch} code:\n{listing}"
 
 
@@ -249,6 +326,40 @@ def test_every_selectable_kernel_is_built_without_spills():
                     problems.append(f"{direction} {tag} kpt={kpt} not built for {arch}")
                 elif r["STACK"] or r["LOCAL"] or r["REG"] > MAX_REGS:
                     problems.append(f"{direction} {tag} kpt={kpt} {arch}: {r} (spills / local memory / registers)")
+    assert not problems, "\n".join(problems)
+
+
+TILED_RE = re.compile(r"tiled_kernelI([fd])Li(\d)ELi(\d)ENS0_7(Fwd|Bwd)Args")
+TILED_MAX_REGS = 255  # launch_plan.h kTiledMaxRegsPerThread (__launch_bounds__(256, 1))
+
+
+@needs_cuda_build
+def test_every_tiled_kernel_is_built_without_spills():
+    # Every micro tile of launch_plan.h, fwd and bwd, float and double, on both architectures.
+    usage = {}
+    arch, name = None, None
+    for line in _run_cuobjdump("--dump-resource-usage").splitlines():
+        m = re.search(r"arch = (sm_\d+)", line)
+        if m:
+            arch = m.group(1)
+            continue
+        m = re.match(r"\s*Function (\S+):", line)
+        if m:
+            name = m.group(1)
+            continue
+        if name and "REG:" in line:
+            k = TILED_RE.search(name)
+            if k:
+                usage[(arch,) + k.groups()] = dict((a, int(v)) for a, v in re.findall(r"(\w+):(\d+)", line))
+            name = None
+    problems = []
+    for arch in ARCHS:
+        for tag, mr, mc, direction in itertools.product("fd", "124", "14", ("Fwd", "Bwd")):
+            r = usage.get((arch, tag, mr, mc, direction))
+            if r is None:
+                problems.append(f"tiled {direction} {tag} {mr}x{mc} not built for {arch}")
+            elif r["STACK"] or r["LOCAL"] or r["REG"] > TILED_MAX_REGS:
+                problems.append(f"tiled {direction} {tag} {mr}x{mc} {arch}: {r}")
     assert not problems, "\n".join(problems)
 
 

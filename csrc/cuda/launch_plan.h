@@ -166,8 +166,16 @@ constexpr int kNumTiledMicroRows = 3;
 constexpr int kTiledMicroCols[] = {1, 4};
 constexpr int kNumTiledMicroCols = 2;
 constexpr int kTiledMaxRows = 32;         // tile_rows cap (the live-row scan per step)
-// Outputs one thread reduces and finishes in the epilogue: tile_rows * tile_cols <= 4 * 256.
-constexpr int kTiledOutputsPerThread = 4;
+// __launch_bounds__(kThreads, kTiledMinBlocksPerSm): a tiled block usually fills most of an
+// SM's shared memory (weights slice + state), so one block per SM is the design point and the
+// kernels may use up to 255 registers (the largest fp64 micro tiles spill at 128).
+constexpr int kTiledMinBlocksPerSm = 1;
+constexpr int kTiledMaxRegsPerThread = 255;
+
+// Outputs one thread reduces and finishes in the epilogue: the largest tile, 32 lanes x 4 x 4,
+// over kThreads threads.
+constexpr int kTiledOutputsPerThread = 32 * 4 * 4 / kThreads;
+static_assert(kTiledOutputsPerThread * kThreads == 32 * 4 * 4, "tile outputs per thread");
 
 // Shared-memory row stride: H, or H + 1 when H is even, so that the lanes reading one k of
 // different rows (or weight columns) hit different banks. Never a power-of-two padding.
@@ -203,7 +211,8 @@ inline int64_t tiled_step_cost(const Plan& p, int elem_size, int sm_count) {
 
 // The cheapest tiled plan for B x H that fits (shared memory up to the opt-in limit,
 // co-resident blocks when a grid barrier is needed); path kGemmFallback if none does.
-// regs: registers per thread of the tiled kernels (0: the __launch_bounds__ cap).
+// regs: registers per thread of the tiled kernels (0: the __launch_bounds__ cap,
+// kTiledMaxRegsPerThread).
 inline Plan make_tiled_plan(int64_t B, int64_t H, int elem_size, const Device& dev,
                             int regs = 0) {
   Plan best;
@@ -240,7 +249,7 @@ inline Plan make_tiled_plan(int64_t B, int64_t H, int elem_size, const Device& d
       const int64_t smem = tiled_smem_bytes(tile_rows, tile_cols, stride, p.resident, elem_size);
       if (smem > smem_limit) continue;
       p.smem_bytes = int(smem);
-      p.blocks_per_sm = blocks_per_sm(regs > 0 ? regs : kMaxRegsPerThread, p.smem_bytes, dev);
+      p.blocks_per_sm = blocks_per_sm(regs > 0 ? regs : kTiledMaxRegsPerThread, p.smem_bytes, dev);
       if (p.blocks_per_sm < 1) continue;
       if (p.col_tiles > 1 && (!dev.cooperative_launch ||
                               int64_t(p.grid) > int64_t(p.blocks_per_sm) * dev.sm_count)) {

@@ -63,7 +63,7 @@ __device__ __forceinline__ bool live(simt::ptr<const int64_t> lengths, int64_t b
 }  // namespace tiled
 
 template <typename T, int MR, int MC, class Args>
-__global__ void __launch_bounds__(plan::kThreads, plan::kMinBlocksPerSm)
+__global__ void __launch_bounds__(plan::kThreads, plan::kTiledMinBlocksPerSm)
     tiled_kernel(Args a, cuda_kernels::TiledShape sh) {
   constexpr bool kBwd = std::is_same_v<Args, cuda_kernels::BwdArgs<T>>;
   constexpr int OPT = plan::kTiledOutputsPerThread;
