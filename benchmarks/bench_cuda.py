@@ -12,7 +12,7 @@ Timing: CUDA events around each call after warm-up, torch.cuda.synchronize() bef
 reading them; TF32 off for both sides (IEEE fp32, what fastrnn guarantees).
 
 The script also times every CUDA candidate of the measured choice (fastrnn/_cuda_choice.py:
-fastrnn's persistent "single" and "grid" plans, the per-step cuBLAS "gemm" path, cuDNN through
+fastrnn's persistent "single", "grid" and "tiled" plans, the per-step cuBLAS "gemm" path, cuDNN through
 torch's RNN op) on issue 12's shapes, one layer, forward and backward separately, per time
 step, beside the cost model's prediction (csrc/cuda/cost_model.h) and the path that actually
 ran (fastrnn.backends.last_cuda_plan); each candidate's output and gradients are checked

@@ -30,34 +30,39 @@ needs_two_gpus = pytest.mark.skipif(
 DTYPES = [torch.float32, torch.float16, torch.bfloat16]
 
 # The limits launch_plan.h reads (its Device struct), for checking the case names on a
-# machine without a GPU: 48 KiB of shared memory per block without opt-in, 64K registers
-# per SM; the SM count decides whether a cooperative grid fits.
+# machine without a GPU: 48 KiB of shared memory per block without opt-in (227 / 163 KiB
+# with it: the tiled kernels opt in), 64K registers per SM; the SM count decides whether a
+# cooperative grid fits.
 REFERENCE_DEVICES = {
-    "H100": dict(sm_count=132, smem_per_block=48 * 1024, regs_per_sm=65536),
-    "A100": dict(sm_count=108, smem_per_block=48 * 1024, regs_per_sm=65536),
+    "H100": dict(sm_count=132, smem_per_block=48 * 1024, regs_per_sm=65536, smem_optin=227 * 1024),
+    "A100": dict(sm_count=108, smem_per_block=48 * 1024, regs_per_sm=65536, smem_optin=163 * 1024),
 }
 
 
 def _device_limits(device=None):
     props = torch.cuda.get_device_properties(device if device is not None else torch.cuda.current_device())
     return dict(sm_count=props.multi_processor_count, smem_per_block=props.shared_memory_per_block,
-                regs_per_sm=props.regs_per_multiprocessor)
+                regs_per_sm=props.regs_per_multiprocessor,
+                smem_optin=props.shared_memory_per_block_optin)
 
 
 def planned(B, H, dtype, force="auto", backward=False, limits=None, device=None):
     """(path, tiles per step) that launch_plan.h picks for B batch rows of hidden size H:
     "resident" (one block, the state kept on chip across steps; forward only), "single",
-    "grid" or "gemm" (cuBLAS per step; 0 tiles). limits: a REFERENCE_DEVICES entry,
+    "grid", "tiled" (batch x hidden tiles, each block keeps its tile: 1) or "gemm" (cuBLAS
+    per step; 0 tiles). limits: a REFERENCE_DEVICES entry,
     default the limits of `device` (default: the current CUDA device). A forced path that cannot run gives "gemm", as on
     the GPU (rnn_cuda.cpp)."""
     limits = limits or _device_limits(device)
     elem_size = 8 if dtype == torch.float64 else 4  # float16/bfloat16 compute in float32
     plan = torch.ops.fastrnn._cuda_launch_plan(
         B, H, elem_size, limits["sm_count"], limits["smem_per_block"], None, force,
-        limits["regs_per_sm"], True, backward)
+        limits["regs_per_sm"], True, backward, limits["smem_optin"])
     path, rows_per_tile, resident = plan[0], plan[5], plan[8]
     if path == 2:
         return "gemm", 0
+    if path == 3:
+        return "tiled", 1
     name = "resident" if resident else ("single" if path == 0 else "grid")
     return name, math.ceil(B / rows_per_tile)
 
@@ -91,11 +96,17 @@ PATH_CASES = [
     pytest.param("grid", 3, 100, 8, 256, "grid", "grid", id="grid-tiled-B100-H256"),
     pytest.param("gemm", 5, 3, 7, 17, "gemm", "gemm", id="gemm-H17"),
     pytest.param("gemm", 4, 17, 33, 129, "gemm", "gemm", id="gemm-H129"),
-    pytest.param("auto", 1, 1, 1, 1, "resident", "single", id="auto-T1-B1-H1"),
-    pytest.param("auto", 7, 5, 3, 1, "resident", "single", id="auto-H1-B5"),
+    # The tiled family: one column tile (no grid barrier) and several (grid.sync()).
+    pytest.param("tiled", 5, 3, 7, 17, "tiled", "tiled", id="tiled-H17"),
+    pytest.param("tiled", 4, 70, 5, 129, "tiled", "tiled", id="tiled-B70-H129"),
+    pytest.param("tiled", 3, 64, 8, 512, "tiled", "tiled", id="tiled-B64-H512"),
+    # At H=1 the model prefers the resident block forward and the tiled backward (the older
+    # family's backward stages its tile every step).
+    pytest.param("auto", 1, 1, 1, 1, "resident", "tiled", id="auto-T1-B1-H1"),
+    pytest.param("auto", 7, 5, 3, 1, "resident", "tiled", id="auto-H1-B5"),
     pytest.param("auto", 1, 4, 6, 129, "grid", "grid", id="auto-T1-H129"),
-    pytest.param("auto", 6, 2, 5, 1024, "grid", "grid", id="auto-H1024"),
-    pytest.param("auto", 3, 2, 5, 2304, "gemm", "gemm", id="auto-beyond-chip-H2304"),
+    pytest.param("auto", 6, 64, 5, 512, "tiled", "tiled", id="auto-B64-H512"),
+    pytest.param("auto", 3, 2, 5, 4608, "gemm", "gemm", id="auto-beyond-chip-H4608"),
 ]
 
 # float64 has fewer weights per lane (launch_plan.h kKptDouble): one block holds H <= 64,
@@ -110,6 +121,8 @@ FLOAT64_CASES = [
     pytest.param("gemm", 5, 129, "gemm", "gemm", id="gemm-H129"),
     pytest.param("single", 5, 129, "gemm", "gemm", id="single-H129-falls-back"),
     pytest.param("grid", 5, 17, "gemm", "gemm", id="grid-H17-falls-back"),
+    pytest.param("tiled", 5, 17, "tiled", "tiled", id="tiled-H17"),
+    pytest.param("tiled", 70, 129, "tiled", "tiled", id="tiled-B70-H129"),
 ]
 
 
@@ -125,7 +138,7 @@ def test_case_names_match_the_launch_plan(limits):
                 force, _, B, _, H, fwd, bwd = case.values
             got = (planned(B, H, dtype, force, False, limits)[0], planned(B, H, dtype, force, True, limits)[0])
             assert got == (fwd, bwd), f"{case.id} ({dtype}): the launch plan gives {got}"
-            if "tiled" in case.id:
+            if "-tiled-" in case.id:  # several batch tiles per step (older family)
                 assert planned(B, H, dtype, force, False, limits)[1] > 1, f"{case.id}: one tile"
                 assert planned(B, H, dtype, force, True, limits)[1] > 1, f"{case.id}: one tile"
 
