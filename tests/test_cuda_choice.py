@@ -304,6 +304,13 @@ def test_cost_model_plans_are_the_hosts_plans():
             plan = torch.ops.fastrnn._cuda_launch_plan(B, H, 4, 132, 47 * 1024, force=p["name"])
             assert (plan[1], plan[3], plan[4], plan[5]) == (p["grid"], p["kpt"], p["ks"], p["rows_per_tile"])
             assert p["path"] == ("resident" if plan[8] else ("single" if plan[0] == 0 else "grid"))
+        # the tiled candidate: make_plan forced "tiled" with the H100's opt-in limit
+        p = cc.predict("h100", T, B, H, torch.float32)[2]
+        assert p["name"] == "tiled" and p["fits"] and p["path"] == "tiled"
+        plan = torch.ops.fastrnn._cuda_launch_plan(B, H, 4, 132, 47 * 1024, force="tiled",
+                                                   smem_optin=226 * 1024)
+        assert (plan[0], plan[1], plan[9], plan[10]) == (3, p["grid"], p["rows_per_tile"], p["tile_cols"])
+        assert p["grid_barrier"] == (plan[14] > 1)
 
 
 def test_cost_model_monotone_and_sane():
@@ -345,6 +352,13 @@ def test_cost_model_monotone_and_sane():
     # bf16 cuDNN runs its GEMMs on tensor cores; fastrnn computes bf16 in fp32 (same cost)
     assert total("cudnn", 256, 64, 1024, torch.bfloat16)["compute"] < total("cudnn", 256, 64, 1024)["compute"]
     assert total("grid", 256, 64, 1024, torch.bfloat16)["total"] == total("grid", 256, 64, 1024)["total"]
+    # tiled: one column tile (H <= 128) means no grid barrier and nothing staged from L2;
+    # several column tiles pay both; the opt-in shared memory holds H = 1024's slices
+    small, large = total("tiled", 256, 64, 128), total("tiled", 256, 64, 512)
+    assert not small["grid_barrier"] and small["latency"] == 0
+    assert small["barrier"] < total("grid", 256, 64, 128)["barrier"]
+    assert large["grid_barrier"] and large["latency"] > 0 and large["barrier"] > small["barrier"]
+    assert total("tiled", 128, 64, 1024)["fits"] and total("tiled", 128, 64, 1024)["grid"] > 100
 
 
 def test_cost_model_errors_name_the_argument():
@@ -369,14 +383,15 @@ def _sim_layer(c):
 
 
 def test_path_override_drives_cuda_sim(monkeypatch):
-    # H=64 lets every path run: resident (single block), grid (4 blocks of 16 columns), gemm.
+    # H=64 lets every path run: resident (single block), grid (4 blocks of 16 columns), tiled,
+    # gemm.
     # float64: the simulated kernels and the reference agree to rounding (1e-12 relative).
     c = _call(T=2, B=2, I=3, H=64, dtype=torch.float64)
     ref = reference.rnn_forward(c.input, c.hx, c.weight_ih, c.weight_hh, c.bias_ih, c.bias_hh,
                                 None, False, "tanh")
     monkeypatch.setenv("FASTRNN_CUDA_PATH", "gemm")  # the override wins over the env var
-    for path, recorded in (("single", "resident"), ("grid", "grid"), ("gemm", "gemm"),
-                           ("auto", None)):
+    for path, recorded in (("single", "resident"), ("grid", "grid"), ("tiled", "tiled"),
+                           ("gemm", "gemm"), ("auto", None)):
         with cc.forced_path(path):
             y = _sim_layer(c)
         plan = last_cuda_plan()
