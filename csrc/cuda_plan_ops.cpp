@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "cuda/candidates.h"
 #include "cuda/cost_model.h"
 #include "cuda/last_plan.h"
 #include "cuda/launch_plan.h"
@@ -50,13 +51,17 @@ namespace {
 // tile_rows, tile_cols, lanes_r, micro_r, row_tiles, col_tiles, stride, k_chunk, micro_c];
 // path: 0 single block, 1 cooperative grid, 2 cuBLAS fallback, 3 tiled. backward=True plans
 // the BPTT kernels (the old family has no resident mode). smem_optin: the opt-in per-block
-// limit the tiled kernels may use (0: none, smem_per_block).
+// limit the tiled kernels may use (0: none, smem_per_block). The plan is ranked by the cost
+// model (cost_model.h) for T steps (packed: lengths given) on `device`, a modelled GPU
+// (h100, h200, a100): its clock, compute capability, L2 and estimates; the other
+// arguments replace its occupancy-relevant properties.
 std::vector<int64_t> cuda_launch_plan(int64_t B, int64_t H, int64_t elem_size, int64_t sm_count,
                                       int64_t smem_per_block,
                                       at::OptionalIntArrayRef regs_per_kpt,
                                       std::string_view force, int64_t regs_per_sm,
                                       bool cooperative_launch, bool backward,
-                                      int64_t smem_optin) {
+                                      int64_t smem_optin, int64_t T, std::string_view device,
+                                      bool packed) {
   TORCH_CHECK_VALUE(elem_size == 4 || elem_size == 8,
                     "fastrnn: elem_size must be 4 (float32 compute) or 8 (float64), got ",
                     elem_size);
@@ -73,16 +78,25 @@ std::vector<int64_t> cuda_launch_plan(int64_t B, int64_t H, int64_t elem_size, i
                       n, " entries (one per kpt), got ", regs_per_kpt->size());
     regs.assign(regs_per_kpt->begin(), regs_per_kpt->end());
   }
-  plan::Device dev;
+  const cost::DeviceEstimates* modelled = cost::find_device(device);
+  TORCH_CHECK_VALUE(modelled != nullptr, "fastrnn: device must be one of h100, h200, a100, got '",
+                    std::string(device), "'");
+  TORCH_CHECK_VALUE(T > 0, "fastrnn: T must be positive, got ", T);
+  plan::Device dev = cost::plan_device(*modelled);
   dev.sm_count = int(sm_count);
   dev.smem_per_block = int(smem_per_block);
   TORCH_CHECK_VALUE(smem_optin >= 0, "fastrnn: smem_optin must be >= 0, got ", smem_optin);
   dev.smem_optin = int(smem_optin);
   dev.regs_per_sm = int(regs_per_sm);
   dev.cooperative_launch = cooperative_launch;
-  const plan::Plan p = plan::make_plan(B, H, int(elem_size), dev,
-                                       regs.empty() ? nullptr : regs.data(), f,
-                                       /*allow_resident=*/!backward);
+  cost::Shape s;
+  s.T = T;
+  s.B = B;
+  s.H = H;
+  s.elem_size = int(elem_size);
+  s.backward = backward;
+  s.packed = packed;
+  const plan::Plan p = plan::make_plan(s, dev, regs.empty() ? nullptr : regs.data(), f);
   return {p.path, p.grid, p.threads, p.kpt, p.ks, p.rows_per_tile, p.smem_bytes,
           p.blocks_per_sm, p.resident, p.tile_rows, p.tile_cols, p.lanes_r, p.micro_r,
           p.row_tiles, p.col_tiles, p.stride, p.k_chunk, p.micro_c};
@@ -118,13 +132,14 @@ std::string set_cuda_path_override(std::string_view path) {
 // tile_cols, grid_barrier (tiled)].
 std::vector<double> cuda_cost_model(std::string_view device, int64_t T, int64_t B, int64_t H,
                                     int64_t elem_size, bool backward, bool packed) {
-  const cost::DeviceSpec* d = cost::find_device(device);
-  TORCH_CHECK_VALUE(d != nullptr, "fastrnn: device must be one of h100, h200, a100, got '",
+  const cost::DeviceEstimates* e = cost::find_device(device);
+  TORCH_CHECK_VALUE(e != nullptr, "fastrnn: device must be one of h100, h200, a100, got '",
                     std::string(device), "'");
   TORCH_CHECK_VALUE(T > 0 && B > 0 && H > 0, "fastrnn: T, B and H must be positive, got ", T,
                     ", ", B, ", ", H);
   TORCH_CHECK_VALUE(elem_size == 2 || elem_size == 4 || elem_size == 8,
                     "fastrnn: elem_size must be 2, 4 or 8, got ", elem_size);
+  const cost::DeviceSpec d = cost::device_spec(cost::plan_device(*e));
   cost::Shape s;
   s.T = T;
   s.B = B;
@@ -134,7 +149,7 @@ std::vector<double> cuda_cost_model(std::string_view device, int64_t T, int64_t 
   s.packed = packed;
   std::vector<double> out;
   for (int c = 0; c < cost::kNumCandidates; ++c) {
-    const cost::Prediction p = cost::predict(*d, s, cost::Candidate(c));
+    const cost::Prediction p = cost::predict(d, s, cost::Candidate(c));
     out.insert(out.end(), {double(c), p.fits ? 1.0 : 0.0, double(p.recorded_path),
                            double(p.plan.grid), double(p.plan.kpt), double(p.plan.ks),
                            double(p.plan.rows_per_tile), double(p.tiles_per_step), p.compute,
@@ -144,9 +159,16 @@ std::vector<double> cuda_cost_model(std::string_view device, int64_t T, int64_t 
   return out;
 }
 
+// The modelled device whose estimates a GPU of this name gets (cost_model.h match_device; an
+// unnamed GPU: kOtherDevice's), the one matching rule of the plan and the choice layer.
+std::string cuda_model_device(std::string_view device_name) {
+  const cost::DeviceEstimates* m = cost::match_device(device_name);
+  return (m ? m : &cost::kOtherDevice)->name;
+}
+
 std::vector<std::string> cuda_cost_devices() {
   std::vector<std::string> out;
-  for (const cost::DeviceSpec& d : cost::kDevices) out.emplace_back(d.name);
+  for (const cost::DeviceEstimates& d : cost::kDevices) out.emplace_back(d.name);
   return out;
 }
 
@@ -156,7 +178,8 @@ TORCH_LIBRARY_FRAGMENT(fastrnn, m) {
   m.def(
       "_cuda_launch_plan(int B, int H, int elem_size, int sm_count, int smem_per_block, "
       "int[]? regs_per_kpt=None, str force='auto', int regs_per_sm=65536, "
-      "bool cooperative_launch=True, bool backward=False, int smem_optin=0) -> int[]",
+      "bool cooperative_launch=True, bool backward=False, int smem_optin=0, int T=1, "
+      "str device='h100', bool packed=False) -> int[]",
       &cuda_launch_plan);
   m.def("_cuda_kernel_kpts(int elem_size) -> int[]", &cuda_kernel_kpts);
   // [target, backward, path, blocks, threads_per_block, tiles_per_step, kpt, ks,
@@ -169,6 +192,7 @@ TORCH_LIBRARY_FRAGMENT(fastrnn, m) {
       "bool packed=False) -> float[]",
       &cuda_cost_model);
   m.def("_cuda_cost_devices() -> str[]", &cuda_cost_devices);
+  m.def("_cuda_model_device(str device_name) -> str", &cuda_model_device);
 }
 
 }  // namespace fastrnn

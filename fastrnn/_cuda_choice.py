@@ -86,12 +86,9 @@ def forced_path(path: str) -> Iterator[None]:
 # ---- the cost model --------------------------------------------------------------------
 
 def model_device(device_name: str) -> str:
-    """The cost model's device for a GPU name; an unknown GPU is modelled as an H100."""
-    name = device_name.upper()
-    for tag, model in (("H200", "h200"), ("H100", "h100"), ("A100", "a100")):
-        if tag in name:
-            return model
-    return "h100"
+    """The cost model's device for a GPU name (the tabled GPU whose name it contains, any case;
+    an unknown GPU is modelled as an H100): the rule make_plan applies on the GPU."""
+    return torch.ops.fastrnn._cuda_model_device(device_name)
 
 
 def predict(device: str, T: int, B: int, H: int, dtype: torch.dtype, *, backward: bool = False,

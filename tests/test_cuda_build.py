@@ -238,9 +238,12 @@ def test_tiled_plan_uses_the_opt_in_limit():
 
 
 def test_auto_weighs_the_tiled_family_against_the_older_one():
-    # The model ranks both families; each wins somewhere (csrc/cuda/README.md's table).
+    # The cost model ranks both families; each wins somewhere (csrc/cuda/README.md's table;
+    # tests/test_cuda_choice.py checks the choice is the model's argmin everywhere).
     assert plan(64, 512, device=H100_OPTIN)["path"] == TILED
-    assert plan(1, 1, device=H100_OPTIN)["path"] == SINGLE
+    assert plan(8, 256, device=H100_OPTIN)["path"] == TILED  # the older family's cycles said single
+    assert plan(2, 64, 8, device=H100_OPTIN)["path"] == SINGLE  # float64, a tiny batch
+    assert plan(256, 1024, device=H100_OPTIN)["path"] == GRID
     assert plan(64, 512, device=H100_OPTIN, force="grid")["path"] == GRID
 
 

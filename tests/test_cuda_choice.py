@@ -313,6 +313,64 @@ def test_cost_model_plans_are_the_hosts_plans():
         assert p["grid_barrier"] == (plan[14] > 1)
 
 
+# The occupancy-relevant numbers of the simulated devices (csrc/sim/sim_device.h) as
+# _cuda_launch_plan arguments: sharedMemPerBlock and the opt-in limit minus the static 1 KiB
+# on sm_90.
+_PLAN_DEVICES = {"h100": dict(sm_count=132, smem_per_block=47 * 1024, smem_optin=226 * 1024),
+                 "a100": dict(sm_count=108, smem_per_block=48 * 1024, smem_optin=163 * 1024)}
+_PLAN_PATHS = {0: ("single", "resident"), 1: ("grid",), 2: ("gemm",), 3: ("tiled",)}
+
+
+@pytest.mark.parametrize("device", sorted(_PLAN_DEVICES))
+def test_make_plan_auto_is_the_cost_models_argmin(device):
+    """One cost scale: make_plan's unforced plan is the fastest fastrnn candidate the cost model
+    predicts (cost_model.h, ns per step), in both directions and types, over batch x hidden
+    (the older family's grid wins at B = 256 with a wide H, its single block at a tiny batch in
+    float64 on the H100, the tiled family elsewhere, the GEMM path where nothing fits)."""
+    d = _PLAN_DEVICES[device]
+    chosen = set()
+    for dtype, elem in ((torch.float32, 4), (torch.float64, 8)):
+        for backward in (False, True):
+            for T in (16, 1024):
+                for B in (1, 3, 8, 16, 64, 256):
+                    for H in (1, 33, 64, 128, 129, 256, 512, 1024, 2048):
+                        preds = [p for p in cc.predict(device, T, B, H, dtype, backward=backward)
+                                 if p["fits"] and p["name"] in ("single", "grid", "tiled")]
+                        want = min(preds, key=lambda p: p["total"]) if preds else None
+                        got = torch.ops.fastrnn._cuda_launch_plan(
+                            B, H, elem, d["sm_count"], d["smem_per_block"], backward=backward,
+                            smem_optin=d["smem_optin"], T=T, device=device)
+                        where = (device, dtype, backward, T, B, H, got, want)
+                        if want is None:
+                            assert got[0] == 2, where
+                            continue
+                        assert want["path"] in _PLAN_PATHS[got[0]], where
+                        assert got[1] == want["grid"], where
+                        if want["name"] == "tiled":
+                            assert (got[9], got[10]) == (want["rows_per_tile"], want["tile_cols"]), where
+                        else:
+                            assert (got[3], got[4], got[5]) == (want["kpt"], want["ks"],
+                                                                want["rows_per_tile"]), where
+                        chosen.add(want["name"])
+    assert {"grid", "tiled"} <= chosen and (device != "h100" or "single" in chosen), chosen
+
+
+def test_make_plan_reads_the_device_it_is_given():
+    """The model's device numbers come from what the host knows (plan::Device): a100's clock,
+    FP32 lanes and estimates rank differently from h100's for the same occupancy limits."""
+    h100 = _PLAN_DEVICES["h100"]
+
+    def path(device, B, H):
+        return torch.ops.fastrnn._cuda_launch_plan(B, H, 4, h100["sm_count"], h100["smem_per_block"],
+                                                   smem_optin=h100["smem_optin"], T=128,
+                                                   device=device)[0]
+    # (B=1, H=1024) float32: the tiled plan on an H100 (128 FP32 lanes per SM), the older
+    # grid with the A100's 64 lanes (its FMAs are the tiled step's larger part there).
+    assert (path("h100", 1, 1024), path("a100", 1, 1024)) == (3, 1)
+    with pytest.raises(ValueError, match="device must be one of h100, h200, a100"):
+        torch.ops.fastrnn._cuda_launch_plan(1, 64, 4, 132, 47 * 1024, device="v100")
+
+
 def test_cost_model_monotone_and_sane():
     def total(name, T, B, H, dtype=torch.float32, device="h100", **kw):
         return next(p for p in cc.predict(device, T, B, H, dtype, **kw) if p["name"] == name)

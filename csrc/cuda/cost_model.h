@@ -2,9 +2,12 @@
 // (the persistent plans of launch_plan.h that fit, the per-step cuBLAS path, cuDNN), with
 // the reason: compute, shared-memory traffic, global-memory latency, barriers, launches.
 //
-// Pure C++ (no CUDA, no torch): exposed as fastrnn::_cuda_cost_model (../cuda_plan_ops.cpp)
-// so CPU tests and `python -m fastrnn cost-model` reach it; fastrnn/_cuda_choice.py uses
-// it when it may not measure (FASTRNN_CUDA_AUTOTUNE=0, deterministic mode).
+// One scale for every decision: launch_plan.h's make_plan ranks its configurations with
+// these predictions (plan_cost), candidates.h predicts every candidate of the measured choice
+// with them. Pure C++ (no CUDA, no torch): exposed as fastrnn::_cuda_cost_model
+// (../cuda_plan_ops.cpp) so CPU tests and `python -m fastrnn cost-model` reach it;
+// fastrnn/_cuda_choice.py uses it when it may not measure (FASTRNN_CUDA_AUTOTUNE=0,
+// deterministic mode).
 //
 // NOTHING HERE HAS BEEN MEASURED ON A GPU. Device numbers marked "spec" are vendors'
 // published figures; those marked "estimate" are rough values from the microbenchmark
@@ -17,20 +20,21 @@
 #include <string_view>
 
 #include "../sim/sim_device.h"
-#include "launch_plan.h"
+#include "plan_types.h"
 
 namespace fastrnn::cost {
 
-struct DeviceSpec {
-  const char* name;
-  const char* plan_device;      // sim_device.h entry with the occupancy-relevant properties
-  double clock_ghz;             // spec: boost clock
-  int fp32_fma_per_sm_clk;      // spec: FP32 lanes per SM (128 on sm_90, 64 on sm_80)
-  int smem_bytes_per_sm_clk;    // spec: 32 banks x 4 bytes per clock (CUDA programming guide)
+// What the host cannot read from a GPU, per named GPU: the published figures the runtime does
+// not report ("spec") and the estimates ("estimate"). The clock, SM count, FP32 lanes (from
+// the compute capability), L2 size and occupancy limits come from the host (plan::Device).
+struct DeviceEstimates {
+  const char* name;             // found case-insensitively in the device's name
+                                //   ("NVIDIA H100 80GB HBM3" -> h100)
+  const char* sim_device;       // sim_device.h entry with its readable properties (the
+                                //   simulation's device, and `cost-model --device`)
   double tensor_bf16_tflops;    // spec: dense BF16 tensor-core peak
   double hbm_gbs;               // spec: HBM bandwidth
   double l2_gbs;                // estimate: aggregate L2 bandwidth
-  double l2_mib;                // spec: L2 size
   double l2_latency_ns;         // estimate: load-to-use of an L2 hit
   double hbm_latency_ns;        // estimate: load-to-use of an L2 miss
   double grid_sync_ns;          // estimate: cooperative-groups grid.sync() of a full grid
@@ -44,35 +48,107 @@ struct DeviceSpec {
 // H100 SXM5: 132 SMs x 128 FP32 lanes x 2 x 1.98 GHz = 66.9 TFLOPS (datasheet: 67).
 // H200: the same GH100 SM array and clock with HBM3e (4.8 TB/s, 141 GB).
 // A100 SXM4: 108 SMs x 64 lanes x 2 x 1.41 GHz = 19.5 TFLOPS (datasheet: 19.5).
-inline constexpr DeviceSpec kDevices[] = {
-    {"h100", "h100", 1.98, 128, 128, 989.0, 3350.0, 5500.0, 50.0, 200.0, 550.0, 1000.0, 40,
-     3000.0, 0.5, 0.5},
-    {"h200", "h100", 1.98, 128, 128, 989.0, 4800.0, 5500.0, 50.0, 200.0, 550.0, 1000.0, 40,
-     3000.0, 0.5, 0.5},
-    {"a100", "a100", 1.41, 64, 128, 312.0, 2039.0, 4000.0, 40.0, 200.0, 600.0, 1200.0, 40,
-     3000.0, 0.5, 0.5},
+inline constexpr DeviceEstimates kDevices[] = {
+    {"h100", "h100", 989.0, 3350.0, 5500.0, 200.0, 550.0, 1000.0, 40, 3000.0, 0.5, 0.5},
+    {"h200", "h100", 989.0, 4800.0, 5500.0, 200.0, 550.0, 1000.0, 40, 3000.0, 0.5, 0.5},
+    {"a100", "a100", 312.0, 2039.0, 4000.0, 200.0, 600.0, 1200.0, 40, 3000.0, 0.5, 0.5},
 };
+// A GPU whose name matches no entry: the H100's estimates (a recent data-centre part), with
+// the clock, SMs, lanes and L2 its host reports.
+inline constexpr DeviceEstimates kOtherDevice = kDevices[0];
+// Assumed where the host could not read a property (never on a GPU or in the simulation):
+// the lowest clock and L2 of the tabled GPUs (A100), so that a compute estimate errs slow.
+constexpr int kAssumedClockKhz = 1410000;
+constexpr int kAssumedL2Bytes = 40 * 1024 * 1024;
 
-inline const DeviceSpec* find_device(std::string_view name) {
-  for (const DeviceSpec& d : kDevices) {
+inline const DeviceEstimates* find_device(std::string_view name) {
+  for (const DeviceEstimates& d : kDevices) {
     if (name == d.name) return &d;
   }
   return nullptr;
 }
 
-// The launch plan's view of a modelled device (the same numbers the simulation uses).
-inline plan::Device plan_device(const DeviceSpec& spec) {
-  const sim::SimDevice* d = sim::find_sim_device(spec.plan_device);
+// The entry whose name occurs in `device_name`, ignoring case; nullptr if none.
+inline const DeviceEstimates* match_device(std::string_view device_name) {
+  auto lower = [](char c) { return c >= 'A' && c <= 'Z' ? char(c - 'A' + 'a') : c; };
+  for (const DeviceEstimates& d : kDevices) {
+    const std::string_view key = d.name;
+    for (size_t i = 0; i + key.size() <= device_name.size(); ++i) {
+      size_t j = 0;
+      while (j < key.size() && lower(device_name[i + j]) == key[j]) ++j;
+      if (j == key.size()) return &d;
+    }
+  }
+  return nullptr;
+}
+
+// FP32 FMA lanes per SM by compute capability: 64 on sm_80 (A100) and before Ampere, 128 on
+// sm_86, sm_89, sm_90 and later (CUDA programming guide, arithmetic instruction throughput).
+inline int fp32_lanes_per_sm(int cc_major, int cc_minor) {
+  if (cc_major == 0) return 128;  // unknown: a current part
+  return cc_major < 8 || (cc_major == 8 && cc_minor == 0) ? 64 : 128;
+}
+
+// The plan's view of a simulated GPU (every property the host reads on a real one).
+inline plan::Device sim_plan_device(const sim::SimDevice& d) {
   plan::Device dev;
-  dev.sm_count = d->sm_count;
-  dev.smem_per_block = d->smem_per_block - d->static_smem;
-  dev.smem_optin = d->smem_per_block_optin - d->static_smem;
-  dev.smem_per_sm = d->smem_per_sm;
-  dev.regs_per_sm = d->regs_per_sm;
-  dev.max_threads_per_sm = d->max_threads_per_sm;
-  dev.max_blocks_per_sm = d->max_blocks_per_sm;
-  dev.cooperative_launch = d->cooperative_launch;
+  dev.sm_count = d.sm_count;
+  dev.smem_per_block = d.smem_per_block - d.static_smem;
+  dev.smem_optin = d.smem_per_block_optin - d.static_smem;
+  dev.smem_per_sm = d.smem_per_sm;
+  dev.regs_per_sm = d.regs_per_sm;
+  dev.max_threads_per_sm = d.max_threads_per_sm;
+  dev.max_blocks_per_sm = d.max_blocks_per_sm;
+  dev.cooperative_launch = d.cooperative_launch;
+  dev.name = d.name;
+  dev.clock_khz = d.clock_khz;
+  dev.cc_major = d.cc_major;
+  dev.cc_minor = d.cc_minor;
+  dev.l2_bytes = d.l2_bytes;
   return dev;
+}
+
+// A tabled GPU as a plan::Device: its sim_device.h properties under its own name.
+inline plan::Device plan_device(const DeviceEstimates& e) {
+  plan::Device dev = sim_plan_device(*sim::find_sim_device(e.sim_device));
+  dev.name = e.name;
+  return dev;
+}
+
+// Everything the model reads about a device: the host's numbers and the estimates.
+struct DeviceSpec {
+  plan::Device dev;
+  const char* name;             // the estimates' entry
+  double clock_ghz;             // host: peak SM clock
+  int fp32_fma_per_sm_clk;      // host: FP32 lanes per SM (compute capability)
+  int smem_bytes_per_sm_clk;    // spec: 32 banks x 4 bytes per clock (CUDA programming guide)
+  double l2_mib;                // host: L2 size
+  double tensor_bf16_tflops, hbm_gbs, l2_gbs, l2_latency_ns, hbm_latency_ns, grid_sync_ns;
+  int syncthreads_cycles;
+  double launch_ns, gemm_efficiency, cudnn_persist_efficiency;  // DeviceEstimates
+};
+
+inline DeviceSpec device_spec(const plan::Device& dev) {
+  const DeviceEstimates* m = match_device(dev.name ? dev.name : "");
+  const DeviceEstimates& e = m ? *m : kOtherDevice;
+  DeviceSpec d{};
+  d.dev = dev;
+  d.name = m ? e.name : "other";
+  d.clock_ghz = (dev.clock_khz > 0 ? dev.clock_khz : kAssumedClockKhz) * 1e-6;
+  d.fp32_fma_per_sm_clk = fp32_lanes_per_sm(dev.cc_major, dev.cc_minor);
+  d.smem_bytes_per_sm_clk = 128;
+  d.l2_mib = double(dev.l2_bytes > 0 ? dev.l2_bytes : kAssumedL2Bytes) / (1024.0 * 1024.0);
+  d.tensor_bf16_tflops = e.tensor_bf16_tflops;
+  d.hbm_gbs = e.hbm_gbs;
+  d.l2_gbs = e.l2_gbs;
+  d.l2_latency_ns = e.l2_latency_ns;
+  d.hbm_latency_ns = e.hbm_latency_ns;
+  d.grid_sync_ns = e.grid_sync_ns;
+  d.syncthreads_cycles = e.syncthreads_cycles;
+  d.launch_ns = e.launch_ns;
+  d.gemm_efficiency = e.gemm_efficiency;
+  d.cudnn_persist_efficiency = e.cudnn_persist_efficiency;
+  return d;
 }
 
 enum Candidate : int {
@@ -107,16 +183,12 @@ inline double cycles_ns(const DeviceSpec& d, double cycles) { return cycles / d.
 // The compute type of fastrnn's kernels: float64 stays, everything else runs in float32.
 inline int compute_elem(int elem_size) { return elem_size == 8 ? 8 : 4; }
 
-// A persistent plan (forced single or grid, exactly as the host would plan it).
-inline Prediction predict_persistent(const DeviceSpec& d, const Shape& s, Candidate which) {
+// A plan of the older family (single block or cooperative grid), as make_plan configured it.
+inline Prediction persistent_cost(const DeviceSpec& d, const Shape& s, const plan::Plan& p) {
   Prediction r;
-  r.candidate = which;
+  r.candidate = p.path == plan::kPersistentSingle ? kSingle : kGrid;
   const int ce = compute_elem(s.elem_size);
-  const plan::Device dev = plan_device(d);
-  const plan::Plan p = plan::make_plan(s.B, s.H, ce, dev, nullptr,
-                                       which == kSingle ? plan::kForceSingle : plan::kForceGrid,
-                                       /*allow_resident=*/!s.backward);
-  if (p.path == plan::kGemmFallback) return r;  // does not fit
+  const plan::Device& dev = d.dev;
   r.fits = true;
   r.plan = p;
   r.recorded_path = p.resident ? 0 : (p.path == plan::kPersistentSingle ? 1 : 2);
@@ -165,7 +237,7 @@ inline Prediction predict_persistent(const DeviceSpec& d, const Shape& s, Candid
   return r;
 }
 
-// The tiled family (launch_plan.h make_tiled_plan, tiled_body.cuh), the plan forced tiled.
+// A plan of the tiled family (launch_plan.h make_tiled_plan, tiled_body.cuh).
 // Per step, on the busiest SM (blocks sharing it x waves of blocks):
 //   compute: every thread issues micro_r x micro_c FMAs per k of its warp's K share;
 //   smem:    each lane loads micro_r state values and micro_c weights per k (one wavefront each:
@@ -177,13 +249,11 @@ inline Prediction predict_persistent(const DeviceSpec& d, const Shape& s, Candid
 //   barrier: the partial-sum __syncthreads and the step's barrier (a __syncthreads when one
 //            column tile covers H, else a staging __syncthreads plus grid.sync()).
 // The backward runs T + 1 phases (the last writes dLoss/dh0): counted per step as T.
-inline Prediction predict_tiled(const DeviceSpec& d, const Shape& s) {
+inline Prediction tiled_cost(const DeviceSpec& d, const Shape& s, const plan::Plan& p) {
   Prediction r;
   r.candidate = kTiled;
   const int ce = compute_elem(s.elem_size);
-  const plan::Device dev = plan_device(d);
-  const plan::Plan p = plan::make_plan(s.B, s.H, ce, dev, nullptr, plan::kForceTiled);
-  if (p.path != plan::kTiled) return r;
+  const plan::Device& dev = d.dev;
   r.fits = true;
   r.plan = p;
   r.recorded_path = 4;
@@ -218,7 +288,7 @@ inline double small_gemm_ns(const DeviceSpec& d, int64_t B, int64_t H, bool tens
                             int elem_bytes) {
   const double flops = 2.0 * B * H * H;
   const int64_t ctas = plan::ceil_div(B, 64) * plan::ceil_div(H, 64);
-  const int sms = plan_device(d).sm_count;
+  const int sms = d.dev.sm_count;
   const double used = double(ctas < sms ? ctas : sms) / sms;
   const double peak_flops_ns = tensor_cores
       ? d.tensor_bf16_tflops * 1e3
@@ -258,7 +328,7 @@ inline Prediction predict_cudnn(const DeviceSpec& d, const Shape& s) {
   r.tiles_per_step = 1;
   const bool small_h = !s.packed && s.elem_size != 8 && s.H <= (s.backward ? 256 : 384);
   if (small_h) {
-    const int sms = plan_device(d).sm_count;
+    const int sms = d.dev.sm_count;
     const double peak = 2.0 * d.fp32_fma_per_sm_clk * sms * d.clock_ghz;
     r.compute = 2.0 * s.B * s.H * s.H / (peak * d.cudnn_persist_efficiency);
     r.latency = d.l2_latency_ns;
@@ -274,18 +344,9 @@ inline Prediction predict_cudnn(const DeviceSpec& d, const Shape& s) {
   return r;
 }
 
-inline Prediction predict(const DeviceSpec& d, const Shape& s, Candidate c) {
-  switch (c) {
-    case kSingle:
-    case kGrid:
-      return predict_persistent(d, s, c);
-    case kTiled:
-      return predict_tiled(d, s);
-    case kGemm:
-      return predict_gemm(d, s);
-    default:
-      return predict_cudnn(d, s);
-  }
+// The predicted step of a plan make_plan configured (path single, grid or tiled).
+inline Prediction plan_cost(const DeviceSpec& d, const Shape& s, const plan::Plan& p) {
+  return p.path == plan::kTiled ? tiled_cost(d, s, p) : persistent_cost(d, s, p);
 }
 
 }  // namespace fastrnn::cost

@@ -5,7 +5,7 @@
 // and the launch record all live here; a Target only supplies
 //   Guard                      a device guard constructible from at::Device
 //   kTarget                    LaunchRecord::target (0 cuda, 1 simulation)
-//   plan(B, H, elem, backward) the launch plan for its device (launch_plan.h make_plan)
+//   plan(shape)                the launch plan for its device (launch_plan.h make_plan)
 //   fwd_persistent<T>(args, plan), bwd_persistent<T>(args, plan)
 //   fwd_tiled<T>(args, plan), bwd_tiled<T>(args, plan)   the tiled family (tiled_body.cuh)
 //   fwd_pointwise<T>(...), bwd_pointwise<T>(...)   the fallback's per-step kernels
@@ -93,11 +93,25 @@ inline const int64_t* lengths_ptr(const std::optional<at::Tensor>& lengths, at::
   return keep.const_data_ptr<int64_t>();
 }
 
+// What the plan is ranked for (cost_model.h Shape): this call's steps, batch, width, compute
+// type, direction and whether lengths are given.
+inline cost::Shape plan_shape(int64_t T_, int64_t B, int64_t H, int elem_size, bool backward,
+                              const int64_t* lengths) {
+  cost::Shape s;
+  s.T = T_;
+  s.B = B;
+  s.H = H;
+  s.elem_size = elem_size;
+  s.backward = backward;
+  s.packed = lengths != nullptr;
+  return s;
+}
+
 template <class Target, typename T>
 void forward_recurrence(at::Tensor& y, const at::Tensor& h0, const at::Tensor& w_hh,
                         const int64_t* lengths, bool reverse, bool relu) {
   const int64_t T_ = y.size(0), B = y.size(1), H = y.size(2);
-  const plan::Plan p = Target::plan(B, H, sizeof(T), /*backward=*/false);
+  const plan::Plan p = Target::plan(plan_shape(T_, B, H, sizeof(T), /*backward=*/false, lengths));
   record(Target::kTarget, false, p, T_, B, H, sizeof(T));
   if (p.path != plan::kGemmFallback) {
     cuda_kernels::FwdArgs<T> a{y.data_ptr<T>(), h0.const_data_ptr<T>(),
@@ -123,7 +137,7 @@ void backward_recurrence(at::Tensor& dz, at::Tensor& carry, const at::Tensor& dy
                          const at::Tensor& y, const at::Tensor& w_hh, const int64_t* lengths,
                          bool reverse, bool relu) {
   const int64_t T_ = dz.size(0), B = dz.size(1), H = dz.size(2);
-  const plan::Plan p = Target::plan(B, H, sizeof(T), /*backward=*/true);
+  const plan::Plan p = Target::plan(plan_shape(T_, B, H, sizeof(T), /*backward=*/true, lengths));
   record(Target::kTarget, true, p, T_, B, H, sizeof(T));
   if (p.path != plan::kGemmFallback) {
     cuda_kernels::BwdArgs<T> a{dz.data_ptr<T>(), carry.data_ptr<T>(), dy.const_data_ptr<T>(),

@@ -52,9 +52,12 @@ struct CudaTarget {
 
   // The plan for this shape on the current device; a grid plan is only kept when the
   // runtime's occupancy calculator confirms that all of its blocks are co-resident.
-  static plan::Plan plan(int64_t B, int64_t H, int elem_size, bool backward) {
+  static plan::Plan plan(const cost::Shape& shape) {
+    const int elem_size = cost::compute_elem(shape.elem_size);
+    const bool backward = shape.backward;
     const cudaDeviceProp* prop = at::cuda::getCurrentDeviceProperties();
-    const KernelAttrs attrs = kernel_attrs(at::cuda::current_device(), elem_size, backward);
+    const int device = at::cuda::current_device();
+    const KernelAttrs attrs = kernel_attrs(device, elem_size, backward);
     plan::Device dev;
     dev.sm_count = prop->multiProcessorCount;
     // Dynamic shared memory up to the default per-block limit (no opt-in needed).
@@ -67,8 +70,15 @@ struct CudaTarget {
     dev.max_threads_per_sm = prop->maxThreadsPerMultiProcessor;
     dev.max_blocks_per_sm = prop->maxBlocksPerMultiProcessor;
     dev.cooperative_launch = prop->cooperativeLaunch != 0;
-    plan::Plan p = plan::make_plan(B, H, elem_size, dev, attrs.regs.data(),
-                                   cuda_host::forced_path(), /*allow_resident=*/!backward,
+    // What the cost model ranks the plans with (cost_model.h device_spec): the name picks its
+    // estimates, the clock (cudaDeviceProp no longer carries it in CUDA 13), the compute
+    // capability and the L2 size are this device's.
+    dev.name = prop->name;
+    C10_CUDA_CHECK(cudaDeviceGetAttribute(&dev.clock_khz, cudaDevAttrClockRate, device));
+    C10_CUDA_CHECK(cudaDeviceGetAttribute(&dev.l2_bytes, cudaDevAttrL2CacheSize, device));
+    dev.cc_major = prop->major;
+    dev.cc_minor = prop->minor;
+    plan::Plan p = plan::make_plan(shape, dev, attrs.regs.data(), cuda_host::forced_path(),
                                    attrs.tiled_regs);
     if (p.path == plan::kTiled) {
       // A plain launch (one column tile) needs one block per SM; a cooperative one all.

@@ -1,0 +1,38 @@
+// Every candidate of the measured choice (fastrnn/_cuda_choice.py) with its predicted time
+// per step: fastrnn's persistent paths as the plan make_plan returns with that path forced
+// (exactly what would launch), the per-step cuBLAS path and cuDNN, all from cost_model.h --
+// the scale make_plan's own unforced ranking uses, so its `auto` plan is the argmin of the
+// fastrnn candidates here (tests/test_cuda_choice.py). Pure C++ (no CUDA, no torch).
+#pragma once
+
+#include "cost_model.h"
+#include "launch_plan.h"
+
+namespace fastrnn::cost {
+
+inline Prediction predict_plan(const DeviceSpec& d, const Shape& s, Candidate which) {
+  static constexpr plan::Force kForce[] = {plan::kForceSingle, plan::kForceGrid,
+                                           plan::kForceTiled};
+  const plan::Plan p = plan::make_plan(s, d.dev, nullptr, kForce[which]);
+  if (p.path == plan::kGemmFallback) {  // does not fit
+    Prediction r;
+    r.candidate = which;
+    return r;
+  }
+  return plan_cost(d, s, p);
+}
+
+inline Prediction predict(const DeviceSpec& d, const Shape& s, Candidate c) {
+  switch (c) {
+    case kSingle:
+    case kGrid:
+    case kTiled:
+      return predict_plan(d, s, c);
+    case kGemm:
+      return predict_gemm(d, s);
+    default:
+      return predict_cudnn(d, s);
+  }
+}
+
+}  // namespace fastrnn::cost
