@@ -16,9 +16,9 @@ on disk, keyed by device name, driver and fastrnn version).
 * A refused cooperative launch (``cudaErrorCooperativeLaunchTooLarge``: the grid did not fit
   next to other work) drops that candidate and runs the next one instead of raising.
 
-The forced path applies to the forward recurrence and, through hooks on the op's autograd
-node (autograd runs it on a device thread, which does not see the caller's per-thread
-override), to its backward recurrence.
+The forced path applies to the forward recurrence and to its backward recurrence (autograd
+runs that on a device thread, which does not see the caller's per-thread override: the
+backward sets it there itself, inside a try/finally, _ForcedPathLayer).
 
 Shape buckets: H exactly (it decides the plan), T, B and the input size rounded up to a
 power of two. ``fastrnn.backends.cuda_choice()`` reports the choices made. Under
@@ -185,27 +185,49 @@ def current_mode() -> str:
 
 def _run_fastrnn(path: str, c: LayerCall, forward: Callable[..., Tensor] = _ops.rnn_forward) -> Tensor:
     """The layer through fastrnn's op (``forward``: the native op, or cuda_sim's) with ``path``
-    forced for its forward recurrence and, through hooks on its autograd node, its backward."""
-    with forced_path(path):
-        y = forward(c.input, c.hx, c.weight_ih, c.weight_hh, c.bias_ih, c.bias_hh, c.lengths,
-                    c.reverse, c.nonlinearity)  # [T, B, H]
-    node = y.grad_fn
-    if node is not None:
-        # Autograd runs the node on its own thread (a device thread on CUDA), which does not
-        # see this thread's override: set it there just before the node runs, restore after.
-        # (Should the node raise, the override stays on that thread until the next hooked node
-        # restores its predecessor; the recurrence ops check their arguments in the forward.)
-        previous: list[str] = []
+    forced for its forward recurrence and for its backward (_ForcedPathLayer); the per-thread
+    override is restored on every exit, a raise included."""
+    args = (c.lengths, c.reverse, c.nonlinearity)
+    # Under torch.func the op runs its own Function (_op_glue) that functorch sees; an
+    # old-style Function around it would not be: the forward alone is forced there.
+    if not c.training or torch._C._are_functorch_transforms_active():
+        with forced_path(path):
+            return forward(*c.tensors(), *args)  # [T, B, H]
+    return _ForcedPathLayer.apply(path, forward, args, *c.tensors())
 
-        def before(grad_outputs) -> None:
-            previous.append(torch.ops.fastrnn._set_cuda_path_override(path))
 
-        def after(grad_inputs, grad_outputs) -> None:
-            torch.ops.fastrnn._set_cuda_path_override(previous.pop())
+class _ForcedPathLayer(torch.autograd.Function):
+    """``forward`` with ``path`` forced, differentiable, the backward forced the same way.
 
-        node.register_prehook(before)
-        node.register_hook(after)
-    return y
+    Autograd runs a node's backward on its own thread (a device thread on CUDA), which does
+    not see the caller's per-thread override, and no autograd hook runs when a node raises,
+    so hooks that set and restore the override would leave it set on that thread after a
+    failed backward. Instead the op runs on an inner graph (detached inputs) and this node's
+    backward differentiates it inside ``forced_path``: set and restore in one try/finally, on
+    the thread that runs it."""
+
+    @staticmethod
+    def forward(ctx, path, forward, args, *tensors):  # -> [T, B, H]
+        with torch.enable_grad():
+            inner = [None if t is None else t.detach().requires_grad_(t.requires_grad)
+                     for t in tensors]
+            with forced_path(path):
+                y = forward(*inner, *args)  # [T, B, H], on the inner graph
+        ctx.path, ctx.y, ctx.inner = path, y, inner
+        return y.detach()
+
+    @staticmethod
+    def backward(ctx, grad_y):
+        wrt = [t for t in ctx.inner if t is not None and t.requires_grad]
+        with forced_path(ctx.path):
+            # retain_graph: the inner graph lives as long as this node (a second backward
+            # with retain_graph=True needs it); create_graph reaches the op's own rule for
+            # second derivatives.
+            grads = iter(torch.autograd.grad(ctx.y, wrt, grad_y, retain_graph=True,
+                                             create_graph=torch.is_grad_enabled(),
+                                             allow_unused=True))
+        return (None, None, None) + tuple(
+            next(grads) if t is not None and t.requires_grad else None for t in ctx.inner)
 
 
 def _run_cudnn(c: LayerCall) -> Tensor:  # [T, B, H]

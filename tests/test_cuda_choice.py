@@ -593,6 +593,44 @@ def test_forced_path_reaches_the_backward_recurrence(monkeypatch):
     assert torch.ops.fastrnn._set_cuda_path_override("") == ""  # restored after the node ran
 
 
+class _RaisesInBackward(torch.autograd.Function):
+    """Identity whose backward raises after recording the path override it runs under."""
+    seen: list[str] = []
+
+    @staticmethod
+    def forward(ctx, y):
+        return y.view_as(y)
+
+    @staticmethod
+    def backward(ctx, grad):
+        # Reading the override returns it and clears it: put it back, so only a leak shows.
+        path = torch.ops.fastrnn._set_cuda_path_override("")
+        torch.ops.fastrnn._set_cuda_path_override(path)
+        _RaisesInBackward.seen.append(path)
+        raise RuntimeError("planted failure inside the forced backward")
+
+
+def test_forced_path_is_cleared_when_the_backward_raises():
+    """A winner's backward that raises must not leave its path forced on the thread that ran
+    it (here the caller's: CPU autograd runs on it), for the forward nor the backward."""
+    c = _call(T=2, B=2, I=3, H=8, dtype=torch.float64, grad=True)
+
+    def failing_forward(*args):
+        return _RaisesInBackward.apply(cuda_sim.rnn_forward(*args))
+
+    _RaisesInBackward.seen.clear()
+    y = cc._run_fastrnn("grid", c, forward=failing_forward)
+    assert torch.ops.fastrnn._set_cuda_path_override("") == ""  # the forward restored it
+    with pytest.raises(RuntimeError, match="planted failure"):
+        torch.autograd.grad(y, [c.weight_hh], torch.ones_like(y))
+    assert _RaisesInBackward.seen == ["grid"]  # the failing node ran with the path forced
+    assert torch.ops.fastrnn._set_cuda_path_override("") == ""  # and nothing is left set
+    # a raise inside the forward: restored too
+    with pytest.raises(RuntimeError, match="planted"):
+        cc._run_fastrnn("tiled", c, forward=lambda *a: (_ for _ in ()).throw(RuntimeError("planted")))
+    assert torch.ops.fastrnn._set_cuda_path_override("") == ""
+
+
 @pytest.mark.parametrize("reverse", [False, True], ids=["forward", "reverse"])
 def test_cudnn_candidate_keeps_the_contract_for_any_length(reverse):
     """The cuDNN candidate (torch's RNN op, here on the CPU) against the reference for lengths
