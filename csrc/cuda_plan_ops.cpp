@@ -129,9 +129,10 @@ std::string set_cuda_path_override(std::string_view path) {
 // The cost model (cuda/cost_model.h) for one shape on a modelled device: per candidate
 // (single, grid, tiled, gemm, cudnn) 16 numbers, [candidate, fits, recorded_path, grid, kpt, ks,
 // rows_per_tile, tiles_per_step, compute, smem, latency, barrier, launch, total (ns/step),
-// tile_cols, grid_barrier (tiled)].
+// tile_cols, grid_barrier (tiled)]. live_rows: packed, the mean live rows per step (0: B).
 std::vector<double> cuda_cost_model(std::string_view device, int64_t T, int64_t B, int64_t H,
-                                    int64_t elem_size, bool backward, bool packed) {
+                                    int64_t elem_size, bool backward, bool packed,
+                                    double live_rows) {
   const cost::DeviceEstimates* e = cost::find_device(device);
   TORCH_CHECK_VALUE(e != nullptr, "fastrnn: device must be one of h100, h200, a100, got '",
                     std::string(device), "'");
@@ -147,6 +148,9 @@ std::vector<double> cuda_cost_model(std::string_view device, int64_t T, int64_t 
   s.elem_size = int(elem_size);
   s.backward = backward;
   s.packed = packed;
+  TORCH_CHECK_VALUE(live_rows >= 0 && live_rows <= double(B),
+                    "fastrnn: live_rows must be in [0, B] (0: all rows), got ", live_rows);
+  s.live_rows = live_rows;
   std::vector<double> out;
   for (int c = 0; c < cost::kNumCandidates; ++c) {
     const cost::Prediction p = cost::predict(d, s, cost::Candidate(c));
@@ -189,7 +193,7 @@ TORCH_LIBRARY_FRAGMENT(fastrnn, m) {
   m.def("_set_cuda_path_override(str path) -> str", &set_cuda_path_override);
   m.def(
       "_cuda_cost_model(str device, int T, int B, int H, int elem_size, bool backward=False, "
-      "bool packed=False) -> float[]",
+      "bool packed=False, float live_rows=0) -> float[]",
       &cuda_cost_model);
   m.def("_cuda_cost_devices() -> str[]", &cuda_cost_devices);
   m.def("_cuda_model_device(str device_name) -> str", &cuda_model_device);

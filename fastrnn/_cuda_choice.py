@@ -91,20 +91,34 @@ def model_device(device_name: str) -> str:
     return torch.ops.fastrnn._cuda_model_device(device_name)
 
 
+def mean_live_rows(lengths: Tensor | None, T: int) -> float:
+    """The batch rows still running per step, averaged over the T steps (sum of min(length, T)
+    over T), for lengths sorted non-increasing (PackedSequence order: the tiled kernel then
+    multiplies only the live prefix); 0.0 (= every row) for unsorted or no lengths."""
+    if lengths is None or lengths.numel() == 0 or T <= 0:
+        return 0.0
+    n = lengths.detach().clamp(0, T)  # [B]
+    if bool((n[1:] > n[:-1]).any()):
+        return 0.0
+    return float(n.sum()) / T
+
+
 def predict(device: str, T: int, B: int, H: int, dtype: torch.dtype, *, backward: bool = False,
-            packed: bool = False) -> list[dict]:
+            packed: bool = False, live_rows: float = 0.0) -> list[dict]:
     """The cost model's prediction per candidate, ns per time step, with its breakdown.
 
     One dict per candidate of CANDIDATES: ``name``, ``fits``, ``path`` (what
     last_cuda_plan() would report: resident/single/grid/gemm, or cudnn), the plan's ``grid``,
     ``kpt``, ``ks``, ``rows_per_tile``, ``tiles_per_step`` (tiled: ``rows_per_tile`` x
     ``tile_cols`` per block, ``grid_barrier``), and ``compute`` / ``smem`` /
-    ``latency`` / ``barrier`` / ``launch`` summing to ``total``. Unmeasured constants:
+    ``latency`` / ``barrier`` / ``launch`` summing to ``total``. ``live_rows``: packed, the
+    mean live rows per step (mean_live_rows; 0: all B). Unmeasured constants:
     csrc/cuda/cost_model.h.
     """
     if dtype not in _ELEM:
         raise ValueError(f"fastrnn: dtype must be float64, float32, float16 or bfloat16, got {dtype}")
-    flat = torch.ops.fastrnn._cuda_cost_model(device, T, B, H, _ELEM[dtype], backward, packed)
+    flat = torch.ops.fastrnn._cuda_cost_model(device, T, B, H, _ELEM[dtype], backward, packed,
+                                              float(live_rows))
     n = len(_COST_FIELDS)
     out = []
     for i in range(0, len(flat), n):
@@ -364,9 +378,11 @@ class Chooser:
         T, B, _ = c.input.shape
         H = c.weight_hh.shape[0]
         dev = model_device(device_name)
+        live = mean_live_rows(c.lengths, T)
         total = {name: 0.0 for name in CANDIDATES if name != "cudnn" or allow_cudnn}
         for backward in ((False, True) if c.training else (False,)):
-            for p in predict(dev, T, B, H, c.input.dtype, backward=backward, packed=c.lengths is not None):
+            for p in predict(dev, T, B, H, c.input.dtype, backward=backward,
+                             packed=c.lengths is not None, live_rows=live):
                 if p["name"] in total:
                     if p["fits"]:
                         total[p["name"]] += p["total"]

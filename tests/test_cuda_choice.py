@@ -371,6 +371,53 @@ def test_make_plan_reads_the_device_it_is_given():
         torch.ops.fastrnn._cuda_launch_plan(1, 64, 4, 132, 47 * 1024, device="v100")
 
 
+def test_packed_prediction_credits_the_live_rows():
+    """Packed input, sorted lengths: the tiled step is predicted for the mean live rows per step
+    (its blocks of finished rows skip the multiply) on the plan the host launches (planned for
+    every row), cuDNN's per-step GEMM for the live rows too; unpacked, live_rows is ignored."""
+    def preds(T, B, H, **kw):
+        return {p["name"]: p for p in cc.predict("h100", T, B, H, torch.float32, **kw)}
+
+    # B=1024, H=128: 256 blocks of 4 rows on 132 SMs (two per busy SM); a quarter of the rows
+    # live on average keeps 64 blocks busy, one per SM: about half the FMA and load time.
+    full, quarter = preds(100, 1024, 128, packed=True), preds(100, 1024, 128, packed=True,
+                                                              live_rows=256.0)
+    for k in ("grid", "rows_per_tile", "tile_cols"):
+        assert full["tiled"][k] == quarter["tiled"][k]
+    assert quarter["tiled"]["compute"] == pytest.approx(full["tiled"]["compute"] / 2)
+    assert quarter["tiled"]["total"] < 0.6 * full["tiled"]["total"]
+    assert quarter["tiled"]["barrier"] == full["tiled"]["barrier"]
+    # B=64, H=1024: 128 blocks of 16 rows x 32 columns, staged; 2 live rows (mean): the first
+    # block stages 2 rows instead of 16 (latency), and 4 row tiles -> 1 busy.
+    a, b = preds(100, 64, 1024, packed=True), preds(100, 64, 1024, packed=True, live_rows=2.0)
+    assert b["tiled"]["latency"] < a["tiled"]["latency"] and b["tiled"]["total"] < a["tiled"]["total"]
+    assert b["cudnn"]["total"] < a["cudnn"]["total"]
+    # One row per block, each on its own SM: the first row is live every step, nothing to gain.
+    a, b = preds(100, 64, 128, packed=True), preds(100, 64, 128, packed=True, live_rows=16.0)
+    assert a["tiled"]["rows_per_tile"] == 1 and b["tiled"]["total"] == a["tiled"]["total"]
+    # not packed: every row runs
+    assert preds(100, 1024, 128, live_rows=256.0)["tiled"]["total"] == full["tiled"]["total"]
+    with pytest.raises(ValueError, match="live_rows must be in"):
+        preds(100, 4, 128, packed=True, live_rows=5.0)
+
+
+def test_mean_live_rows():
+    T = 10
+    assert cc.mean_live_rows(torch.tensor([10, 5, 5, 0]), T) == pytest.approx(2.0)
+    assert cc.mean_live_rows(torch.tensor([30, 10]), T) == pytest.approx(2.0)  # past T: T
+    assert cc.mean_live_rows(torch.tensor([3, 7]), T) == 0.0  # unsorted: every row multiplied
+    assert cc.mean_live_rows(None, T) == 0.0
+
+
+def test_the_choice_predicts_packed_calls_with_their_live_rows():
+    lengths = torch.tensor([8, 6, 2, 0])
+    c = _call(T=8, B=4, H=64, lengths=lengths)
+    ranking, predicted = cc.Chooser(environment=lambda d: H100)._model_ranking(c, H100[0], True)
+    want = {p["name"]: p["total"] for p in cc.predict("h100", 8, 4, 64, torch.float32, packed=True,
+                                                      live_rows=2.0) if p["fits"]}
+    assert predicted == pytest.approx(want)
+
+
 def test_cost_model_monotone_and_sane():
     def total(name, T, B, H, dtype=torch.float32, device="h100", **kw):
         return next(p for p in cc.predict(device, T, B, H, dtype, **kw) if p["name"] == name)

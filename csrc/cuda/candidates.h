@@ -13,7 +13,11 @@ namespace fastrnn::cost {
 inline Prediction predict_plan(const DeviceSpec& d, const Shape& s, Candidate which) {
   static constexpr plan::Force kForce[] = {plan::kForceSingle, plan::kForceGrid,
                                            plan::kForceTiled};
-  const plan::Plan p = plan::make_plan(s, d.dev, nullptr, kForce[which]);
+  // The plan the host would launch: it does not read lengths (on a GPU they are device
+  // memory), so it plans for every row; the prediction then credits the live rows.
+  Shape host = s;
+  host.live_rows = 0;
+  const plan::Plan p = plan::make_plan(host, d.dev, nullptr, kForce[which]);
   if (p.path == plan::kGemmFallback) {  // does not fit
     Prediction r;
     r.candidate = which;

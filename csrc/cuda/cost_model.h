@@ -16,6 +16,7 @@
 // launch, and follows the kernels' structure as described in README.md.
 #pragma once
 
+#include <cmath>
 #include <cstdint>
 #include <string_view>
 
@@ -160,7 +161,17 @@ struct Shape {
   int elem_size = 4;      // storage: 8 float64, 4 float32, 2 float16/bfloat16
   bool backward = false;  // the BPTT recurrence instead of the forward one
   bool packed = false;    // lengths given (PackedSequence)
+  // Packed, lengths sorted non-increasing (PackedSequence order): the batch rows still live
+  // per step, averaged over the steps (sum of min(length, T) / T); 0: all B (unknown, e.g.
+  // lengths on the GPU). The tiled kernel multiplies and stages only a tile's live prefix.
+  double live_rows = 0;
 };
+
+// The live batch rows per step the model assumes: s.live_rows when packed and given, else B.
+inline double live_rows(const Shape& s) {
+  if (!s.packed || s.live_rows <= 0) return double(s.B);
+  return s.live_rows < double(s.B) ? s.live_rows : double(s.B);
+}
 
 // Nanoseconds per time step; total == compute + smem + latency + barrier + launch.
 struct Prediction {
@@ -249,6 +260,12 @@ inline Prediction persistent_cost(const DeviceSpec& d, const Shape& s, const pla
 //   barrier: the partial-sum __syncthreads and the step's barrier (a __syncthreads when one
 //            column tile covers H, else a staging __syncthreads plus grid.sync()).
 // The backward runs T + 1 phases (the last writes dLoss/dh0): counted per step as T.
+// Packed input (live_rows): a block whose rows have all finished skips its multiply and
+// staging, and a live block stages and reduces only its live rows. Rows are sorted by length,
+// so with L live rows (the mean over the steps) the first ceil(L / tile_rows) row tiles are
+// busy, and the busiest block (the first: the longest rows) has min(tile_rows, L) live rows.
+// Its lanes still run the whole micro tile over their K share (a dead row multiplies 0): the
+// FMAs and their loads shrink only with fewer busy blocks per SM.
 inline Prediction tiled_cost(const DeviceSpec& d, const Shape& s, const plan::Plan& p) {
   Prediction r;
   r.candidate = kTiled;
@@ -258,22 +275,26 @@ inline Prediction tiled_cost(const DeviceSpec& d, const Shape& s, const plan::Pl
   r.plan = p;
   r.recorded_path = 4;
   r.tiles_per_step = 1;
+  const double live = live_rows(s);
+  const int64_t live_row_tiles = plan::ceil_div(int64_t(std::ceil(live)), p.tile_rows);
+  const int64_t busy = (live_row_tiles < p.row_tiles ? live_row_tiles : p.row_tiles) * p.col_tiles;
+  const double rows = live < p.tile_rows ? live : double(p.tile_rows);  // the busiest block's
   const int64_t per_wave = int64_t(p.blocks_per_sm) * dev.sm_count;
-  const int64_t waves = plan::ceil_div(p.grid, per_wave);
-  const int64_t on_sm = plan::ceil_div(p.grid, int64_t(dev.sm_count));
+  const int64_t waves = plan::ceil_div(busy, per_wave);
+  const int64_t on_sm = plan::ceil_div(busy, int64_t(dev.sm_count));
   const double sharing = double(waves) * double(on_sm < p.blocks_per_sm ? on_sm : p.blocks_per_sm);
   const double fma_rate = ce == 8 ? d.fp32_fma_per_sm_clk / 2.0 : d.fp32_fma_per_sm_clk;
   const double fma = sharing * p.threads * p.micro_r * p.micro_c * p.k_chunk / fma_rate;
   // Shared-memory wavefronts (a 4-byte word per lane each; 8-byte types take two).
   const double words = ce / 4.0;
   double lds = sharing * plan::kWarps * (p.micro_r + p.micro_c) * p.k_chunk * words;
-  lds += sharing * double(p.tile_rows) * p.tile_cols * plan::kWarps * ce / d.smem_bytes_per_sm_clk;
-  if (!p.resident) lds += sharing * double(p.tile_rows) * s.H * ce / d.smem_bytes_per_sm_clk;
+  lds += sharing * rows * p.tile_cols * plan::kWarps * ce / d.smem_bytes_per_sm_clk;
+  if (!p.resident) lds += sharing * rows * s.H * ce / d.smem_bytes_per_sm_clk;
   r.compute = cycles_ns(d, fma);
   r.smem = cycles_ns(d, lds > fma ? lds - fma : 0.0);
   if (!p.resident) {
     const double sm_l2_gbs = d.l2_gbs / dev.sm_count;  // GB/s == bytes/ns
-    r.latency = d.l2_latency_ns + sharing * double(p.tile_rows) * s.H * ce / sm_l2_gbs;
+    r.latency = d.l2_latency_ns + sharing * rows * s.H * ce / sm_l2_gbs;
   }
   const double sync = cycles_ns(d, d.syncthreads_cycles);
   r.barrier = p.resident ? 2.0 * sync : 2.0 * sync + d.grid_sync_ns;
@@ -335,8 +356,9 @@ inline Prediction predict_cudnn(const DeviceSpec& d, const Shape& s) {
     r.barrier = d.grid_sync_ns;
     r.launch = d.launch_ns / double(s.T);
   } else {
+    // Packed input: cuDNN's per-step GEMM covers the step's batch size (the live rows).
     const bool half = s.elem_size == 2;
-    r.compute = small_gemm_ns(d, s.B, s.H, half, s.elem_size);
+    r.compute = small_gemm_ns(d, int64_t(std::ceil(live_rows(s))), s.H, half, s.elem_size);
     r.latency = d.hbm_latency_ns;
     r.launch = 2.0 * d.launch_ns;
   }
