@@ -10,6 +10,9 @@ from __future__ import annotations
 
 import pathlib
 import re
+import signal
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -218,9 +221,27 @@ def test_every_kernel_body_exists_once_and_both_targets_compile_it():
     ("store_to_read_only", r"store by block 0 thread \d+ .* into read-only global buffer 'buf'"),
     ("grid_sync_not_cooperative", r"grid sync by block 0 thread \d+ .* not cooperative"),
     ("partial_warp_shuffle", r"__shfl_xor_sync with mask 0xffffffff in a warp of 16 threads"),
+    # an overflow that ends in the stack's last bytes, above its guard page: the canary
+    ("stack_canary_clobbered", r"block 0 thread 5 \(warp 0 lane 5\) overflowed its 65536-byte "
+                               r"fiber stack"),
 ])
 def test_other_rule_breaks_are_reported(kernel, report):
     # Tiny simulation-only kernels, one rule each (csrc/sim/checker_selftest.cpp).
     message = torch.ops.fastrnn_cuda_sim._checker_selftest(kernel)
     assert re.search(report, message), message
     assert message.startswith("fastrnn cuda_sim: ") and kernel in message
+
+
+def test_a_fiber_stack_overflow_faults_at_its_guard_page():
+    """A fiber that recurses past its 64 KiB stack hits the PROT_NONE page below it and the
+    process dies with SIGSEGV at once, naming the fiber -- instead of running on through the
+    stacks of its neighbours (threads 62 and 61 of the self-test kernel, already exited: with
+    no guard page nothing, canary included, notices). In a subprocess: it is meant to die."""
+    code = ("import torch, fastrnn.cuda_sim\n"
+            "print(torch.ops.fastrnn_cuda_sim._checker_selftest('stack_overflow'))\n")
+    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == -signal.SIGSEGV, (proc.returncode, proc.stdout, proc.stderr)
+    assert ("stack_overflow: block 0 thread 63 overflowed its 65536-byte fiber stack "
+            "(guard page hit)") in proc.stderr, proc.stderr
+    assert proc.stdout == ""  # it never returned
