@@ -52,16 +52,17 @@ namespace {
 // path: 0 single block, 1 cooperative grid, 2 cuBLAS fallback, 3 tiled. backward=True plans
 // the BPTT kernels (the old family has no resident mode). smem_optin: the opt-in per-block
 // limit the tiled kernels may use (0: none, smem_per_block). The plan is ranked by the cost
-// model (cost_model.h) for T steps (packed: lengths given) on `device`, a modelled GPU
-// (h100, h200, a100): its clock, compute capability, L2 and estimates; the other
-// arguments replace its occupancy-relevant properties.
+// model (cost_model.h) for T steps (packed: lengths given) on `device`: a modelled GPU (h100,
+// h200, a100) or a GPU's name; clock_khz, cc_major/cc_minor and l2_bytes (0: the device's)
+// and the other arguments replace its properties, as the host reads them on a GPU.
 std::vector<int64_t> cuda_launch_plan(int64_t B, int64_t H, int64_t elem_size, int64_t sm_count,
                                       int64_t smem_per_block,
                                       at::OptionalIntArrayRef regs_per_kpt,
                                       std::string_view force, int64_t regs_per_sm,
                                       bool cooperative_launch, bool backward,
                                       int64_t smem_optin, int64_t T, std::string_view device,
-                                      bool packed) {
+                                      bool packed, int64_t clock_khz, int64_t cc_major,
+                                      int64_t cc_minor, int64_t l2_bytes) {
   TORCH_CHECK_VALUE(elem_size == 4 || elem_size == 8,
                     "fastrnn: elem_size must be 4 (float32 compute) or 8 (float64), got ",
                     elem_size);
@@ -78,11 +79,21 @@ std::vector<int64_t> cuda_launch_plan(int64_t B, int64_t H, int64_t elem_size, i
                       n, " entries (one per kpt), got ", regs_per_kpt->size());
     regs.assign(regs_per_kpt->begin(), regs_per_kpt->end());
   }
-  const cost::DeviceEstimates* modelled = cost::find_device(device);
-  TORCH_CHECK_VALUE(modelled != nullptr, "fastrnn: device must be one of h100, h200, a100, got '",
-                    std::string(device), "'");
   TORCH_CHECK_VALUE(T > 0, "fastrnn: T must be positive, got ", T);
-  plan::Device dev = cost::plan_device(*modelled);
+  TORCH_CHECK_VALUE(clock_khz >= 0 && cc_major >= 0 && cc_minor >= 0 && l2_bytes >= 0,
+                    "fastrnn: clock_khz, cc_major, cc_minor and l2_bytes must be >= 0");
+  // A modelled device (h100, h200, a100) brings its sim_device.h properties; any other name
+  // (a GPU's cudaDeviceProp::name) the properties of the entry it matches, under its own name,
+  // so that it picks the estimates as on that GPU. Given properties replace either.
+  const std::string device_name(device);
+  const cost::DeviceEstimates* modelled = cost::find_device(device);
+  const cost::DeviceEstimates* matched = cost::match_device(device);
+  plan::Device dev = cost::plan_device(modelled ? *modelled
+                                                : (matched ? *matched : cost::kOtherDevice));
+  if (!modelled) dev.name = device_name.c_str();
+  if (clock_khz > 0) dev.clock_khz = int(clock_khz);
+  if (cc_major > 0) dev.cc_major = int(cc_major), dev.cc_minor = int(cc_minor);
+  if (l2_bytes > 0) dev.l2_bytes = int(l2_bytes);
   dev.sm_count = int(sm_count);
   dev.smem_per_block = int(smem_per_block);
   TORCH_CHECK_VALUE(smem_optin >= 0, "fastrnn: smem_optin must be >= 0, got ", smem_optin);
@@ -183,7 +194,8 @@ TORCH_LIBRARY_FRAGMENT(fastrnn, m) {
       "_cuda_launch_plan(int B, int H, int elem_size, int sm_count, int smem_per_block, "
       "int[]? regs_per_kpt=None, str force='auto', int regs_per_sm=65536, "
       "bool cooperative_launch=True, bool backward=False, int smem_optin=0, int T=1, "
-      "str device='h100', bool packed=False) -> int[]",
+      "str device='h100', bool packed=False, int clock_khz=0, int cc_major=0, int cc_minor=0, "
+      "int l2_bytes=0) -> int[]",
       &cuda_launch_plan);
   m.def("_cuda_kernel_kpts(int elem_size) -> int[]", &cuda_kernel_kpts);
   // [target, backward, path, blocks, threads_per_block, tiles_per_step, kpt, ks,

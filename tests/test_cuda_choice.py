@@ -356,19 +356,26 @@ def test_make_plan_auto_is_the_cost_models_argmin(device):
 
 
 def test_make_plan_reads_the_device_it_is_given():
-    """The model's device numbers come from what the host knows (plan::Device): a100's clock,
-    FP32 lanes and estimates rank differently from h100's for the same occupancy limits."""
+    """The model's device numbers come from what the host knows (plan::Device): the A100's clock
+    and FP32 lanes rank differently from the H100's for the same occupancy limits; a GPU's own
+    name (cudaDeviceProp::name) with its properties plans as the modelled device it matches."""
     h100 = _PLAN_DEVICES["h100"]
 
-    def path(device, B, H):
+    def path(device, B, H, **props):
         return torch.ops.fastrnn._cuda_launch_plan(B, H, 4, h100["sm_count"], h100["smem_per_block"],
                                                    smem_optin=h100["smem_optin"], T=128,
-                                                   device=device)[0]
+                                                   device=device, **props)[0]
     # (B=1, H=1024) float32: the tiled plan on an H100 (128 FP32 lanes per SM), the older
-    # grid with the A100's 64 lanes (its FMAs are the tiled step's larger part there).
+    # grid with the A100's 64 lanes and lower clock (its FMAs weigh more in the tiled step).
     assert (path("h100", 1, 1024), path("a100", 1, 1024)) == (3, 1)
-    with pytest.raises(ValueError, match="device must be one of h100, h200, a100"):
-        torch.ops.fastrnn._cuda_launch_plan(1, 64, 4, 132, 47 * 1024, device="v100")
+    a100 = dict(clock_khz=1410000, cc_major=8, cc_minor=0, l2_bytes=40 * 1024 * 1024)
+    assert path("NVIDIA A100-SXM4-80GB", 1, 1024, **a100) == 1
+    # the clock the host reads alone moves it (an H100 clocked like an A100)
+    assert path("NVIDIA H100 80GB HBM3", 1, 1024) == 3
+    assert path("NVIDIA H100 80GB HBM3", 1, 1024, clock_khz=1410000) == 1
+    assert cc.model_device("NVIDIA GH200 480GB") == "h200"
+    with pytest.raises(ValueError, match="clock_khz, cc_major, cc_minor and l2_bytes must be >= 0"):
+        path("h100", 1, 64, clock_khz=-1)
 
 
 def test_packed_prediction_credits_the_live_rows():
