@@ -24,9 +24,12 @@ struct KernelAttrs {
   int static_smem = 0;                         // bytes, the largest of the kernels
   int tiled_regs = 0;                          // the tiled kernels' largest register count
   int tiled_static_smem = 0;
+  int clock_khz = 0;  // the device's peak SM clock and L2 size, for the cost model
+  int l2_bytes = 0;   //   (cudaDeviceProp no longer carries the clock in CUDA 13)
 };
 
-// Attributes of the compiled kernels on one device, read once per device.
+// Attributes of the compiled kernels on one device, and the device attributes the cost
+// model reads, once per device.
 KernelAttrs kernel_attrs(int device, int elem_size, bool backward) {
   static std::mutex mu;
   static std::unordered_map<int, KernelAttrs> cache;
@@ -41,6 +44,8 @@ KernelAttrs kernel_attrs(int device, int elem_size, bool backward) {
     C10_CUDA_CHECK(cudaGetDeviceProperties(&prop, device));
     a.tiled_static_smem = ck::tiled_kernel_attrs(elem_size, backward,
                                                  int(prop.sharedMemPerBlockOptin), &a.tiled_regs);
+    C10_CUDA_CHECK(cudaDeviceGetAttribute(&a.clock_khz, cudaDevAttrClockRate, device));
+    C10_CUDA_CHECK(cudaDeviceGetAttribute(&a.l2_bytes, cudaDevAttrL2CacheSize, device));
     it = cache.emplace(key, a).first;
   }
   return it->second;
@@ -71,11 +76,10 @@ struct CudaTarget {
     dev.max_blocks_per_sm = prop->maxBlocksPerMultiProcessor;
     dev.cooperative_launch = prop->cooperativeLaunch != 0;
     // What the cost model ranks the plans with (cost_model.h device_spec): the name picks its
-    // estimates, the clock (cudaDeviceProp no longer carries it in CUDA 13), the compute
-    // capability and the L2 size are this device's.
+    // estimates; the clock, the compute capability and the L2 size are this device's.
     dev.name = prop->name;
-    C10_CUDA_CHECK(cudaDeviceGetAttribute(&dev.clock_khz, cudaDevAttrClockRate, device));
-    C10_CUDA_CHECK(cudaDeviceGetAttribute(&dev.l2_bytes, cudaDevAttrL2CacheSize, device));
+    dev.clock_khz = attrs.clock_khz;
+    dev.l2_bytes = attrs.l2_bytes;
     dev.cc_major = prop->major;
     dev.cc_minor = prop->minor;
     plan::Plan p = plan::make_plan(shape, dev, attrs.regs.data(), cuda_host::forced_path(),
