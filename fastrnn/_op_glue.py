@@ -95,9 +95,10 @@ def register_autograd(forward_op, backward: BackwardCall) -> Callable[..., Tenso
     returns the differentiable entry point that functional.py calls.
 
     Two registrations, one backward:
-    * the op's own autograd (``torch.library.register_autograd``), used by plain autograd,
-      torch.compile / torch.export and anyone calling the op directly;
-    * an ``autograd.Function`` with ``setup_context`` for torch.func transforms. The first
+    * the op's own autograd (``torch.library.register_autograd``), used by torch.compile /
+      torch.export, ``torch.jit.trace`` and anyone calling the op directly;
+    * an ``autograd.Function`` with ``setup_context`` for torch.func transforms, and its twin
+      whose forward calls the op below autograd for plain eager calls (``_fast_eager``). The first
       cannot serve them: torch.library builds an old-style Function (``forward(ctx, ...)``)
       that it applies *inside* the Autograd kernel, where functorch has already unwrapped
       its level, so ``torch.func.grad`` fails ("must override the setup_context
@@ -115,21 +116,54 @@ def register_autograd(forward_op, backward: BackwardCall) -> Callable[..., Tenso
     def forward(input, hx, weight_ih, weight_hh, bias_ih, bias_hh, lengths, reverse, nonlinearity):
         return op(input, hx, weight_ih, weight_hh, bias_ih, bias_hh, lengths, reverse, nonlinearity)
 
-    function = type(f"RNNForward_{op.namespace}", (torch.autograd.Function,), {
-        "forward": staticmethod(forward),
-        "setup_context": staticmethod(_setup_context),
-        "backward": staticmethod(backward_fn),
-        "generate_vmap_rule": True,
-    })
+    def forward_below_autograd(input, hx, weight_ih, weight_hh, bias_ih, bias_hh, lengths, reverse,
+                               nonlinearity):
+        with _below_autograd():
+            return op(input, hx, weight_ih, weight_hh, bias_ih, bias_hh, lengths, reverse, nonlinearity)
+
+    def function_class(kind, forward_fn):
+        return type(f"RNNForward{kind}_{op.namespace}", (torch.autograd.Function,), {
+            "forward": staticmethod(forward_fn),
+            "setup_context": staticmethod(_setup_context),
+            "backward": staticmethod(backward_fn),
+            "generate_vmap_rule": True,
+        })
+
+    function = function_class("", forward)  # under torch.func
+    eager = function_class("Eager", forward_below_autograd)  # plain eager autograd (_fast_eager)
 
     def rnn_forward(input, hx, weight_ih, weight_hh, bias_ih, bias_hh, lengths, reverse, nonlinearity):
         # A constant under torch.compile (dynamo folds this query), so compiled graphs hold the op.
         if torch._C._are_functorch_transforms_active():
             return function.apply(input, hx, weight_ih, weight_hh, bias_ih, bias_hh, lengths, reverse,
                                   nonlinearity)
+        if _fast_eager(input, hx, weight_ih, weight_hh, bias_ih, bias_hh, lengths):
+            if torch.is_grad_enabled() and torch._C._any_requires_grad(
+                    input, hx, weight_ih, weight_hh, bias_ih, bias_hh):
+                return eager.apply(input, hx, weight_ih, weight_hh, bias_ih, bias_hh, lengths, reverse,
+                                   nonlinearity)
+            return forward_below_autograd(input, hx, weight_ih, weight_hh, bias_ih, bias_hh, lengths,
+                                          reverse, nonlinearity)
         return op(input, hx, weight_ih, weight_hh, bias_ih, bias_hh, lengths, reverse, nonlinearity)
 
     return rnn_forward
+
+
+_below_autograd = torch._C._AutoDispatchBelowAutograd
+
+
+def _fast_eager(*tensors) -> bool:
+    """True where the op's own autograd registration can be skipped with the same result: plain
+    eager calls. The op's autograd kernel (torch.library's, Python) costs tens of microseconds
+    per call, as much as a whole small recurrence (benchmarks/README.md, "Small shapes"):
+    without a gradient to record it only redispatches below autograd, and with one it wraps
+    the same setup_context / backward in a Function that ``eager`` applies directly.
+    Not taken where the op itself must appear: torch.compile / export graphs, a
+    ``torch.jit.trace`` (the ONNX exporter's symbolic matches the op), and tensors with
+    ``__torch_function__`` overrides (they must see the op).
+    """
+    return (not torch.compiler.is_compiling() and torch._C._get_tracing_state() is None
+            and not torch._C._has_torch_function(tuple(t for t in tensors if t is not None)))
 
 
 def _resolve(forward_op) -> torch._ops.OpOverload:
