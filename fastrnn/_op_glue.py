@@ -184,10 +184,11 @@ def _make_backward(backward: BackwardCall):
                 ctx.reverse, ctx.nonlinearity, needs)
         need_input = needs[0]
         need_weights = any(needs[2:6])
-        gx, ghx, gw_ih, gw_hh, gb = backward(
-            grad_output, input, hx, weight_ih, weight_hh, output, lengths,
-            ctx.reverse, ctx.nonlinearity, [need_input, need_weights],
-        )
+        with _below_autograd():  # grad is off here: the backward op's autograd kernel only forbids
+            gx, ghx, gw_ih, gw_hh, gb = backward(
+                grad_output, input, hx, weight_ih, weight_hh, output, lengths,
+                ctx.reverse, ctx.nonlinearity, [need_input, need_weights],
+            )
         gb = gb if ctx.has_bias and need_weights else None
         return (
             gx if need_input else None,
