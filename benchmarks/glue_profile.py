@@ -15,6 +15,7 @@ module's forward+backward against the two ops (rnn_forward + rnn_backward) calle
 
 --clock thread (default) times with the calling thread's CPU time: robust on a loaded machine,
 exact for one thread (with 2 threads it omits the helper thread's time: use --clock wall).
+Each entry is the best of --rounds interleaved rounds (fixed costs, not typical load).
 """
 from __future__ import annotations
 
@@ -31,18 +32,22 @@ from fastrnn import functional
 
 
 def interleaved(fns: dict, clock, calls: int, rounds: int) -> dict:
-    """name -> median microseconds per call over `rounds` rounds of `calls` calls each."""
+    """name -> microseconds per call: the best of `rounds` rounds of `calls` calls each (the
+    best, not the median: a profile of fixed costs wants the machine's undisturbed time)."""
     for fn in fns.values():
         for _ in range(3):
             fn()
     per = {name: [] for name in fns}
-    for _ in range(rounds):
-        for name, fn in fns.items():
+    items = list(fns.items())
+    for r in range(rounds):
+        # The order rotates: a call right after nn.RNN's (which churns the caches and the
+        # allocator) is slower, and every entry should see every predecessor alike.
+        for name, fn in items[r % len(items):] + items[:r % len(items)]:
             start = clock()
             for _ in range(calls):
                 fn()
             per[name].append((clock() - start) / calls * 1e6)
-    return {name: sorted(v)[len(v) // 2] for name, v in per.items()}
+    return {name: min(v) for name, v in per.items()}
 
 
 def profile(shape, clock, rounds: int) -> None:
@@ -94,7 +99,7 @@ def profile(shape, clock, rounds: int) -> None:
                                 op_bwd(dy, x, hx, weights[0], weights[1], y, None, False, "tanh", [True, True])),
     }, clock, max(1, calls // 3), rounds)
 
-    print(f"## {shape_id(shape)}  (us per call, medians)")
+    print(f"## {shape_id(shape)}  (us per call, best round)")
     print("inference: " + ", ".join(f"{k} {v:.1f}" for k, v in inf.items()))
     print(f"  module glue (module - op below autograd) {inf['module'] - inf['op below autograd']:.1f}; "
           f"op fixed cost (T=1) {short['T=1']:.1f}; per step {step_us * 1e3:.0f} ns = "
