@@ -179,18 +179,24 @@ class RNN(nn.Module):
         """Per layer and direction (w_ih, w_hh, b_ih, b_hh), read at every call (a
         parametrization or pruning hook recomputes them; nothing is cached)."""
         params = self._parameters
-        names = self._flat_weights_names
-        per = 4 if self.bias else 2
         out = []
-        for i in range(0, len(names), per):
-            group = []
-            for name in names[i : i + per]:
-                # _parameters directly: nn.Module.__getattr__ is a Python call per weight. A
-                # weight that is not there (parametrized, pruned) is whatever getattr says.
-                w = params.get(name)
-                group.append(w if w is not None else getattr(self, name))
-            out.append((group[0], group[1], None, None) if per == 2 else tuple(group))
+        for group in self._weight_name_groups():
+            # _parameters directly: nn.Module.__getattr__ is a Python call per weight. A
+            # weight that is not there (parametrized, pruned) is whatever getattr says.
+            ws = [params.get(name) for name in group]
+            ws = [w if w is not None else getattr(self, name) for w, name in zip(ws, group)]
+            out.append((ws[0], ws[1], None, None) if len(ws) == 2 else tuple(ws))
         return out
+
+    def _weight_name_groups(self) -> tuple[tuple[str, ...], ...]:
+        """_flat_weights_names per layer and direction (computed once; names never change)."""
+        groups = self.__dict__.get("_weight_groups")
+        if groups is None:
+            per = 4 if self.bias else 2
+            names = self._flat_weights_names
+            groups = tuple(tuple(names[i : i + per]) for i in range(0, len(names), per))
+            self.__dict__["_weight_groups"] = groups
+        return groups
 
     def flatten_parameters(self) -> None:
         """No-op, for code written for cuDNN's nn.RNN: fastrnn needs no flat weight buffer."""
