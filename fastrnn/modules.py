@@ -157,6 +157,7 @@ class RNN(nn.Module):
                 for kind, shape in shapes:
                     self.register_parameter(kind + suffix, nn.Parameter(torch.empty(shape, **factory)))
                     self._flat_weights_names.append(kind + suffix)
+        self._weight_groups = self._weight_name_groups()
         self.reset_parameters()
 
     @property
@@ -189,13 +190,14 @@ class RNN(nn.Module):
         return out
 
     def _weight_name_groups(self) -> tuple[tuple[str, ...], ...]:
-        """_flat_weights_names per layer and direction (computed once; names never change)."""
+        """_flat_weights_names per layer and direction: set once in __init__ (names never
+        change); recomputed, not stored, for a module pickled before it existed (a forward
+        under torch.compile must not mutate the module)."""
         groups = self.__dict__.get("_weight_groups")
         if groups is None:
             per = 4 if self.bias else 2
             names = self._flat_weights_names
             groups = tuple(tuple(names[i : i + per]) for i in range(0, len(names), per))
-            self.__dict__["_weight_groups"] = groups
         return groups
 
     def flatten_parameters(self) -> None:
