@@ -95,9 +95,10 @@ def register_autograd(forward_op, backward: BackwardCall) -> Callable[..., Tenso
     returns the differentiable entry point that functional.py calls.
 
     Two registrations, one backward:
-    * the op's own autograd (``torch.library.register_autograd``), used by plain autograd,
-      torch.compile / torch.export and anyone calling the op directly;
-    * an ``autograd.Function`` with ``setup_context`` for torch.func transforms. The first
+    * the op's own autograd (``torch.library.register_autograd``), used by torch.compile /
+      torch.export, ``torch.jit.trace`` and anyone calling the op directly;
+    * an ``autograd.Function`` with ``setup_context`` for torch.func transforms, and its twin
+      whose forward calls the op below autograd for plain eager calls (``_fast_eager``). The first
       cannot serve them: torch.library builds an old-style Function (``forward(ctx, ...)``)
       that it applies *inside* the Autograd kernel, where functorch has already unwrapped
       its level, so ``torch.func.grad`` fails ("must override the setup_context
@@ -115,6 +116,11 @@ def register_autograd(forward_op, backward: BackwardCall) -> Callable[..., Tenso
     def forward(input, hx, weight_ih, weight_hh, bias_ih, bias_hh, lengths, reverse, nonlinearity):
         return op(input, hx, weight_ih, weight_hh, bias_ih, bias_hh, lengths, reverse, nonlinearity)
 
+    def forward_below_autograd(input, hx, weight_ih, weight_hh, bias_ih, bias_hh, lengths, reverse,
+                               nonlinearity):
+        with _below_autograd():
+            return op(input, hx, weight_ih, weight_hh, bias_ih, bias_hh, lengths, reverse, nonlinearity)
+
     function = type(f"RNNForward_{op.namespace}", (torch.autograd.Function,), {
         "forward": staticmethod(forward),
         "setup_context": staticmethod(_setup_context),
@@ -122,14 +128,51 @@ def register_autograd(forward_op, backward: BackwardCall) -> Callable[..., Tenso
         "generate_vmap_rule": True,
     })
 
+    def forward_with_ctx(ctx, *inputs):
+        output = forward_below_autograd(*inputs)
+        _setup_context(ctx, inputs, output)
+        return output
+
+    # Plain eager autograd (_fast_eager): the same forward, setup_context and backward, in the
+    # forward(ctx, ...) form, because Function.apply binds a setup_context-style forward's
+    # arguments with inspect.signature at every call (~60 us, as much as a T=4 recurrence).
+    eager = type(f"RNNForwardEager_{op.namespace}", (torch.autograd.Function,), {
+        "forward": staticmethod(forward_with_ctx),
+        "backward": staticmethod(backward_fn),
+    })
+
     def rnn_forward(input, hx, weight_ih, weight_hh, bias_ih, bias_hh, lengths, reverse, nonlinearity):
         # A constant under torch.compile (dynamo folds this query), so compiled graphs hold the op.
         if torch._C._are_functorch_transforms_active():
             return function.apply(input, hx, weight_ih, weight_hh, bias_ih, bias_hh, lengths, reverse,
                                   nonlinearity)
+        if _fast_eager(input, hx, weight_ih, weight_hh, bias_ih, bias_hh, lengths):
+            if torch.is_grad_enabled() and torch._C._any_requires_grad(
+                    input, hx, weight_ih, weight_hh, bias_ih, bias_hh):
+                return eager.apply(input, hx, weight_ih, weight_hh, bias_ih, bias_hh, lengths, reverse,
+                                   nonlinearity)
+            return forward_below_autograd(input, hx, weight_ih, weight_hh, bias_ih, bias_hh, lengths,
+                                          reverse, nonlinearity)
         return op(input, hx, weight_ih, weight_hh, bias_ih, bias_hh, lengths, reverse, nonlinearity)
 
     return rnn_forward
+
+
+_below_autograd = torch._C._AutoDispatchBelowAutograd
+
+
+def _fast_eager(*tensors) -> bool:
+    """True where the op's own autograd registration can be skipped with the same result: plain
+    eager calls. The op's autograd kernel (torch.library's, Python) costs tens of microseconds
+    per call, as much as a whole small recurrence (benchmarks/README.md, "Small shapes"):
+    without a gradient to record it only redispatches below autograd, and with one it wraps
+    the same setup_context / backward in a Function that ``eager`` applies directly.
+    Not taken where the op itself must appear: torch.compile / export graphs, a
+    ``torch.jit.trace`` (the ONNX exporter's symbolic matches the op), and tensors with
+    ``__torch_function__`` overrides (they must see the op).
+    """
+    return (not torch.compiler.is_compiling() and torch._C._get_tracing_state() is None
+            and not torch._C._has_torch_function(tensors))  # (None entries are skipped)
 
 
 def _resolve(forward_op) -> torch._ops.OpOverload:
@@ -150,10 +193,11 @@ def _make_backward(backward: BackwardCall):
                 ctx.reverse, ctx.nonlinearity, needs)
         need_input = needs[0]
         need_weights = any(needs[2:6])
-        gx, ghx, gw_ih, gw_hh, gb = backward(
-            grad_output, input, hx, weight_ih, weight_hh, output, lengths,
-            ctx.reverse, ctx.nonlinearity, [need_input, need_weights],
-        )
+        with _below_autograd():  # grad is off here: the backward op's autograd kernel only forbids
+            gx, ghx, gw_ih, gw_hh, gb = backward(
+                grad_output, input, hx, weight_ih, weight_hh, output, lengths,
+                ctx.reverse, ctx.nonlinearity, [need_input, need_weights],
+            )
         gb = gb if ctx.has_bias and need_weights else None
         return (
             gx if need_input else None,

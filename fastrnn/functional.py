@@ -67,17 +67,23 @@ def rnn_layer(
     backend: str = "auto",
 ) -> tuple[Tensor, Tensor]:  # y [T, B, H], h_n [B, H]
     """One layer, one direction."""
+    fwd = _layer_forward(backend, input, weight_hh)
+    y = fwd(input, hx, weight_ih, weight_hh, bias_ih, bias_hh, lengths, reverse, nonlinearity)
+    return y, (y[0] if reverse else y[-1])
+
+
+def _layer_forward(backend: str, input: Tensor, weight_hh: Tensor) -> Callable[..., Tensor]:
+    """The ``rnn_forward`` that runs a layer of ``input`` [T, B, I] for the user's ``backend``
+    (resolved once per call of rnn / rnn_layer: every layer of a stack has the same device, B, H)."""
     name = resolve_backend(backend, input.device)
-    fwd = forward_fn(name)
     # The measured choice needs a shape to time; an empty batch or hidden size goes to the op.
     # Compiled graphs keep the op itself.
-    if (backend == "auto" and name == "native" and input.device.type == "cuda"
+    if (backend == "auto" and name == "native" and input.is_cuda
             and input.shape[1] > 0 and weight_hh.shape[0] > 0 and not torch.compiler.is_compiling()):
         from . import _cuda_choice  # the measured choice: fastrnn's CUDA paths or cuDNN
 
-        fwd = _cuda_choice.rnn_forward
-    y = fwd(input, hx, weight_ih, weight_hh, bias_ih, bias_hh, lengths, reverse, nonlinearity)
-    return y, (y[0] if reverse else y[-1])
+        return _cuda_choice.rnn_forward
+    return forward_fn(name)
 
 
 def rnn(
@@ -94,7 +100,7 @@ def rnn(
     backend: str = "auto",
 ) -> tuple[Tensor, Tensor]:  # output [T, B, D * H], h_n [L * D, B, H]
     """A stack of layers; dropout between layers in training mode, as in nn.RNN."""
-    name = resolve_backend(backend, input.device)
+    fwd = _layer_forward(backend, input, weights[0][1])
     D = 2 if bidirectional else 1
     layer_input = input
     h_n: list[Tensor] = []
@@ -102,10 +108,11 @@ def rnn(
         outs = []
         for direction in range(D):
             k = layer * D + direction
-            y, h = rnn_layer(layer_input, hx[k], *weights[k], lengths=lengths,
-                             reverse=direction == 1, nonlinearity=nonlinearity, backend=backend)
+            reverse = direction == 1
+            w = weights[k] if len(weights[k]) == 4 else (*weights[k], None, None)  # biases optional
+            y = fwd(layer_input, hx[k], *w, lengths, reverse, nonlinearity)  # [T, B, H]
             outs.append(y)
-            h_n.append(h)
+            h_n.append(y[0] if reverse else y[-1])
         layer_input = outs[0] if D == 1 else torch.cat(outs, dim=2)
         if dropout > 0 and training and layer < num_layers - 1:
             layer_input = F.dropout(layer_input, p=dropout, training=True)

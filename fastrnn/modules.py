@@ -157,6 +157,7 @@ class RNN(nn.Module):
                 for kind, shape in shapes:
                     self.register_parameter(kind + suffix, nn.Parameter(torch.empty(shape, **factory)))
                     self._flat_weights_names.append(kind + suffix)
+        self._weight_groups = self._weight_name_groups()
         self.reset_parameters()
 
     @property
@@ -176,7 +177,28 @@ class RNN(nn.Module):
         return [[getattr(self, n) for n in names[i : i + per]] for i in range(0, len(names), per)]
 
     def _layer_weights(self) -> list[tuple[Tensor, Tensor, Tensor | None, Tensor | None]]:
-        return [tuple(w) + ((None, None) if not self.bias else ()) for w in self.all_weights]
+        """Per layer and direction (w_ih, w_hh, b_ih, b_hh), read at every call (a
+        parametrization or pruning hook recomputes them; nothing is cached)."""
+        params = self._parameters
+        out = []
+        for group in self._weight_name_groups():
+            # _parameters directly: nn.Module.__getattr__ is a Python call per weight. A
+            # weight that is not there (parametrized, pruned) is whatever getattr says.
+            ws = [params.get(name) for name in group]
+            ws = [w if w is not None else getattr(self, name) for w, name in zip(ws, group)]
+            out.append((ws[0], ws[1], None, None) if len(ws) == 2 else tuple(ws))
+        return out
+
+    def _weight_name_groups(self) -> tuple[tuple[str, ...], ...]:
+        """_flat_weights_names per layer and direction: set once in __init__ (names never
+        change); recomputed, not stored, for a module pickled before it existed (a forward
+        under torch.compile must not mutate the module)."""
+        groups = self.__dict__.get("_weight_groups")
+        if groups is None:
+            per = 4 if self.bias else 2
+            names = self._flat_weights_names
+            groups = tuple(tuple(names[i : i + per]) for i in range(0, len(names), per))
+        return groups
 
     def flatten_parameters(self) -> None:
         """No-op, for code written for cuDNN's nn.RNN: fastrnn needs no flat weight buffer."""
@@ -198,9 +220,10 @@ class RNN(nn.Module):
         return s
 
     def forward(self, input, hx: Tensor | None = None):
-        weight0 = getattr(self, self._flat_weights_names[0])
+        weights = self._layer_weights()
+        weight0 = weights[0][0]
         if isinstance(input, PackedSequence):
-            return self._forward_packed(input, hx, weight0)
+            return self._forward_packed(input, hx, weights)
         if not isinstance(input, Tensor):
             raise TypeError(f"fastrnn.RNN: input must be a Tensor or PackedSequence, got {type(input).__name__}")
         if input.dim() not in (2, 3):
@@ -218,14 +241,14 @@ class RNN(nn.Module):
             hx = hx.unsqueeze(1) if hx is not None else None
         self._check_input(x)
         hx = self._initial_state(x, hx, x.shape[1])
-        out, h_n = self._run(x, hx, lengths=None)
+        out, h_n = self._run(x, hx, weights, lengths=None)
         if not batched:
             return out.squeeze(1), h_n.squeeze(1)
         return (out.transpose(0, 1) if self.batch_first else out), h_n
 
-    def _forward_packed(self, input: PackedSequence, hx: Tensor | None, weight0: Tensor):
+    def _forward_packed(self, input: PackedSequence, hx: Tensor | None, weights):
         data, batch_sizes, sorted_indices, unsorted_indices = input
-        _check_input_dtype(data, weight0)
+        _check_input_dtype(data, weights[0][0])
         if data.dim() != 2:
             raise RuntimeError(f"input must have 2 dimensions, got {data.dim()}")
         padded, lengths, index = functional.packed_to_padded(data, batch_sizes)  # [T, B, I]
@@ -234,7 +257,7 @@ class RNN(nn.Module):
         hx = self._initial_state(padded, hx, padded.shape[1])
         if given and sorted_indices is not None:  # the user's batch order -> sorted order
             hx = hx.index_select(1, sorted_indices)
-        out, h_n = self._run(padded, hx, lengths=lengths)
+        out, h_n = self._run(padded, hx, weights, lengths=lengths)
         if unsorted_indices is not None:
             h_n = h_n.index_select(1, unsorted_indices)
         packed = PackedSequence(functional.padded_to_packed(out, index), batch_sizes, sorted_indices, unsorted_indices)
@@ -257,12 +280,13 @@ class RNN(nn.Module):
         _check_hx_like(hx, x)
         return hx
 
-    def _run(self, x: Tensor, hx: Tensor, lengths: Tensor | None) -> tuple[Tensor, Tensor]:
-        _check_same_device(x, getattr(self, self._flat_weights_names[0]))
-        weights = self._layer_weights()
-        flat, no_autocast = _autocast(x, [x, hx, *(w for layer in weights for w in layer)])
-        x, hx = flat[0], flat[1]
-        weights = [tuple(flat[2 + 4 * k : 6 + 4 * k]) for k in range(len(weights))]
+    def _run(self, x: Tensor, hx: Tensor, weights, lengths: Tensor | None) -> tuple[Tensor, Tensor]:
+        _check_same_device(x, weights[0][0])
+        no_autocast = contextlib.nullcontext()
+        if torch._C._is_any_autocast_enabled():
+            flat, no_autocast = _autocast(x, [x, hx, *(w for layer in weights for w in layer)])
+            x, hx = flat[0], flat[1]
+            weights = [tuple(flat[2 + 4 * k : 6 + 4 * k]) for k in range(len(weights))]
         # An empty batch goes through the reference (its empty GEMMs are free), not a kernel
         # that may not launch on zero rows; autograd then gives nn.RNN's zero-filled gradients.
         with no_autocast:

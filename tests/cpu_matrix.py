@@ -42,17 +42,26 @@ ROW_TILE = {"portable": 4, "avx2": 6, "avx512": 6}
 # current x86 core has more than 4 MiB of L2.
 PROJECT_FIRST_BYTES = 2 * 2**20
 
-# Multiply-adds that make rnn_cpu.cpp split a recurrence over threads on any machine: it splits
-# once the work exceeds one parallel region's cost, measured at run time (csrc/cpu/machine.cpp)
-# and capped there at 50 us, times one core's multiply-add rate (<= 128 per ns on any current
-# x86 core: two 512-bit FMA units at 4 GHz). A shape above this reaches the threaded path even
-# on a loaded machine whose measurement hit the cap.
+# Multiply-adds that a batch split must save for rnn_cpu.cpp to split a recurrence over threads
+# on any machine: it splits once T x (a step of B rows - a step of B/2 rows) exceeds one
+# parallel region's cost, measured at run time (csrc/cpu/machine.cpp) and capped there at
+# 50 us, times one core's multiply-add rate (<= 128 per ns on any current x86 core: two
+# 512-bit FMA units at 4 GHz). With at least a full row tile per thread (B >= 2 x ROW_TILE)
+# a step is throughput-bound and halving the rows saves T x (B/2) x K x H multiply-adds
+# (K = H for the backward, the smaller one), so split_steps(B, H) steps reach the threaded
+# path even on a loaded machine whose measurement hit the cap. (With fewer rows per thread
+# the saving is measured, and may rightly be too small to split: latency-bound steps.)
 SPLIT_WORK = int(50e3 * 128)
+
+
+def split_steps(B: int, H: int) -> int:
+    """Steps T at which B rows (>= 2 x ROW_TILE) of hidden size H split over 2 threads."""
+    return SPLIT_WORK // ((B // 2) * H * H) + 1  # strictly more than SPLIT_WORK
 
 # id -> (T, B, I, H, claims). Claims a shape makes, checked with last_cpu_plan():
 #   "threads": on the fused (rows) path with 2 threads the batch is split in 2 (rnn_cpu.cpp
-#              batch_chunks: H >= 64 and more multiply-adds than a parallel region costs;
-#              SPLIT_WORK bounds that cost on any machine);
+#              batch_chunks: the split saves more than a parallel region costs; split_steps
+#              bounds that on any machine);
 #   "project_first": the weights (I + H) * H * 4 bytes exceed PROJECT_FIRST_BYTES, so the
 #              fused forward runs x W_ih^T + b as one GEMM first.
 # Sizes are small (each runs under every parametrization) but reach: 1 and 2+ panels with a
@@ -63,7 +72,7 @@ SHAPES = {
     "T4-B7-I5-H17": (4, 7, 5, 17, ()),
     "T2-B13-I3-H65": (2, 13, 3, 65, ()),
     "T3-B1-I2-H129": (3, 1, 2, 129, ()),
-    "T136-B12-I5-H64-threads": (136, 12, 5, 64, ("threads",)),
+    "T261-B12-I5-H64-threads": (split_steps(12, 64), 12, 5, 64, ("threads",)),
     "T3-B7-I300-H600-project-first": (3, 7, 300, 600, ("project_first",)),
 }
 

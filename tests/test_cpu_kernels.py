@@ -15,7 +15,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from cpu_matrix import ISAS, SHAPES, cpu_combo, isa_unsupported_reason  # noqa: F401 (fixture)
+from cpu_matrix import ISAS, SHAPES, Combo, cpu_combo, isa_unsupported_reason, split_steps  # noqa: F401 (fixture)
 from fastrnn import reference
 from helpers import assert_close, assert_op_tracks_truth, compute_dtype, run_op
 
@@ -70,6 +70,23 @@ DTYPE_ACT_IDS = ["f32-tanh", "f64-relu"]
 def test_parity(cpu_combo, shape, dtype, act):
     T, B, I, H, claims = shape
     check_parity(make_args(T, B, I, H, dtype=dtype), act=act, combo=cpu_combo, claims=claims)
+
+
+@pytest.mark.parametrize("isa", [i for i in ISAS if isa_unsupported_reason(i) is None])
+def test_small_hidden_splits_the_batch(monkeypatch, isa):
+    """H = 32, where a step of few rows is latency-bound: the batch split is decided from
+    measured step times (rnn_cpu.cpp batch_chunks), and split_steps(48, 32) steps pay for it
+    on any machine; the split rows match the truth. (One path, ISA by ISA: the long sequence
+    keeps it out of the full matrix.)"""
+    monkeypatch.setenv("FASTRNN_CPU_ISA", isa)
+    monkeypatch.setenv("FASTRNN_CPU_PATH", "fused")
+    old = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        check_parity(make_args(split_steps(48, 32), 48, 5, 32), combo=Combo("fused", isa, 2),
+                     claims=("threads",))
+    finally:
+        torch.set_num_threads(old)
 
 
 def test_parity_no_bias(cpu_combo):

@@ -28,8 +28,8 @@ from torch.nn.utils.rnn import pack_padded_sequence
 
 import fastrnn
 import fastrnn.triton
-from cpu_matrix import (ISAS, PANEL_COLS, PATHS, PROJECT_FIRST_BYTES, ROW_TILE, SPLIT_WORK, default_isa,
-                        isa_unsupported_reason)
+from cpu_matrix import (ISAS, PANEL_COLS, PATHS, PROJECT_FIRST_BYTES, ROW_TILE, default_isa,
+                        isa_unsupported_reason, split_steps)
 from fastrnn.backends import last_cpu_plan
 from helpers import Terms, assert_modules_track_truth, assert_op_tracks_truth, compute_dtype, twin_rnn
 
@@ -120,7 +120,7 @@ def test_cell_matches_torch(B, I, H, bias, nonlinearity, dtype, unbatched, with_
 SUPPORTED_ISAS = [isa for isa in ISAS if isa_unsupported_reason(isa) is None]
 # What an op example targets; the strategy draws sizes that reach it (rnn_cpu.cpp's rules):
 #   rows: the fused kernels on one thread; rows-threads: the batch split over 2 threads
-#   (H >= 64 and over cpu_matrix.SPLIT_WORK multiply-adds); columns: B < threads, the weight panels
+#   (a full row tile per thread and cpu_matrix.split_steps steps); columns: B < threads, the weight panels
 #   split; stepwise: ATen GEMMs per step; project-first: weights over PROJECT_FIRST_BYTES,
 #   x W_ih^T first; multi-panel: H over several panels, remainder columns and rows (B not a
 #   multiple of the row tile).
@@ -138,8 +138,9 @@ def op_configs(draw, target=None):
     T, B, I = draw(st.integers(1, 9)), draw(st.integers(1, 13)), draw(st.integers(1, 9))
     H = draw(st.integers(1, P + 1))
     if target == "rows-threads":
-        threads, path, H, B, I = 2, "fused", draw(st.integers(64, 72)), draw(st.integers(2, 9)), draw(st.integers(1, 6))
-        T = -(-SPLIT_WORK // (B * H * H)) + draw(st.integers(0, 2))  # the backward's work is T*B*H*H
+        B = draw(st.integers(2 * ROW_TILE[isa], 2 * ROW_TILE[isa] + 3))  # a full row tile per thread
+        threads, path, H, I = 2, "fused", draw(st.integers(64, 72)), draw(st.integers(1, 6))
+        T = split_steps(B, H) + draw(st.integers(0, 2))
     elif target == "columns":
         threads, path, B, H = 2, "columns", 1, draw(st.integers(P + 1, 3 * P))
     elif target == "stepwise":
@@ -179,7 +180,7 @@ def _example(target, **over):
 
 PATH_EXAMPLES = [
     _example("rows", threads=1, lengths=[3, 0, 1, 2, 3, 3, 5], reverse=True),
-    _example("rows-threads", T=136, B=12, I=5, H=64, dtype=torch.bfloat16),
+    _example("rows-threads", T=split_steps(12, 64), B=12, I=5, H=64, dtype=torch.bfloat16),
     _example("columns", path="columns", B=1, H=3 * PANEL_COLS[(default_isa(), torch.float32)] + 1, act="relu"),
     _example("stepwise", path="stepwise", dtype=torch.float16, lengths=[2] * 7),
     _example("project-first", T=2, B=3, I=300, H=600, lengths=[0, 2, 1], reverse=True),

@@ -22,6 +22,7 @@
 #include <chrono>
 #include <cstdio>
 #include <fstream>
+#include <functional>
 #include <map>
 #include <mutex>
 #include <string>
@@ -212,6 +213,54 @@ const Costs& costs(Isa isa) {
   const Costs c = measure_costs(isa);  // outside the lock: it runs a parallel region
   std::lock_guard<std::mutex> lock(mu);
   return cache.emplace(key, c).first->second;  // a racing thread's entry wins: same meaning
+}
+
+namespace {
+
+// Runs `steps` steps of the rows kernel on zeroed scratch (tanh; zeros keep it finite) and
+// returns the best per-step CPU time of 3 runs, after one warm-up run.
+double measure_rows_step(Isa isa, bool backward, int64_t rows, int64_t K, int64_t H) {
+  constexpr int64_t steps = 16;
+  std::vector<float> m(packed_size(isa, K, H, false), 0.0f);
+  std::vector<float> a1(steps * rows * std::max(K - H, H), 0.0f), a2(steps * rows * H, 0.0f),
+      a3(steps * rows * H, 0.0f), h(rows * H, 0.0f), h2(rows * H, 0.0f);
+  std::function<void()> run;
+  ForwardArgs<float> f{};
+  BackwardArgs<float> b{};
+  if (backward) {
+    b.T_ = steps, b.B = rows, b.H = H, b.m = m.data(), b.dy = a1.data(), b.y = a2.data();
+    b.dz = a3.data(), b.carry = h.data(), b.scratch = h2.data(), b.act = Act::Tanh;
+    run = [&] { backward_rows(isa, b, 0, rows); };
+  } else {
+    // K = I + H (input projection inside the step), or H (project-first: y holds it).
+    f.T_ = steps, f.B = rows, f.I = K - H, f.H = H, f.m = m.data(), f.x = a1.data();
+    f.h0 = h.data(), f.bias = h2.data(), f.y = a2.data(), f.y_holds_pre = K == H;
+    f.act = Act::Tanh;
+    run = [&] { forward_rows(isa, f, 0, rows); };
+  }
+  run();
+  return best_of(3, [&] {
+           const double t0 = thread_ns();
+           run();
+           return thread_ns() - t0;
+         }) /
+         double(steps);
+}
+
+}  // namespace
+
+double rows_step_ns(Isa isa, bool backward, int64_t rows, int64_t K, int64_t H) {
+  static std::mutex mu;
+  static std::map<std::tuple<int, bool, int64_t, int64_t, int64_t>, double> cache;
+  const auto key = std::make_tuple(static_cast<int>(isa), backward, rows, K, H);
+  {
+    std::lock_guard<std::mutex> lock(mu);
+    auto it = cache.find(key);
+    if (it != cache.end()) return it->second;
+  }
+  const double ns = measure_rows_step(isa, backward, rows, K, H);
+  std::lock_guard<std::mutex> lock(mu);
+  return cache.emplace(key, ns).first->second;  // a racing thread's entry wins: same meaning
 }
 
 FmaPeak fma_peak(Isa isa, double seconds, int64_t threads) {

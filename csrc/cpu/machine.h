@@ -37,6 +37,14 @@ struct Costs {
 };
 const Costs& costs(Isa isa);
 
+// One time step of the fused rows kernels (kernels.h forward_rows, or backward_rows when
+// `backward`), fp32, on `rows` rows of a recurrence whose packed M is [K, H], on the calling
+// thread: measured at the first call for each (isa, backward, rows, K, H) on scratch data,
+// best of 3 short runs on the thread's CPU clock, then cached for the process. At small
+// sizes a step is not proportional to its rows (FMA latency with few accumulators, the
+// epilogue, per-tile overheads), so rnn_cpu.cpp measures what a batch split saves.
+double rows_step_ns(Isa isa, bool backward, int64_t rows, int64_t K, int64_t H);
+
 // The FMA peak of `threads` threads running fma_loop for about `seconds` of wall time:
 // wall = all FLOPs / wall time; cpu = sum over threads of FLOPs / that thread's CPU time
 // (what the cores reach when the OS runs the threads; robust to other load).

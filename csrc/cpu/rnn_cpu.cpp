@@ -40,10 +40,6 @@
 namespace fastrnn {
 namespace {
 
-// Below kMinParallelH a step is latency-bound (a few FMA chains of length H), so fewer
-// rows per thread do not make it shorter. Every other threshold comes from machine.h.
-constexpr int64_t kMinParallelH = 64;
-
 // One block of rows of M (kernels.h): w [N, K] (transpose) or [K, N], contiguous.
 template <typename T>
 struct PackPart {
@@ -101,16 +97,24 @@ void run_columns(int64_t H, int64_t P, const Body& body) {
 }
 #endif
 
-// Calls fn(b_begin, b_end) on disjoint batch ranges, one per thread, once per sequence.
-// work = multiply-adds of the whole recurrence.
-// The number of batch blocks (threads) for_batch_blocks splits a recurrence into.
-// A second thread saves work / (2 rate) and costs one parallel region (machine.h); at the
-// small sizes where this decides, the kernels run at about half the probe's rate, so the
-// break-even is work = region_ns * probe rate.
-int64_t batch_chunks(cpu::Isa isa, int64_t work, int64_t B, int64_t H) {
+// The number of batch blocks (threads) for_batch_blocks splits a recurrence of T steps, B
+// rows, packed M [K, H] into (the forward's K = I + H or H, the backward's H). n threads
+// cost one parallel region (machine.h) and save T x (a step of B rows - a step of B/n
+// rows). A step at least as long as a region runs at the kernels' throughput, so the
+// split saves about half of it; below that the two step times are measured (rows_step_ns):
+// with few rows per thread a step is bound by FMA latency and fixed costs, not by its rows.
+int64_t batch_chunks(cpu::Isa isa, bool backward, int64_t T, int64_t B, int64_t K, int64_t H) {
+  const int64_t n = std::min<int64_t>(at::get_num_threads(), B);
+  if (n <= 1) return 1;
   const cpu::Costs& c = cpu::costs(isa);
-  if (double(work) < c.parallel_ns * c.madd_per_ns || H < kMinParallelH) return 1;
-  return std::max<int64_t>(1, std::min<int64_t>(at::get_num_threads(), B));
+  const double step_at_probe_rate = double(B * K * H) / c.madd_per_ns;  // ns, one thread
+  if (double(T) * step_at_probe_rate < c.parallel_ns) return 1;  // the whole recurrence
+  if (step_at_probe_rate >= c.parallel_ns) {  // throughput-bound: the split saves about half
+    return double(T) * step_at_probe_rate / 2 > c.parallel_ns ? n : 1;
+  }
+  const double saved = cpu::rows_step_ns(isa, backward, B, K, H) -
+                       cpu::rows_step_ns(isa, backward, (B + n - 1) / n, K, H);
+  return double(T) * saved > c.parallel_ns ? n : 1;
 }
 
 // True when the lengths (clamped to [0, T], what the kernels see) are non-increasing, as a
@@ -259,7 +263,7 @@ void forward_recurrence(cpu::Isa isa, const at::Tensor& x, const at::Tensor& w_i
   const bool pre = project_first(I, H, sizeof(Scalar));
   const int64_t P = cpu::panel_cols(isa, std::is_same_v<Scalar, double>);
   const Path path = choose_path(isa, T, B, pre ? H : I + H, H, sizeof(Scalar), P);
-  const int64_t chunks = batch_chunks(isa, T * B * H * ((pre ? 0 : I) + H), B, H);
+  const int64_t chunks = batch_chunks(isa, /*backward=*/false, T, B, (pre ? 0 : I) + H, H);
   const bool prefix = lengths_nonincreasing(lengths, T);
   record_path("forward", path, isa, chunks, H, P, pre, prefix);
   if (path == Path::Stepwise) {
@@ -343,7 +347,7 @@ void backward_recurrence(cpu::Isa isa, const at::Tensor& w_hh, const at::Tensor&
   const int64_t H = y.size(2);
   const int64_t P = cpu::panel_cols(isa, std::is_same_v<T, double>);
   const Path path = choose_path(isa, y.size(0), y.size(1), H, H, sizeof(T), P);
-  const int64_t chunks = batch_chunks(isa, y.size(0) * y.size(1) * H * H, y.size(1), H);
+  const int64_t chunks = batch_chunks(isa, /*backward=*/true, y.size(0), y.size(1), H, H);
   const bool prefix = lengths_nonincreasing(lengths, y.size(0));
   record_path("backward", path, isa, chunks, H, P, false, prefix);
   if (path == Path::Stepwise) {
