@@ -12,7 +12,9 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
-from . import _checks, _double_backward
+import torch.autograd.forward_ad as _forward_ad
+
+from . import _checks, _double_backward, reference
 
 # backward(grad_output, input, hx, weight_ih, weight_hh, output, lengths, reverse,
 #          nonlinearity, output_mask=[need_input, need_weights])  (fastrnn::rnn_backward's schema)
@@ -144,8 +146,14 @@ def register_autograd(forward_op, backward: BackwardCall) -> Callable[..., Tenso
     def rnn_forward(input, hx, weight_ih, weight_hh, bias_ih, bias_hh, lengths, reverse, nonlinearity):
         # A constant under torch.compile (dynamo folds this query), so compiled graphs hold the op.
         if torch._C._are_functorch_transforms_active():
+            if _under_functorch_jvp():  # torch.func.jvp / jacfwd / hessian's outer jacfwd
+                return _forward_mode(input, hx, weight_ih, weight_hh, bias_ih, bias_hh, lengths,
+                                     reverse, nonlinearity)
             return function.apply(input, hx, weight_ih, weight_hh, bias_ih, bias_hh, lengths, reverse,
                                   nonlinearity)
+        if _has_forward_tangent(input, hx, weight_ih, weight_hh, bias_ih, bias_hh):
+            return _forward_mode(input, hx, weight_ih, weight_hh, bias_ih, bias_hh, lengths, reverse,
+                                 nonlinearity)
         if _fast_eager(input, hx, weight_ih, weight_hh, bias_ih, bias_hh, lengths):
             if torch.is_grad_enabled() and torch._C._any_requires_grad(
                     input, hx, weight_ih, weight_hh, bias_ih, bias_hh):
@@ -159,6 +167,31 @@ def register_autograd(forward_op, backward: BackwardCall) -> Callable[..., Tenso
 
 
 _below_autograd = torch._C._AutoDispatchBelowAutograd
+
+
+def _forward_mode(input, hx, weight_ih, weight_hh, bias_ih, bias_hh, lengths, reverse, nonlinearity):
+    """Forward-mode AD (dual tensors, torch.func.jvp / jacfwd): no backend has a jvp, and a
+    kernel would drop the tangent silently (nn.RNN supports forward AD), so these calls run
+    the reference, plain torch ops that forward AD differentiates, after the op's checks."""
+    _checks.check_forward_args(input, hx, weight_ih, weight_hh, bias_ih, bias_hh, lengths)
+    _checks.check_nonlinearity(nonlinearity)
+    return reference.rnn_forward(input, hx, weight_ih, weight_hh, bias_ih, bias_hh, lengths, reverse,
+                                 nonlinearity)
+
+
+def _under_functorch_jvp() -> bool:
+    """True inside a torch.func forward-mode transform (jvp, jacfwd, hessian's outer jacfwd)."""
+    from torch._C._functorch import TransformType
+    from torch._functorch.pyfunctorch import retrieve_all_functorch_interpreters
+
+    return any(i.key() == TransformType.Jvp for i in retrieve_all_functorch_interpreters())
+
+
+def _has_forward_tangent(*tensors) -> bool:
+    """True when forward-mode AD is on and some argument is a dual tensor (carries a tangent)."""
+    if _forward_ad._current_level < 0:  # no dual level entered: the common case, one int compare
+        return False
+    return any(t is not None and _forward_ad.unpack_dual(t).tangent is not None for t in tensors)
 
 
 def _fast_eager(*tensors) -> bool:

@@ -100,3 +100,38 @@ def test_ensemble_of_parameter_sets():
     for n in range(3):
         expected = functional_call(ref, {k: v[n] for k, v in stacked.items()}, (x,))[0]
         assert_close(got[n], expected, name=f"member {n}")
+
+
+@pytest.mark.parametrize("weights_require_grad", [True, False], ids=["params-grad", "params-frozen"])
+def test_forward_mode_ad_tangents_match_nn_rnn(twins, weights_require_grad):
+    # nn.RNN supports forward-mode AD; no fastrnn kernel has a jvp, so dual inputs run the
+    # reference ops. Before this was routed, the kernels ran and the tangent came back None
+    # (silently dropped) whenever the weights did not require grad.
+    import torch.autograd.forward_ad as fwAD
+
+    ref, ours = twins
+    for m in (ref, ours):
+        m.requires_grad_(weights_require_grad)
+    x, t = torch.randn(5, 2, 3, dtype=F64), torch.randn(5, 2, 3, dtype=F64)
+    tangents = []
+    for m in (ref, ours):
+        with fwAD.dual_level():
+            out, h = m(fwAD.make_dual(x, t))
+            tangents.append((fwAD.unpack_dual(out).tangent, fwAD.unpack_dual(h).tangent))
+    for expected, got in zip(*tangents):
+        assert got is not None
+        assert_close(got, expected)
+
+
+def test_func_jvp_matches_nn_rnn(twins):
+    ref, ours = twins
+    x, t = torch.randn(5, 2, 3, dtype=F64), torch.randn(5, 2, 3, dtype=F64)
+    (_, expected) = torch.func.jvp(lambda v: ref(v)[0], (x,), (t,))
+    (_, got) = torch.func.jvp(lambda v: ours(v)[0], (x,), (t,))
+    assert_close(got, expected)
+
+
+def test_jacfwd_of_the_input_matches_nn_rnn():
+    ref, ours = twin_rnn(3, 4, dtype=F64)
+    x = torch.randn(4, 1, 3, dtype=F64)
+    assert_close(torch.func.jacfwd(lambda v: ours(v)[1])(x), torch.func.jacfwd(lambda v: ref(v)[1])(x))
