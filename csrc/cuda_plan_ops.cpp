@@ -40,7 +40,7 @@ std::vector<int64_t> last_launch_fields() {
   const LaunchRecord& r = last_record;
   return {r.target, r.backward, int(r.path), r.blocks, r.threads_per_block, r.tiles_per_step,
           r.kpt, r.ks, r.rows_per_tile, r.smem_bytes, r.launches, r.steps, r.batch, r.hidden,
-          r.elem_size, r.tile_cols, r.micro_r, r.micro_c, r.grid_barrier};
+          r.elem_size, r.tile_cols, r.micro_r, r.micro_c, r.grid_barrier, r.mma};
 }
 }  // namespace plan
 
@@ -64,7 +64,7 @@ std::vector<int64_t> cuda_launch_plan(int64_t B, int64_t H, int64_t elem_size, i
                     "fastrnn: sm_count, smem_per_block and regs_per_sm must be positive");
   plan::Force f = plan::kAuto;
   TORCH_CHECK_VALUE(plan::parse_force(force, &f),
-                    "fastrnn: force must be auto, single, grid, gemm or tiled, got '",
+                    "fastrnn: force must be auto, single, grid, gemm, tiled or tiled_mma, got '",
                     std::string(force), "'");
   std::vector<int> regs;
   if (regs_per_kpt.has_value()) {
@@ -104,7 +104,7 @@ std::vector<int64_t> cuda_kernel_kpts(int64_t elem_size) {
 std::string set_cuda_path_override(std::string_view path) {
   plan::Force f = plan::kAuto;
   TORCH_CHECK_VALUE(path.empty() || plan::parse_force(path, &f),
-                    "fastrnn: path must be '', auto, single, grid, gemm or tiled, got '",
+                    "fastrnn: path must be '', auto, single, grid, gemm, tiled or tiled_mma, got '",
                     std::string(path), "'");
   std::string prev = plan::has_override ? plan::kForceNames[plan::override_force] : "";
   plan::has_override = !path.empty();
@@ -113,7 +113,8 @@ std::string set_cuda_path_override(std::string_view path) {
 }
 
 // The cost model (cuda/cost_model.h) for one shape on a modelled device: per candidate
-// (single, grid, tiled, gemm, cudnn) 16 numbers, [candidate, fits, recorded_path, grid, kpt, ks,
+// (single, grid, tiled, gemm, cudnn, tiled_mma) 16 numbers, [candidate, fits, recorded_path,
+// grid, kpt, ks,
 // rows_per_tile, tiles_per_step, compute, smem, latency, barrier, launch, total (ns/step),
 // tile_cols, grid_barrier (tiled)].
 std::vector<double> cuda_cost_model(std::string_view device, int64_t T, int64_t B, int64_t H,

@@ -330,7 +330,11 @@ def test_every_selectable_kernel_is_built_without_spills():
     assert not problems, "\n".join(problems)
 
 
-TILED_RE = re.compile(r"tiled_kernelI([fd])Li(\d)ELi(\d)ENS0_7(Fwd|Bwd)Args")
+# The FMA kernels (last template argument void) and the tensor-core ones (__half /
+# __nv_bfloat16 operands, float accumulation; micro tile = fragments).
+TILED_RE = re.compile(r"tiled_kernelI([fd])Li(\d)ELi(\d)ENS0_7(Fwd|Bwd)ArgsI[fd]EEvEE")
+MMA_RE = re.compile(
+    r"tiled_kernelIfLi(\d)ELi(\d)ENS0_7(Fwd|Bwd)ArgsIfEE(?:6__half|13__nv_bfloat16)EE")
 TILED_MAX_REGS = 255  # launch_plan.h kTiledMaxRegsPerThread (__launch_bounds__(256, 1))
 
 
@@ -350,8 +354,13 @@ def test_every_tiled_kernel_is_built_without_spills():
             continue
         if name and "REG:" in line:
             k = TILED_RE.search(name)
+            fields = dict((a, int(v)) for a, v in re.findall(r"(\w+):(\d+)", line))
             if k:
-                usage[(arch,) + k.groups()] = dict((a, int(v)) for a, v in re.findall(r"(\w+):(\d+)", line))
+                usage[(arch,) + k.groups()] = fields
+            k = MMA_RE.search(name)
+            if k:
+                mma = "bf16" if "bfloat16" in name else "f16"
+                usage[(arch, mma) + k.groups()] = fields
             name = None
     problems = []
     for arch in ARCHS:
@@ -361,6 +370,14 @@ def test_every_tiled_kernel_is_built_without_spills():
                 problems.append(f"tiled {direction} {tag} {mr}x{mc} not built for {arch}")
             elif r["STACK"] or r["LOCAL"] or r["REG"] > TILED_MAX_REGS:
                 problems.append(f"tiled {direction} {tag} {mr}x{mc} {arch}: {r}")
+        # launch_plan.h kMmaTiles, both 16-bit types.
+        for mma, (fr, fc), direction in itertools.product(("f16", "bf16"), ((1, 1), (1, 2), (2, 1)),
+                                                          ("Fwd", "Bwd")):
+            r = usage.get((arch, mma, str(fr), str(fc), direction))
+            if r is None:
+                problems.append(f"tiled mma {direction} {mma} {fr}x{fc} not built for {arch}")
+            elif r["STACK"] or r["LOCAL"] or r["REG"] > TILED_MAX_REGS:
+                problems.append(f"tiled mma {direction} {mma} {fr}x{fc} {arch}: {r}")
     assert not problems, "\n".join(problems)
 
 

@@ -406,7 +406,7 @@ def test_path_override_drives_cuda_sim(monkeypatch):
 
 
 def test_path_override_restores_on_error_and_rejects_bad_names():
-    with pytest.raises(ValueError, match="path must be auto, single, grid, tiled or gemm"):
+    with pytest.raises(ValueError, match="path must be auto, single, grid, tiled, gemm or tiled_mma"):
         with cc.forced_path("fast"):
             pass
     with pytest.raises(ValueError, match="path must be"):

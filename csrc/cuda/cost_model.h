@@ -39,6 +39,10 @@ struct DeviceSpec {
                                 //   (host dispatch of an ATen op + launch gap)
   double gemm_efficiency;       // estimate: fraction of FP32 peak a small cuBLAS GEMM reaches
   double cudnn_persist_efficiency;  // estimate: same for cuDNN's persistent small-H kernel
+  int mma_fma_per_sm_clk;       // estimate: dense 16-bit FMA per SM per clock that warp-level
+                                //   mma.sync (wmma) reaches: the A100 spec peak (312 TFLOPS /
+                                //   2 / 108 SMs / 1.41 GHz); on sm_90 about half of wgmma's
+                                //   989 TFLOPS (microbenchmark literature)
 };
 
 // H100 SXM5: 132 SMs x 128 FP32 lanes x 2 x 1.98 GHz = 66.9 TFLOPS (datasheet: 67).
@@ -46,11 +50,11 @@ struct DeviceSpec {
 // A100 SXM4: 108 SMs x 64 lanes x 2 x 1.41 GHz = 19.5 TFLOPS (datasheet: 19.5).
 inline constexpr DeviceSpec kDevices[] = {
     {"h100", "h100", 1.98, 128, 128, 989.0, 3350.0, 5500.0, 50.0, 200.0, 550.0, 1000.0, 40,
-     3000.0, 0.5, 0.5},
+     3000.0, 0.5, 0.5, 1024},
     {"h200", "h100", 1.98, 128, 128, 989.0, 4800.0, 5500.0, 50.0, 200.0, 550.0, 1000.0, 40,
-     3000.0, 0.5, 0.5},
+     3000.0, 0.5, 0.5, 1024},
     {"a100", "a100", 1.41, 64, 128, 312.0, 2039.0, 4000.0, 40.0, 200.0, 600.0, 1200.0, 40,
-     3000.0, 0.5, 0.5},
+     3000.0, 0.5, 0.5, 1024},
 };
 
 inline const DeviceSpec* find_device(std::string_view name) {
@@ -76,7 +80,7 @@ inline plan::Device plan_device(const DeviceSpec& spec) {
 }
 
 enum Candidate : int {
-  kSingle = 0, kGrid = 1, kTiled = 2, kGemm = 3, kCudnn = 4, kNumCandidates = 5
+  kSingle = 0, kGrid = 1, kTiled = 2, kGemm = 3, kCudnn = 4, kTiledMma = 5, kNumCandidates = 6
 };
 
 struct Shape {
@@ -212,6 +216,50 @@ inline Prediction predict_tiled(const DeviceSpec& d, const Shape& s) {
   return r;
 }
 
+// The tiled family on tensor cores (launch_plan.h make_tiled_mma_plan; float16/bfloat16
+// models only, else it does not fit). Per step, on the busiest SM:
+//   compute: the block's 16 x 16 fragments times K = 2 x H (rounded up to 8: the state's hi and
+//            lo halves) at mma_fma_per_sm_clk;
+//   smem:    per warp and 16-element K step, micro_r + micro_c fragment loads of 512 bytes;
+//            the fragments' stores and the fixed-order reduction of the 8 warps' partial sums;
+//            staging writes of the state rows; only the part above the mma time;
+//   latency, barrier, launch: as predict_tiled (the same step structure).
+inline Prediction predict_tiled_mma(const DeviceSpec& d, const Shape& s) {
+  Prediction r;
+  r.candidate = kTiledMma;
+  if (s.elem_size != 2) return r;
+  const plan::Device dev = plan_device(d);
+  const plan::Plan p = plan::make_plan(s.B, s.H, 4, dev, nullptr, plan::kForceTiledMma,
+                                       /*allow_resident=*/false, 0, plan::kMmaBF16);
+  if (p.path != plan::kTiled) return r;
+  r.fits = true;
+  r.plan = p;
+  r.recorded_path = 4;
+  r.tiles_per_step = 1;
+  const int64_t per_wave = int64_t(p.blocks_per_sm) * dev.sm_count;
+  const int64_t waves = plan::ceil_div(p.grid, per_wave);
+  const int64_t on_sm = plan::ceil_div(p.grid, int64_t(dev.sm_count));
+  const double sharing = double(waves) * double(on_sm < p.blocks_per_sm ? on_sm : p.blocks_per_sm);
+  const double k2 = 2.0 * double((s.H + 7) / 8 * 8);
+  const double mma = sharing * double(p.tile_rows) * p.tile_cols * k2 / d.mma_fma_per_sm_clk;
+  const double k_steps = double(p.k_chunk / 8);
+  double bytes = double(plan::kWarps) * k_steps * (p.micro_r + p.micro_c) * 512.0;
+  bytes += double(plan::kWarps) * p.tile_rows * p.tile_cols * 4.0 * 2.0;  // stores + reduction
+  if (!p.resident) bytes += double(p.tile_rows) * s.H * 4.0;
+  const double lds = sharing * bytes / d.smem_bytes_per_sm_clk;
+  r.compute = cycles_ns(d, mma);
+  r.smem = cycles_ns(d, lds > mma ? lds - mma : 0.0);
+  if (!p.resident) {
+    const double sm_l2_gbs = d.l2_gbs / dev.sm_count;  // GB/s == bytes/ns
+    r.latency = d.l2_latency_ns + sharing * double(p.tile_rows) * s.H * 4.0 / sm_l2_gbs;
+  }
+  const double sync = cycles_ns(d, d.syncthreads_cycles);
+  r.barrier = p.resident ? 2.0 * sync : 2.0 * sync + d.grid_sync_ns;
+  r.launch = d.launch_ns / double(s.T);
+  r.total = r.compute + r.smem + r.latency + r.barrier + r.launch;
+  return r;
+}
+
 // A [B, H] x [H, H] GEMM of cuBLAS at per-step size: the math spread over the CTAs that
 // the output has (64 x 64 tiles assumed), or W_hh streamed from L2, whichever is longer.
 inline double small_gemm_ns(const DeviceSpec& d, int64_t B, int64_t H, bool tensor_cores,
@@ -281,6 +329,8 @@ inline Prediction predict(const DeviceSpec& d, const Shape& s, Candidate c) {
       return predict_persistent(d, s, c);
     case kTiled:
       return predict_tiled(d, s);
+    case kTiledMma:
+      return predict_tiled_mma(d, s);
     case kGemm:
       return predict_gemm(d, s);
     default:

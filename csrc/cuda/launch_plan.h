@@ -40,10 +40,18 @@ enum Path : int {
 };
 
 // What the caller may force (tests exercise every path at small sizes).
-enum Force : int { kAuto = 0, kForceSingle = 1, kForceGrid = 2, kForceGemm = 3, kForceTiled = 4 };
-inline constexpr const char* kForceNames[] = {"auto", "single", "grid", "gemm", "tiled"};
+enum Force : int {
+  kAuto = 0, kForceSingle = 1, kForceGrid = 2, kForceGemm = 3, kForceTiled = 4,
+  kForceTiledMma = 5,  // the tiled family on tensor cores (float16/bfloat16 models only)
+};
+inline constexpr const char* kForceNames[] = {"auto", "single", "grid", "gemm", "tiled",
+                                              "tiled_mma"};
 
-// "auto" | "single" | "grid" | "gemm" | "tiled"; false for anything else.
+// The 16-bit type of a float16/bfloat16 model, whose W_hh the tensor-core path multiplies
+// as it is (tiled_body.cuh); kMmaNone for float32/float64 models.
+enum MmaType : int { kMmaNone = 0, kMmaF16 = 1, kMmaBF16 = 2 };
+
+// "auto" | "single" | "grid" | "gemm" | "tiled" | "tiled_mma"; false for anything else.
 inline bool parse_force(std::string_view s, Force* out) {
   if (s.empty()) {
     *out = kAuto;
@@ -100,6 +108,9 @@ struct Plan {
   int row_tiles = 0, col_tiles = 0;  // grid = row_tiles * col_tiles
   int stride = 0;         // shared-memory row stride of weights and state (H or H + 1)
   int k_chunk = 0;        // K entries of one warp's share of the reduction
+  // Tensor cores (MmaType; 0 otherwise): micro_r x micro_c are then the block tile in 16 x 16
+  // fragments, stride and k_chunk count 4-byte words of 2 x 16-bit (one k each).
+  int mma = 0;
 };
 
 inline int num_kpt(int elem_size) { return elem_size == 8 ? kNumKptDouble : kNumKptFloat; }
@@ -265,6 +276,85 @@ inline Plan make_tiled_plan(int64_t B, int64_t H, int elem_size, const Device& d
   return best;
 }
 
+// ---- the tiled family on tensor cores (float16/bfloat16 models) -------------------------
+
+// Block tiles in 16 x 16 fragments (rows x columns): at most kTiledOutputsPerThread outputs
+// per thread, like the FMA tiles (kpt_dispatch.h dispatch_fragments).
+constexpr int kMmaTiles[][2] = {{1, 1}, {1, 2}, {2, 1}};
+constexpr int kNumMmaTiles = 3;
+// Estimates for the ranking (cycles): one m16n16k16 mma of a warp on its SM sub-partition's
+// tensor core (A100: 256 dense bf16 FMA per clock per sub-partition; sm_90's mma.sync is
+// not faster per clock), and one fragment load from shared memory (512 bytes at 128/clock).
+constexpr int kMmaCycles = 16;
+constexpr int kFragLoadCycles = 4;
+
+// Row stride in 4-byte words: H rounded up to 8 (a fragment's 16 elements), plus 4 words so
+// that the 8 rows a fragment load reads at once start in different banks; a multiple of 4
+// keeps every fragment 32-byte aligned (wmma's rule).
+inline int tiled_mma_stride(int64_t H) { return int((H + 7) / 8 * 8 + 4); }
+
+// Per-step cycles of a tensor-core plan on tiled_step_cost's scale: the busiest SM's 8 warps,
+// two per sub-partition, each k_chunk / 8 fragment steps of micro_r x micro_c mmas and
+// micro_r + micro_c fragment loads, then the reduction, staging and barrier as the FMA tiles.
+inline int64_t tiled_mma_step_cost(const Plan& p, int sm_count) {
+  const int64_t grid = int64_t(p.row_tiles) * p.col_tiles;
+  const int64_t per_sm = ceil_div(grid, int64_t(sm_count));
+  const int64_t sharing = per_sm < p.blocks_per_sm ? per_sm : p.blocks_per_sm;
+  const int64_t waves = ceil_div(grid, int64_t(p.blocks_per_sm) * sm_count);
+  const int64_t steps = p.k_chunk / 8;
+  const int64_t mma = int64_t(kWarps / 4) * steps * p.micro_r * p.micro_c * kMmaCycles;
+  const int64_t lds = int64_t(kWarps) * steps * (p.micro_r + p.micro_c) * kFragLoadCycles;
+  const int64_t reduce = int64_t(p.tile_rows) * p.tile_cols * kWarps / 32;
+  const int64_t staging = p.col_tiles > 1 ? 600 + int64_t(p.tile_rows) * p.stride * 4 / 64 : 0;
+  const int64_t barrier = p.col_tiles > 1 ? 2000 : 50;
+  return waves * sharing * ((mma > lds ? mma : lds) + reduce) + staging + barrier;
+}
+
+// The cheapest tensor-core plan for B x H (shared memory as make_tiled_plan; the mma
+// accumulates in float, so the compute type is float32); path kGemmFallback if none fits
+// or the model is not float16/bfloat16.
+inline Plan make_tiled_mma_plan(int64_t B, int64_t H, int mma, const Device& dev, int regs = 0) {
+  Plan best;
+  if (B <= 0 || H <= 0 || (mma != kMmaF16 && mma != kMmaBF16)) return best;
+  const int smem_limit = dev.smem_optin > dev.smem_per_block ? dev.smem_optin : dev.smem_per_block;
+  const int stride = tiled_mma_stride(H);
+  const int k_chunk = int(ceil_div(ceil_div((H + 7) / 8 * 8, kWarps), 8) * 8);  // words
+  int64_t best_cost = -1;
+  for (const auto& t : kMmaTiles) {
+    Plan p;
+    p.path = kTiled;
+    p.mma = mma;
+    p.threads = kThreads;
+    p.micro_r = t[0];
+    p.micro_c = t[1];
+    p.tile_rows = 16 * t[0];
+    p.tile_cols = 16 * t[1];
+    p.lanes_r = 1;  // unused by the mma path
+    p.row_tiles = int(ceil_div(B, p.tile_rows));
+    p.col_tiles = int(ceil_div(H, p.tile_cols));
+    p.grid = p.row_tiles * p.col_tiles;
+    p.stride = stride;
+    p.k_chunk = k_chunk;
+    p.resident = p.col_tiles == 1 ? 1 : 0;
+    p.rows_per_tile = p.tile_rows;
+    const int64_t smem = tiled_smem_bytes(p.tile_rows, p.tile_cols, stride, p.resident, 4);
+    if (smem > smem_limit) continue;
+    p.smem_bytes = int(smem);
+    p.blocks_per_sm = blocks_per_sm(regs > 0 ? regs : kTiledMaxRegsPerThread, p.smem_bytes, dev);
+    if (p.blocks_per_sm < 1) continue;
+    if (p.col_tiles > 1 && (!dev.cooperative_launch ||
+                            int64_t(p.grid) > int64_t(p.blocks_per_sm) * dev.sm_count)) {
+      continue;  // grid.sync() needs every block resident at once
+    }
+    const int64_t cost = tiled_mma_step_cost(p, dev.sm_count);
+    if (best_cost < 0 || cost < best_cost) {
+      best_cost = cost;
+      best = p;
+    }
+  }
+  return best;
+}
+
 // Chooses the path and launch configuration for B batch rows and hidden size H in a
 // compute type of elem_size bytes (4: float, also used for float16/bfloat16; 8: double).
 // regs_per_kpt[i] is the register count of the kernel instantiated for kpt_at(i), or
@@ -272,16 +362,21 @@ inline Plan make_tiled_plan(int64_t B, int64_t H, int elem_size, const Device& d
 // `resident` is only set when allow_resident (the forward kernel implements it).
 // With force == kAuto the tiled family competes on cost (tiled_step_cost); kForceTiled
 // takes only it, kForceSingle / kForceGrid only the older kernels. tiled_regs: registers
-// per thread of the tiled kernels (0: the model's cap).
+// per thread of the tiled kernels (0: the model's cap). mma: the model's 16-bit type
+// (MmaType): kForceTiledMma takes the tensor-core tiles (gemm if kMmaNone), and kAuto
+// weighs them too where the batch fills a fragment's 16 rows (B >= 16).
 inline Plan make_plan(int64_t B, int64_t H, int elem_size, const Device& dev,
                       const int* regs_per_kpt = nullptr, Force force = kAuto,
-                      bool allow_resident = false, int tiled_regs = 0) {
+                      bool allow_resident = false, int tiled_regs = 0, int mma = kMmaNone) {
   Plan best;
   best.path = kGemmFallback;
   if (force == kForceGemm || B <= 0 || H <= 0 || (elem_size != 4 && elem_size != 8)) {
     return best;
   }
   if (force == kForceTiled) return make_tiled_plan(B, H, elem_size, dev, tiled_regs);
+  if (force == kForceTiledMma) {
+    return elem_size == 4 ? make_tiled_mma_plan(B, H, mma, dev, tiled_regs) : best;
+  }
   int64_t best_cost = -1;
   for (int i = 0; i < num_kpt(elem_size); ++i) {
     const int kpt = kpt_at(elem_size, i);
@@ -330,7 +425,15 @@ inline Plan make_plan(int64_t B, int64_t H, int elem_size, const Device& dev,
     const Plan tiled = make_tiled_plan(B, H, elem_size, dev, tiled_regs);
     if (tiled.path == kTiled &&
         (best_cost < 0 || tiled_step_cost(tiled, elem_size, dev.sm_count) < best_cost)) {
-      return tiled;
+      best_cost = tiled_step_cost(tiled, elem_size, dev.sm_count);
+      best = tiled;
+    }
+    if (B >= 16 && elem_size == 4) {
+      const Plan tc = make_tiled_mma_plan(B, H, mma, dev, tiled_regs);
+      if (tc.path == kTiled &&
+          (best_cost < 0 || tiled_mma_step_cost(tc, dev.sm_count) < best_cost)) {
+        return tc;
+      }
     }
   }
   return best;

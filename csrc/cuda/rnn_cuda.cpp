@@ -52,7 +52,7 @@ struct CudaTarget {
 
   // The plan for this shape on the current device; a grid plan is only kept when the
   // runtime's occupancy calculator confirms that all of its blocks are co-resident.
-  static plan::Plan plan(int64_t B, int64_t H, int elem_size, bool backward) {
+  static plan::Plan plan(int64_t B, int64_t H, int elem_size, bool backward, int mma) {
     const cudaDeviceProp* prop = at::cuda::getCurrentDeviceProperties();
     const KernelAttrs attrs = kernel_attrs(at::cuda::current_device(), elem_size, backward);
     plan::Device dev;
@@ -69,7 +69,7 @@ struct CudaTarget {
     dev.cooperative_launch = prop->cooperativeLaunch != 0;
     plan::Plan p = plan::make_plan(B, H, elem_size, dev, attrs.regs.data(),
                                    cuda_host::forced_path(), /*allow_resident=*/!backward,
-                                   attrs.tiled_regs);
+                                   attrs.tiled_regs, mma);
     if (p.path == plan::kTiled) {
       // A plain launch (one column tile) needs one block per SM; a cooperative one all.
       const int occ = ck::tiled_occupancy(elem_size, backward, p);

@@ -38,7 +38,7 @@ struct SimTarget {
   // CudaTarget::plan with the simulated device's properties. The register counts of the
   // kernels are those of the plan's model (launch_plan.h regs_model: the
   // __launch_bounds__ cap), and the occupancy check is the plan's own blocks_per_sm.
-  static plan::Plan plan(int64_t B, int64_t H, int elem_size, bool backward) {
+  static plan::Plan plan(int64_t B, int64_t H, int elem_size, bool backward, int mma) {
     const sim::SimDevice& d = sim_device();
     plan::Device dev;
     dev.sm_count = d.sm_count;
@@ -50,7 +50,7 @@ struct SimTarget {
     dev.max_blocks_per_sm = d.max_blocks_per_sm;
     dev.cooperative_launch = d.cooperative_launch;
     return plan::make_plan(B, H, elem_size, dev, nullptr, cuda_host::forced_path(),
-                           /*allow_resident=*/!backward);
+                           /*allow_resident=*/!backward, /*tiled_regs=*/0, mma);
   }
 
   template <typename T>
