@@ -47,16 +47,17 @@ std::vector<int64_t> last_launch_fields() {
 namespace {
 
 // Returns [path, grid, threads, kpt, ks, rows_per_tile, smem_bytes, blocks_per_sm, resident,
-// tile_rows, tile_cols, lanes_r, micro_r, row_tiles, col_tiles, stride, k_chunk, micro_c];
+// tile_rows, tile_cols, lanes_r, micro_r, row_tiles, col_tiles, stride, k_chunk, micro_c, mma];
 // path: 0 single block, 1 cooperative grid, 2 cuBLAS fallback, 3 tiled. backward=True plans
 // the BPTT kernels (the old family has no resident mode). smem_optin: the opt-in per-block
-// limit the tiled kernels may use (0: none, smem_per_block).
+// limit the tiled kernels may use (0: none, smem_per_block). mma: the model's 16-bit type
+// (launch_plan.h MmaType) for the tensor-core tiles.
 std::vector<int64_t> cuda_launch_plan(int64_t B, int64_t H, int64_t elem_size, int64_t sm_count,
                                       int64_t smem_per_block,
                                       at::OptionalIntArrayRef regs_per_kpt,
                                       std::string_view force, int64_t regs_per_sm,
                                       bool cooperative_launch, bool backward,
-                                      int64_t smem_optin) {
+                                      int64_t smem_optin, int64_t mma) {
   TORCH_CHECK_VALUE(elem_size == 4 || elem_size == 8,
                     "fastrnn: elem_size must be 4 (float32 compute) or 8 (float64), got ",
                     elem_size);
@@ -80,12 +81,14 @@ std::vector<int64_t> cuda_launch_plan(int64_t B, int64_t H, int64_t elem_size, i
   dev.smem_optin = int(smem_optin);
   dev.regs_per_sm = int(regs_per_sm);
   dev.cooperative_launch = cooperative_launch;
+  TORCH_CHECK_VALUE(mma >= plan::kMmaNone && mma <= plan::kMmaBF16,
+                    "fastrnn: mma must be 0 (none), 1 (float16) or 2 (bfloat16), got ", mma);
   const plan::Plan p = plan::make_plan(B, H, int(elem_size), dev,
                                        regs.empty() ? nullptr : regs.data(), f,
-                                       /*allow_resident=*/!backward);
+                                       /*allow_resident=*/!backward, /*tiled_regs=*/0, int(mma));
   return {p.path, p.grid, p.threads, p.kpt, p.ks, p.rows_per_tile, p.smem_bytes,
           p.blocks_per_sm, p.resident, p.tile_rows, p.tile_cols, p.lanes_r, p.micro_r,
-          p.row_tiles, p.col_tiles, p.stride, p.k_chunk, p.micro_c};
+          p.row_tiles, p.col_tiles, p.stride, p.k_chunk, p.micro_c, p.mma};
 }
 
 // The kpt values kernels are instantiated for (what cuobjdump must list).
@@ -157,7 +160,7 @@ TORCH_LIBRARY_FRAGMENT(fastrnn, m) {
   m.def(
       "_cuda_launch_plan(int B, int H, int elem_size, int sm_count, int smem_per_block, "
       "int[]? regs_per_kpt=None, str force='auto', int regs_per_sm=65536, "
-      "bool cooperative_launch=True, bool backward=False, int smem_optin=0) -> int[]",
+      "bool cooperative_launch=True, bool backward=False, int smem_optin=0, int mma=0) -> int[]",
       &cuda_launch_plan);
   m.def("_cuda_kernel_kpts(int elem_size) -> int[]", &cuda_kernel_kpts);
   // [target, backward, path, blocks, threads_per_block, tiles_per_step, kpt, ks,

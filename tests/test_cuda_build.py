@@ -42,7 +42,7 @@ needs_cuda_build = pytest.mark.skipif(
 def plan(B, H, elem_size=4, device=H100, **kw):
     keys = ["path", "grid", "threads", "kpt", "ks", "rows", "smem", "blocks_per_sm", "resident",
             "tile_rows", "tile_cols", "lanes_r", "micro_r", "row_tiles", "col_tiles", "stride",
-            "k_chunk", "micro_c"]
+            "k_chunk", "micro_c", "mma"]
     if "smem_optin" in device:
         kw.setdefault("smem_optin", device["smem_optin"])
     return dict(zip(keys, plan_op(B, H, elem_size, device["sm_count"], device["smem_per_block"], **kw)))
@@ -204,6 +204,44 @@ def test_tiled_plan_invariants(elem_size, device):
         assert p["resident"] == (p["col_tiles"] == 1), where
         if p["col_tiles"] > 1:  # grid.sync(): every block co-resident
             assert p["grid"] <= p["blocks_per_sm"] * device["sm_count"], where
+
+
+@pytest.mark.parametrize("mma", [1, 2], ids=["f16", "bf16"])
+@pytest.mark.parametrize("device", [H100_OPTIN, A100_OPTIN, H100], ids=["H100", "A100", "H100-no-optin"])
+def test_tensor_core_plan_invariants(mma, device):
+    # launch_plan.h make_tiled_mma_plan: tiles of 16 x 16 fragments (kMmaTiles), shared memory
+    # in 4-byte words (a 16-bit pair per k) with the float layout's sizes, wmma's rules.
+    limit = max(device.get("smem_optin", 0), device["smem_per_block"])
+    for H, B in itertools.product([1, 9, 16, 17, 33, 100, 256, 513, 1024, 2048], [1, 16, 17, 64, 256]):
+        p = plan(B, H, 4, device, force="tiled_mma", mma=mma)
+        if p["path"] == GEMM:
+            continue
+        where = f"B={B} H={H} mma={mma} {device}: {p}"
+        assert p["path"] == TILED and p["mma"] == mma and p["threads"] == THREADS, where
+        assert (p["micro_r"], p["micro_c"]) in ((1, 1), (1, 2), (2, 1)), where
+        assert (p["tile_rows"], p["tile_cols"]) == (16 * p["micro_r"], 16 * p["micro_c"]), where
+        assert p["row_tiles"] == math.ceil(B / p["tile_rows"]), where
+        assert p["col_tiles"] == math.ceil(H / p["tile_cols"]), where
+        assert p["grid"] == p["row_tiles"] * p["col_tiles"], where
+        # stride: H rounded up to 8 words (a fragment's 16 elements) plus 4 (banks); a multiple
+        # of 4 words keeps every fragment 32-byte aligned and ldm (2 x stride) a multiple of 8.
+        h8 = math.ceil(H / 8) * 8
+        assert p["stride"] == h8 + 4 and p["stride"] % 4 == 0, where
+        # The warps' K shares: whole fragment steps of 8 words covering H.
+        assert p["k_chunk"] % 8 == 0 and 8 * p["k_chunk"] >= h8 > 8 * (p["k_chunk"] - 8), where
+        assert p["smem"] == _tiled_smem(p, 4) <= limit, where
+        assert p["resident"] == (p["col_tiles"] == 1), where
+        if p["col_tiles"] > 1:
+            assert p["grid"] <= p["blocks_per_sm"] * device["sm_count"], where
+    # Only 16-bit models and the float32 compute type take it.
+    assert plan(64, 256, 4, device, force="tiled_mma")["path"] == GEMM
+    assert plan(64, 256, 8, device, force="tiled_mma", mma=mma)["path"] == GEMM
+
+
+def test_auto_weighs_the_tensor_cores_only_for_16_bit_models_with_16_rows():
+    assert plan(64, 512, 4, H100_OPTIN, mma=2)["mma"] == 2
+    assert plan(64, 512, 4, H100_OPTIN)["mma"] == 0
+    assert plan(8, 512, 4, H100_OPTIN, mma=2)["mma"] == 0
 
 
 @pytest.mark.parametrize("B,H", [(16, 256), (64, 512), (64, 1024), (256, 64)])
