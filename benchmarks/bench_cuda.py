@@ -140,7 +140,9 @@ def measure_candidates(T, B, H, dtype, *, packed=False, reverse=False, iters=5):
         truth = fastrnn.reference.rnn_forward(*(t.double() for t in (x, h0, w_ih, w_hh, b_ih, b_hh)),
                                               lengths, reverse, "tanh")
     device = cc.model_device(torch.cuda.get_device_name())
-    predicted = {bw: {p["name"]: p for p in cc.predict(device, T, B, H, dtype, backward=bw, packed=packed)}
+    live = cc.mean_live_rows(lengths, T)  # packed: the model credits the live rows
+    predicted = {bw: {p["name"]: p for p in cc.predict(device, T, B, H, dtype, backward=bw, packed=packed,
+                                                       live_rows=live)}
                  for bw in (False, True)}
     out = []
     for name in cc.CANDIDATES:

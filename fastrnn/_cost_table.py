@@ -7,15 +7,20 @@ import argparse
 
 import torch
 
-from ._cuda_choice import CANDIDATES, predict
+from ._cuda_choice import CANDIDATES, mean_live_rows, predict
 
 # (T, B, H, packed): issue 12's benchmark shapes; the packed bidirectional case is one
-# direction of B=64, T=100, H=128 (fastrnn runs the two directions one after the other).
+# direction of B=64, T=100, H=128 (fastrnn runs the two directions one after the other), its
+# lengths (T <= 100) spread evenly from T down to 1 (PackedSequence order): packed_lengths.
 SHAPES = [(1024, 16, 256, False), (1024, 64, 512, False), (256, 16, 256, False),
           (128, 64, 1024, False), (512, 8, 128, False), (100, 256, 64, False),
           (100, 64, 128, True)]
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
 PARTS = ("compute", "smem", "latency", "barrier", "launch")
+
+
+def packed_lengths(T: int, B: int) -> torch.Tensor:  # [B], non-increasing, T down to 1
+    return torch.linspace(T, 1, B).round().long()
 
 
 def _us(ns: float) -> str:
@@ -27,8 +32,10 @@ def rows(device: str, dtypes=("float32", "bfloat16")) -> list[dict]:
     for T, B, H, packed in SHAPES:
         for dtype in dtypes:
             for backward in (False, True):
+                live = mean_live_rows(packed_lengths(T, B), T) if packed else 0.0
                 preds = {p["name"]: p for p in predict(device, T, B, H, DTYPES[dtype],
-                                                       backward=backward, packed=packed)}
+                                                       backward=backward, packed=packed,
+                                                       live_rows=live)}
                 fits = {k: p for k, p in preds.items() if p["fits"]}
                 best = min(fits, key=lambda k: fits[k]["total"])
                 ours = min((k for k in fits if k != "cudnn"), key=lambda k: fits[k]["total"])

@@ -16,9 +16,9 @@ on disk, keyed by device name, driver and fastrnn version).
 * A refused cooperative launch (``cudaErrorCooperativeLaunchTooLarge``: the grid did not fit
   next to other work) drops that candidate and runs the next one instead of raising.
 
-The forced path applies to the forward recurrence and, through hooks on the op's autograd
-node (autograd runs it on a device thread, which does not see the caller's per-thread
-override), to its backward recurrence.
+The forced path applies to the forward recurrence and to its backward recurrence (autograd
+runs that on a device thread, which does not see the caller's per-thread override: the
+backward sets it there itself, inside a try/finally, _ForcedPathLayer).
 
 Shape buckets: H exactly (it decides the plan), T, B and the input size rounded up to a
 power of two. ``fastrnn.backends.cuda_choice()`` reports the choices made. Under
@@ -89,28 +89,39 @@ def forced_path(path: str) -> Iterator[None]:
 # ---- the cost model --------------------------------------------------------------------
 
 def model_device(device_name: str) -> str:
-    """The cost model's device for a GPU name; an unknown GPU is modelled as an H100."""
-    name = device_name.upper()
-    for tag, model in (("H200", "h200"), ("H100", "h100"), ("A100", "a100")):
-        if tag in name:
-            return model
-    return "h100"
+    """The cost model's device for a GPU name (the tabled GPU whose name it contains, any case;
+    an unknown GPU is modelled as an H100): the rule make_plan applies on the GPU."""
+    return torch.ops.fastrnn._cuda_model_device(device_name)
+
+
+def mean_live_rows(lengths: Tensor | None, T: int) -> float:
+    """The batch rows still running per step, averaged over the T steps (sum of min(length, T)
+    over T), for lengths sorted non-increasing (PackedSequence order: the tiled kernel then
+    multiplies only the live prefix); 0.0 (= every row) for unsorted or no lengths."""
+    if lengths is None or lengths.numel() == 0 or T <= 0:
+        return 0.0
+    n = lengths.detach().clamp(0, T)  # [B]
+    if bool((n[1:] > n[:-1]).any()):
+        return 0.0
+    return float(n.sum()) / T
 
 
 def predict(device: str, T: int, B: int, H: int, dtype: torch.dtype, *, backward: bool = False,
-            packed: bool = False) -> list[dict]:
+            packed: bool = False, live_rows: float = 0.0) -> list[dict]:
     """The cost model's prediction per candidate, ns per time step, with its breakdown.
 
     One dict per candidate of CANDIDATES: ``name``, ``fits``, ``path`` (what
     last_cuda_plan() would report: resident/single/grid/gemm, or cudnn), the plan's ``grid``,
     ``kpt``, ``ks``, ``rows_per_tile``, ``tiles_per_step`` (tiled: ``rows_per_tile`` x
     ``tile_cols`` per block, ``grid_barrier``), and ``compute`` / ``smem`` /
-    ``latency`` / ``barrier`` / ``launch`` summing to ``total``. Unmeasured constants:
+    ``latency`` / ``barrier`` / ``launch`` summing to ``total``. ``live_rows``: packed, the
+    mean live rows per step (mean_live_rows; 0: all B). Unmeasured constants:
     csrc/cuda/cost_model.h.
     """
     if dtype not in _ELEM:
         raise ValueError(f"fastrnn: dtype must be float64, float32, float16 or bfloat16, got {dtype}")
-    flat = torch.ops.fastrnn._cuda_cost_model(device, T, B, H, _ELEM[dtype], backward, packed)
+    flat = torch.ops.fastrnn._cuda_cost_model(device, T, B, H, _ELEM[dtype], backward, packed,
+                                              float(live_rows))
     n = len(_COST_FIELDS)
     out = []
     for i in range(0, len(flat), n):
@@ -191,27 +202,49 @@ def current_mode() -> str:
 
 def _run_fastrnn(path: str, c: LayerCall, forward: Callable[..., Tensor] = _ops.rnn_forward) -> Tensor:
     """The layer through fastrnn's op (``forward``: the native op, or cuda_sim's) with ``path``
-    forced for its forward recurrence and, through hooks on its autograd node, its backward."""
-    with forced_path(path):
-        y = forward(c.input, c.hx, c.weight_ih, c.weight_hh, c.bias_ih, c.bias_hh, c.lengths,
-                    c.reverse, c.nonlinearity)  # [T, B, H]
-    node = y.grad_fn
-    if node is not None:
-        # Autograd runs the node on its own thread (a device thread on CUDA), which does not
-        # see this thread's override: set it there just before the node runs, restore after.
-        # (Should the node raise, the override stays on that thread until the next hooked node
-        # restores its predecessor; the recurrence ops check their arguments in the forward.)
-        previous: list[str] = []
+    forced for its forward recurrence and for its backward (_ForcedPathLayer); the per-thread
+    override is restored on every exit, a raise included."""
+    args = (c.lengths, c.reverse, c.nonlinearity)
+    # Under torch.func the op runs its own Function (_op_glue) that functorch sees; an
+    # old-style Function around it would not be: the forward alone is forced there.
+    if not c.training or torch._C._are_functorch_transforms_active():
+        with forced_path(path):
+            return forward(*c.tensors(), *args)  # [T, B, H]
+    return _ForcedPathLayer.apply(path, forward, args, *c.tensors())
 
-        def before(grad_outputs) -> None:
-            previous.append(torch.ops.fastrnn._set_cuda_path_override(path))
 
-        def after(grad_inputs, grad_outputs) -> None:
-            torch.ops.fastrnn._set_cuda_path_override(previous.pop())
+class _ForcedPathLayer(torch.autograd.Function):
+    """``forward`` with ``path`` forced, differentiable, the backward forced the same way.
 
-        node.register_prehook(before)
-        node.register_hook(after)
-    return y
+    Autograd runs a node's backward on its own thread (a device thread on CUDA), which does
+    not see the caller's per-thread override, and no autograd hook runs when a node raises,
+    so hooks that set and restore the override would leave it set on that thread after a
+    failed backward. Instead the op runs on an inner graph (detached inputs) and this node's
+    backward differentiates it inside ``forced_path``: set and restore in one try/finally, on
+    the thread that runs it."""
+
+    @staticmethod
+    def forward(ctx, path, forward, args, *tensors):  # -> [T, B, H]
+        with torch.enable_grad():
+            inner = [None if t is None else t.detach().requires_grad_(t.requires_grad)
+                     for t in tensors]
+            with forced_path(path):
+                y = forward(*inner, *args)  # [T, B, H], on the inner graph
+        ctx.path, ctx.y, ctx.inner = path, y, inner
+        return y.detach()
+
+    @staticmethod
+    def backward(ctx, grad_y):
+        wrt = [t for t in ctx.inner if t is not None and t.requires_grad]
+        with forced_path(ctx.path):
+            # retain_graph: the inner graph lives as long as this node (a second backward
+            # with retain_graph=True needs it); create_graph reaches the op's own rule for
+            # second derivatives.
+            grads = iter(torch.autograd.grad(ctx.y, wrt, grad_y, retain_graph=True,
+                                             create_graph=torch.is_grad_enabled(),
+                                             allow_unused=True))
+        return (None, None, None) + tuple(
+            next(grads) if t is not None and t.requires_grad else None for t in ctx.inner)
 
 
 def _run_cudnn(c: LayerCall) -> Tensor:  # [T, B, H]
@@ -348,9 +381,11 @@ class Chooser:
         T, B, _ = c.input.shape
         H = c.weight_hh.shape[0]
         dev = model_device(device_name)
+        live = mean_live_rows(c.lengths, T)
         total = {name: 0.0 for name in CANDIDATES if name != "cudnn" or allow_cudnn}
         for backward in ((False, True) if c.training else (False,)):
-            for p in predict(dev, T, B, H, c.input.dtype, backward=backward, packed=c.lengths is not None):
+            for p in predict(dev, T, B, H, c.input.dtype, backward=backward,
+                             packed=c.lengths is not None, live_rows=live):
                 if p["name"] in total:
                     if p["fits"]:
                         total[p["name"]] += p["total"]

@@ -238,9 +238,15 @@ def test_tensor_core_plan_invariants(mma, device):
     assert plan(64, 256, 8, device, force="tiled_mma", mma=mma)["path"] == GEMM
 
 
-def test_auto_weighs_the_tensor_cores_only_for_16_bit_models_with_16_rows():
+def test_auto_weighs_the_tensor_cores_only_for_16_bit_models():
+    # The tensor-core tiles are one more candidate of make_plan's ranking (cost_model.h
+    # tiled_mma_cost, the one scale; tests/test_cuda_choice.py checks the argmin over a grid):
+    # ahead of the FMA tiles at B = 64, H = 512 (bfloat16 and float16 alike), behind at B = 8
+    # (a fragment's 16 rows half padding), never for a float32 model or float64 compute.
     assert plan(64, 512, 4, H100_OPTIN, mma=2)["mma"] == 2
+    assert plan(64, 512, 4, H100_OPTIN, mma=1)["mma"] == 1
     assert plan(64, 512, 4, H100_OPTIN)["mma"] == 0
+    assert plan(64, 512, 8, H100_OPTIN, mma=2)["mma"] == 0
     assert plan(8, 512, 4, H100_OPTIN, mma=2)["mma"] == 0
 
 
@@ -276,9 +282,12 @@ def test_tiled_plan_uses_the_opt_in_limit():
 
 
 def test_auto_weighs_the_tiled_family_against_the_older_one():
-    # The model ranks both families; each wins somewhere (csrc/cuda/README.md's table).
+    # The cost model ranks both families; each wins somewhere (csrc/cuda/README.md's table;
+    # tests/test_cuda_choice.py checks the choice is the model's argmin everywhere).
     assert plan(64, 512, device=H100_OPTIN)["path"] == TILED
-    assert plan(1, 1, device=H100_OPTIN)["path"] == SINGLE
+    assert plan(8, 256, device=H100_OPTIN)["path"] == TILED  # the older family's cycles said single
+    assert plan(2, 64, 8, device=H100_OPTIN)["path"] == SINGLE  # float64, a tiny batch
+    assert plan(256, 1024, device=H100_OPTIN)["path"] == GRID
     assert plan(64, 512, device=H100_OPTIN, force="grid")["path"] == GRID
 
 

@@ -313,6 +313,153 @@ def test_cost_model_plans_are_the_hosts_plans():
         assert p["grid_barrier"] == (plan[14] > 1)
 
 
+# The occupancy-relevant numbers of the simulated devices (csrc/sim/sim_device.h) as
+# _cuda_launch_plan arguments: sharedMemPerBlock and the opt-in limit minus the static 1 KiB
+# on sm_90.
+_PLAN_DEVICES = {"h100": dict(sm_count=132, smem_per_block=47 * 1024, smem_optin=226 * 1024),
+                 "a100": dict(sm_count=108, smem_per_block=48 * 1024, smem_optin=163 * 1024)}
+_PLAN_PATHS = {0: ("single", "resident"), 1: ("grid",), 2: ("gemm",), 3: ("tiled",)}
+
+
+@pytest.mark.parametrize("device", sorted(_PLAN_DEVICES))
+def test_make_plan_auto_is_the_cost_models_argmin(device):
+    """One cost scale: make_plan's unforced plan is the fastest fastrnn candidate the cost model
+    predicts (cost_model.h, ns per step), in both directions and types, over batch x hidden
+    (the older family's grid wins at B = 256 with a wide H, its single block at a tiny batch in
+    float64 on the H100, the tiled family elsewhere, the GEMM path where nothing fits). For a
+    float16/bfloat16 model (elem_size 4 with its 16-bit type, mma, as the host plans it) the
+    tensor-core tiles (tiled_mma) are one more candidate on the same scale, and where they are
+    the argmin the plan is theirs (its mma field set)."""
+    d = _PLAN_DEVICES[device]
+    chosen = set()
+    for dtype, elem, mma in ((torch.float32, 4, 0), (torch.float64, 8, 0), (torch.bfloat16, 4, 2),
+                             (torch.float16, 4, 1)):
+        for backward in (False, True):
+            for T in (16, 1024):
+                for B in (1, 3, 8, 16, 64, 256):
+                    for H in (1, 33, 64, 128, 129, 256, 512, 1024, 2048):
+                        preds = [p for p in cc.predict(device, T, B, H, dtype, backward=backward)
+                                 if p["fits"] and p["name"] in ("single", "grid", "tiled", "tiled_mma")]
+                        want = min(preds, key=lambda p: p["total"]) if preds else None
+                        got = torch.ops.fastrnn._cuda_launch_plan(
+                            B, H, elem, d["sm_count"], d["smem_per_block"], backward=backward,
+                            smem_optin=d["smem_optin"], T=T, device=device, mma=mma)
+                        where = (device, dtype, backward, T, B, H, got, want)
+                        if want is None:
+                            assert got[0] == 2, where
+                            continue
+                        assert want["path"] in _PLAN_PATHS[got[0]], where
+                        assert got[1] == want["grid"], where
+                        assert got[18] == (mma if want["name"] == "tiled_mma" else 0), where
+                        if want["name"] in ("tiled", "tiled_mma"):
+                            assert (got[9], got[10]) == (want["rows_per_tile"], want["tile_cols"]), where
+                        else:
+                            assert (got[3], got[4], got[5]) == (want["kpt"], want["ks"],
+                                                                want["rows_per_tile"]), where
+                        chosen.add((want["name"], mma > 0))
+    names = {name for name, _ in chosen}
+    assert {"grid", "tiled", "tiled_mma"} <= names and (device != "h100" or "single" in names), chosen
+    # the tensor cores win some 16-bit shapes and lose others to the FMA tiles
+    assert {("tiled_mma", True), ("tiled", True)} <= chosen, chosen
+
+
+def test_make_plan_reads_the_device_it_is_given():
+    """The model's device numbers come from what the host knows (plan::Device): the A100's clock
+    and FP32 lanes rank differently from the H100's for the same occupancy limits; a GPU's own
+    name (cudaDeviceProp::name) with its properties plans as the modelled device it matches."""
+    h100 = _PLAN_DEVICES["h100"]
+
+    def path(device, B, H, **props):
+        return torch.ops.fastrnn._cuda_launch_plan(B, H, 4, h100["sm_count"], h100["smem_per_block"],
+                                                   smem_optin=h100["smem_optin"], T=128,
+                                                   device=device, **props)[0]
+    # (B=1, H=1024) float32: the tiled plan on an H100 (128 FP32 lanes per SM), the older
+    # grid with the A100's 64 lanes and lower clock (its FMAs weigh more in the tiled step).
+    assert (path("h100", 1, 1024), path("a100", 1, 1024)) == (3, 1)
+    a100 = dict(clock_khz=1410000, cc_major=8, cc_minor=0, l2_bytes=40 * 1024 * 1024)
+    assert path("NVIDIA A100-SXM4-80GB", 1, 1024, **a100) == 1
+    # the clock the host reads alone moves it (an H100 clocked like an A100)
+    assert path("NVIDIA H100 80GB HBM3", 1, 1024) == 3
+    assert path("NVIDIA H100 80GB HBM3", 1, 1024, clock_khz=1410000) == 1
+    assert cc.model_device("NVIDIA GH200 480GB") == "h200"
+    with pytest.raises(ValueError, match="clock_khz, cc_major, cc_minor and l2_bytes must be >= 0"):
+        path("h100", 1, 64, clock_khz=-1)
+
+
+def test_packed_prediction_credits_the_live_rows():
+    """Packed input, sorted lengths: the tiled step is predicted for the mean live rows per step
+    (its blocks of finished rows skip the multiply) on the plan the host launches (planned for
+    every row), cuDNN's per-step GEMM for the live rows too; unpacked, live_rows is ignored."""
+    def preds(T, B, H, **kw):
+        return {p["name"]: p for p in cc.predict("h100", T, B, H, torch.float32, **kw)}
+
+    # B=1024, H=128: 256 blocks of 4 rows on 132 SMs (two per busy SM); a quarter of the rows
+    # live on average keeps 64 blocks busy, one per SM: about half the FMA and load time.
+    full, quarter = preds(100, 1024, 128, packed=True), preds(100, 1024, 128, packed=True,
+                                                              live_rows=256.0)
+    for k in ("grid", "rows_per_tile", "tile_cols"):
+        assert full["tiled"][k] == quarter["tiled"][k]
+    assert quarter["tiled"]["compute"] == pytest.approx(full["tiled"]["compute"] / 2)
+    assert quarter["tiled"]["total"] < 0.6 * full["tiled"]["total"]
+    assert quarter["tiled"]["barrier"] == full["tiled"]["barrier"]
+    # B=64, H=1024: 128 blocks of 16 rows x 32 columns, staged; 2 live rows (mean): the first
+    # block stages 2 rows instead of 16 (latency), and 4 row tiles -> 1 busy.
+    a, b = preds(100, 64, 1024, packed=True), preds(100, 64, 1024, packed=True, live_rows=2.0)
+    assert b["tiled"]["latency"] < a["tiled"]["latency"] and b["tiled"]["total"] < a["tiled"]["total"]
+    assert b["cudnn"]["total"] < a["cudnn"]["total"]
+    # One row per block, each on its own SM: the first row is live every step, nothing to gain.
+    a, b = preds(100, 64, 128, packed=True), preds(100, 64, 128, packed=True, live_rows=16.0)
+    assert a["tiled"]["rows_per_tile"] == 1 and b["tiled"]["total"] == a["tiled"]["total"]
+    # not packed: every row runs
+    assert preds(100, 1024, 128, live_rows=256.0)["tiled"]["total"] == full["tiled"]["total"]
+    with pytest.raises(ValueError, match="live_rows must be in"):
+        preds(100, 4, 128, packed=True, live_rows=5.0)
+
+
+def test_packed_prediction_credits_the_live_rows_of_the_tensor_core_tiles():
+    """The tensor-core tiles (a bfloat16 model) are credited like the FMA tiles: finished row
+    tiles skip their step, a live block stages and reduces only its live rows; its mmas still
+    run whole 16-row fragments."""
+    def mma(T, B, H, **kw):
+        return next(p for p in cc.predict("h100", T, B, H, torch.bfloat16, **kw)
+                    if p["name"] == "tiled_mma")
+
+    # B=4096, H=32: 256 blocks of 16 rows x 32 columns (one column tile: resident) on 132 SMs,
+    # two waves; a quarter of the rows live keeps 64 blocks busy, one wave: half the mma time.
+    full, quarter = mma(100, 4096, 32, packed=True), mma(100, 4096, 32, packed=True,
+                                                         live_rows=1024.0)
+    assert full["fits"] and (full["grid"], full["rows_per_tile"], full["tile_cols"]) == (256, 16, 32)
+    assert (quarter["grid"], quarter["rows_per_tile"]) == (full["grid"], full["rows_per_tile"])
+    assert quarter["compute"] == pytest.approx(full["compute"] / 2)
+    assert quarter["barrier"] == full["barrier"] and quarter["total"] < full["total"]
+    # B=64, H=1024: 128 blocks of 16 x 32, staged (grid sync); 2 live rows: the busy blocks
+    # stage and reduce 2 rows instead of 16 (less latency and smem), the fragments stay whole.
+    a, b = mma(100, 64, 1024, packed=True), mma(100, 64, 1024, packed=True, live_rows=2.0)
+    assert a["grid_barrier"] and b["compute"] == a["compute"]
+    assert b["latency"] < a["latency"] and b["smem"] < a["smem"] and b["total"] < a["total"]
+    # not packed: every row runs; and no tensor-core tiles for a float32 model
+    assert mma(100, 4096, 32, live_rows=1024.0)["total"] == full["total"]
+    assert not next(p for p in cc.predict("h100", 100, 64, 1024, torch.float32)
+                    if p["name"] == "tiled_mma")["fits"]
+
+
+def test_mean_live_rows():
+    T = 10
+    assert cc.mean_live_rows(torch.tensor([10, 5, 5, 0]), T) == pytest.approx(2.0)
+    assert cc.mean_live_rows(torch.tensor([30, 10]), T) == pytest.approx(2.0)  # past T: T
+    assert cc.mean_live_rows(torch.tensor([3, 7]), T) == 0.0  # unsorted: every row multiplied
+    assert cc.mean_live_rows(None, T) == 0.0
+
+
+def test_the_choice_predicts_packed_calls_with_their_live_rows():
+    lengths = torch.tensor([8, 6, 2, 0])
+    c = _call(T=8, B=4, H=64, lengths=lengths)
+    ranking, predicted = cc.Chooser(environment=lambda d: H100)._model_ranking(c, H100[0], True)
+    want = {p["name"]: p["total"] for p in cc.predict("h100", 8, 4, 64, torch.float32, packed=True,
+                                                      live_rows=2.0) if p["fits"]}
+    assert predicted == pytest.approx(want)
+
+
 def test_cost_model_monotone_and_sane():
     def total(name, T, B, H, dtype=torch.float32, device="h100", **kw):
         return next(p for p in cc.predict(device, T, B, H, dtype, **kw) if p["name"] == name)
@@ -533,6 +680,44 @@ def test_forced_path_reaches_the_backward_recurrence(monkeypatch):
         for a, b in zip(got, want):
             torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
     assert torch.ops.fastrnn._set_cuda_path_override("") == ""  # restored after the node ran
+
+
+class _RaisesInBackward(torch.autograd.Function):
+    """Identity whose backward raises after recording the path override it runs under."""
+    seen: list[str] = []
+
+    @staticmethod
+    def forward(ctx, y):
+        return y.view_as(y)
+
+    @staticmethod
+    def backward(ctx, grad):
+        # Reading the override returns it and clears it: put it back, so only a leak shows.
+        path = torch.ops.fastrnn._set_cuda_path_override("")
+        torch.ops.fastrnn._set_cuda_path_override(path)
+        _RaisesInBackward.seen.append(path)
+        raise RuntimeError("planted failure inside the forced backward")
+
+
+def test_forced_path_is_cleared_when_the_backward_raises():
+    """A winner's backward that raises must not leave its path forced on the thread that ran
+    it (here the caller's: CPU autograd runs on it), for the forward nor the backward."""
+    c = _call(T=2, B=2, I=3, H=8, dtype=torch.float64, grad=True)
+
+    def failing_forward(*args):
+        return _RaisesInBackward.apply(cuda_sim.rnn_forward(*args))
+
+    _RaisesInBackward.seen.clear()
+    y = cc._run_fastrnn("grid", c, forward=failing_forward)
+    assert torch.ops.fastrnn._set_cuda_path_override("") == ""  # the forward restored it
+    with pytest.raises(RuntimeError, match="planted failure"):
+        torch.autograd.grad(y, [c.weight_hh], torch.ones_like(y))
+    assert _RaisesInBackward.seen == ["grid"]  # the failing node ran with the path forced
+    assert torch.ops.fastrnn._set_cuda_path_override("") == ""  # and nothing is left set
+    # a raise inside the forward: restored too
+    with pytest.raises(RuntimeError, match="planted"):
+        cc._run_fastrnn("tiled", c, forward=lambda *a: (_ for _ in ()).throw(RuntimeError("planted")))
+    assert torch.ops.fastrnn._set_cuda_path_override("") == ""
 
 
 @pytest.mark.parametrize("reverse", [False, True], ids=["forward", "reverse"])

@@ -32,10 +32,13 @@ DTYPES = [torch.float32, torch.float16, torch.bfloat16]
 # The limits launch_plan.h reads (its Device struct), for checking the case names on a
 # machine without a GPU: 48 KiB of shared memory per block without opt-in (227 / 163 KiB
 # with it: the tiled kernels opt in), 64K registers per SM; the SM count decides whether a
-# cooperative grid fits.
+# cooperative grid fits; the cost model that ranks the plans reads the device's name (its
+# estimates), clock, compute capability and L2 (the modelled device's, csrc/sim/sim_device.h).
 REFERENCE_DEVICES = {
-    "H100": dict(sm_count=132, smem_per_block=48 * 1024, regs_per_sm=65536, smem_optin=227 * 1024),
-    "A100": dict(sm_count=108, smem_per_block=48 * 1024, regs_per_sm=65536, smem_optin=163 * 1024),
+    "H100": dict(sm_count=132, smem_per_block=48 * 1024, regs_per_sm=65536, smem_optin=227 * 1024,
+                 device="h100"),
+    "A100": dict(sm_count=108, smem_per_block=48 * 1024, regs_per_sm=65536, smem_optin=163 * 1024,
+                 device="a100"),
 }
 
 
@@ -43,22 +46,27 @@ def _device_limits(device=None):
     props = torch.cuda.get_device_properties(device if device is not None else torch.cuda.current_device())
     return dict(sm_count=props.multi_processor_count, smem_per_block=props.shared_memory_per_block,
                 regs_per_sm=props.regs_per_multiprocessor,
-                smem_optin=props.shared_memory_per_block_optin)
+                smem_optin=props.shared_memory_per_block_optin, device=props.name,
+                clock_khz=props.clock_rate, cc_major=props.major, cc_minor=props.minor,
+                l2_bytes=props.L2_cache_size)
 
 
-def planned(B, H, dtype, force="auto", backward=False, limits=None, device=None):
+def planned(B, H, dtype, force="auto", backward=False, limits=None, device=None, T=1):
     """(path, tiles per step) that launch_plan.h picks for B batch rows of hidden size H:
     "resident" (one block, the state kept on chip across steps; forward only), "single",
     "grid", "tiled" (batch x hidden tiles, each block keeps its tile: 1) or "gemm" (cuBLAS
     per step; 0 tiles). limits: a REFERENCE_DEVICES entry,
     default the limits of `device` (default: the current CUDA device). A forced path that cannot run gives "gemm", as on
-    the GPU (rnn_cuda.cpp)."""
+    the GPU (rnn_cuda.cpp). T: the steps the plan is ranked for (it moves no decision at the
+    small sizes of this file: the state fits in L2 either way)."""
     limits = limits or _device_limits(device)
     elem_size = 8 if dtype == torch.float64 else 4  # float16/bfloat16 compute in float32
     mma = {torch.float16: 1, torch.bfloat16: 2}.get(dtype, 0)  # their tensor-core tiles
+    model = {k: limits[k] for k in ("clock_khz", "cc_major", "cc_minor", "l2_bytes") if k in limits}
     plan = torch.ops.fastrnn._cuda_launch_plan(
         B, H, elem_size, limits["sm_count"], limits["smem_per_block"], None, force,
-        limits["regs_per_sm"], True, backward, limits["smem_optin"], mma)
+        limits["regs_per_sm"], True, backward, limits["smem_optin"], T=T,
+        device=limits["device"], mma=mma, **model)
     path, rows_per_tile, resident = plan[0], plan[5], plan[8]
     if path == 2:
         return "gemm", 0
@@ -101,11 +109,13 @@ PATH_CASES = [
     pytest.param("tiled", 5, 3, 7, 17, "tiled", "tiled", id="tiled-H17"),
     pytest.param("tiled", 4, 70, 5, 129, "tiled", "tiled", id="tiled-B70-H129"),
     pytest.param("tiled", 3, 64, 8, 512, "tiled", "tiled", id="tiled-B64-H512"),
-    # At H=1 the model prefers the resident block forward and the tiled backward (the older
-    # family's backward stages its tile every step).
-    pytest.param("auto", 1, 1, 1, 1, "resident", "tiled", id="auto-T1-B1-H1"),
-    pytest.param("auto", 7, 5, 3, 1, "resident", "tiled", id="auto-H1-B5"),
-    pytest.param("auto", 1, 4, 6, 129, "grid", "grid", id="auto-T1-H129"),
+    # "auto": the cost model's fastest plan (launch_plan.h make_plan, cost_model.h): the tiled
+    # family at small H and at B <= 8 with H = 129 (one column tile: no grid barrier; several:
+    # 128 blocks), the older grid at B = 256 with a wide H.
+    pytest.param("auto", 1, 1, 1, 1, "tiled", "tiled", id="auto-T1-B1-H1"),
+    pytest.param("auto", 7, 5, 3, 1, "tiled", "tiled", id="auto-H1-B5"),
+    pytest.param("auto", 1, 4, 6, 129, "tiled", "tiled", id="auto-T1-H129"),
+    pytest.param("auto", 2, 256, 5, 1024, "grid", "grid", id="auto-B256-H1024"),
     pytest.param("auto", 6, 64, 5, 512, "tiled", "tiled", id="auto-B64-H512"),
     pytest.param("auto", 3, 2, 5, 4608, "gemm", "gemm", id="auto-beyond-chip-H4608"),
 ]

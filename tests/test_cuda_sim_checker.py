@@ -10,6 +10,9 @@ from __future__ import annotations
 
 import pathlib
 import re
+import signal
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -60,15 +63,15 @@ PLANTED = [
     pytest.param("rnn_fwd_body.cuh", "the tile is overwritten next", 200, 17, "single", False,
                  "single", r"race in fwd_persistent_kernel<float, 4> on shared memory",
                  id="fwd-tile-reuse"),
-    pytest.param("rnn_fwd_body.cuh", "resident: the tiles swap roles", 3, 17, "auto", False,
+    pytest.param("rnn_fwd_body.cuh", "resident: the tiles swap roles", 3, 17, "single", False,
                  "resident", r"race in fwd_persistent_kernel<float, 4> on shared memory",
                  id="fwd-resident"),
-    pytest.param("rnn_fwd_body.cuh", "if (many_blocks)", 3, 129, "auto", False, "grid",
+    pytest.param("rnn_fwd_body.cuh", "if (many_blocks)", 3, 129, "grid", False, "grid",
                  r"race in fwd_persistent_kernel<float, 32> on global buffer 'y'.*"
                  r"block \d+ thread \d+.*block \d+ thread \d+.*no grid sync", id="fwd-grid-sync"),
     pytest.param("rnn_bwd_body.cuh", "the dz tile is staged", 3, 17, "single", True, "single",
                  r"race in bwd_persistent_kernel<float, 4> on shared memory", id="bwd-staging"),
-    pytest.param("rnn_bwd_body.cuh", "if (many_blocks)", 3, 129, "auto", True, "grid",
+    pytest.param("rnn_bwd_body.cuh", "if (many_blocks)", 3, 129, "grid", True, "grid",
                  r"race in bwd_persistent_kernel<float, 32> on global buffer 'carry'.*no grid sync",
                  id="bwd-grid-sync"),
     # The tiled family (one body, forward and backward): H=17 is one column tile (resident,
@@ -160,7 +163,8 @@ def test_a_missing_barrier_in_the_tensor_core_tiles_is_reported(monkeypatch, com
         run(16, 20, T=3, dtype=torch.bfloat16)
 
 
-def test_shared_memory_past_the_allocation_is_reported():
+def test_shared_memory_past_the_allocation_is_reported(monkeypatch):
+    monkeypatch.setenv("FASTRNN_CUDA_PATH", "single")  # "auto" takes the tiled family here
     run(3, 17)
     assert last_cuda_plan()["path"] == "resident"
     set_debug("", 16)  # 16 bytes less than the plan's tiles
@@ -243,6 +247,9 @@ OTHER_RULES = [
     ("wmma_lane_skips_mma", r"lanes of warp 0 of block 0 are at different warp collectives: "
                             r"lane \d+ at wmma::\w+, lane \d+ at wmma::\w+"),
     ("wmma_bad_ldm", r"wmma::load_matrix_sync: ldm 12 must be a multiple of 8"),
+    # an overflow that ends in the stack's last bytes, above its guard page: the canary
+    ("stack_canary_clobbered", r"block 0 thread 5 \(warp 0 lane 5\) overflowed its 65536-byte "
+                               r"fiber stack"),
 ]
 
 
@@ -257,3 +264,18 @@ def test_other_rule_breaks_are_reported(kernel, report):
     message = torch.ops.fastrnn_cuda_sim._checker_selftest(kernel)
     assert re.search(report, message), message
     assert message.startswith("fastrnn cuda_sim: ") and kernel in message
+
+
+def test_a_fiber_stack_overflow_faults_at_its_guard_page():
+    """A fiber that recurses past its 64 KiB stack hits the PROT_NONE page below it and the
+    process dies with SIGSEGV at once, naming the fiber -- instead of running on through the
+    stacks of its neighbours (threads 62 and 61 of the self-test kernel, already exited: with
+    no guard page nothing, canary included, notices). In a subprocess: it is meant to die."""
+    code = ("import torch, fastrnn.cuda_sim\n"
+            "print(torch.ops.fastrnn_cuda_sim._checker_selftest('stack_overflow'))\n")
+    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == -signal.SIGSEGV, (proc.returncode, proc.stdout, proc.stderr)
+    assert ("stack_overflow: block 0 thread 63 overflowed its 65536-byte fiber stack "
+            "(guard page hit)") in proc.stderr, proc.stderr
+    assert proc.stdout == ""  # it never returned

@@ -132,10 +132,11 @@ def test_a_float32_model_never_takes_the_tensor_cores():
 
 
 def test_auto_takes_the_tensor_cores_where_the_model_says_they_pay(monkeypatch):
-    # B >= 16 rows fill a fragment: at B = 64, H = 256 (both families need a grid barrier) the
-    # model ranks the mma tiles ahead of the FMA tiles for a bfloat16 model
-    # (launch_plan.h tiled_mma_step_cost); below 16 rows they are never considered, and at
-    # H <= 128 the FMA tiles keep the state resident (no grid barrier) and stay ahead.
+    # make_plan ranks the mma tiles with the FMA tiles on the cost model's one scale
+    # (cost_model.h tiled_mma_cost vs tiled_cost): at B = 64, H = 256 (both need a grid
+    # barrier) the mma tiles are ahead for a bfloat16 model; at B = 8 (half of a fragment's
+    # 16 rows padding) and at H <= 128 (the FMA tiles keep the state resident: no grid
+    # barrier) the FMA tiles stay ahead.
     monkeypatch.setenv("FASTRNN_CUDA_PATH", "auto")
     with torch.no_grad():
         _sim(*_args(BF16, 1, 64, 2, 256, seed=2), None, False, "tanh")

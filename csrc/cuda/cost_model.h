@@ -2,9 +2,12 @@
 // (the persistent plans of launch_plan.h that fit, the per-step cuBLAS path, cuDNN), with
 // the reason: compute, shared-memory traffic, global-memory latency, barriers, launches.
 //
-// Pure C++ (no CUDA, no torch): exposed as fastrnn::_cuda_cost_model (../cuda_plan_ops.cpp)
-// so CPU tests and `python -m fastrnn cost-model` reach it; fastrnn/_cuda_choice.py uses
-// it when it may not measure (FASTRNN_CUDA_AUTOTUNE=0, deterministic mode).
+// One scale for every decision: launch_plan.h's make_plan ranks its configurations with
+// these predictions (plan_cost), candidates.h predicts every candidate of the measured choice
+// with them. Pure C++ (no CUDA, no torch): exposed as fastrnn::_cuda_cost_model
+// (../cuda_plan_ops.cpp) so CPU tests and `python -m fastrnn cost-model` reach it;
+// fastrnn/_cuda_choice.py uses it when it may not measure (FASTRNN_CUDA_AUTOTUNE=0,
+// deterministic mode).
 //
 // NOTHING HERE HAS BEEN MEASURED ON A GPU. Device numbers marked "spec" are vendors'
 // published figures; those marked "estimate" are rough values from the microbenchmark
@@ -13,24 +16,26 @@
 // launch, and follows the kernels' structure as described in README.md.
 #pragma once
 
+#include <cmath>
 #include <cstdint>
 #include <string_view>
 
 #include "../sim/sim_device.h"
-#include "launch_plan.h"
+#include "plan_types.h"
 
 namespace fastrnn::cost {
 
-struct DeviceSpec {
-  const char* name;
-  const char* plan_device;      // sim_device.h entry with the occupancy-relevant properties
-  double clock_ghz;             // spec: boost clock
-  int fp32_fma_per_sm_clk;      // spec: FP32 lanes per SM (128 on sm_90, 64 on sm_80)
-  int smem_bytes_per_sm_clk;    // spec: 32 banks x 4 bytes per clock (CUDA programming guide)
+// What the host cannot read from a GPU, per named GPU: the published figures the runtime does
+// not report ("spec") and the estimates ("estimate"). The clock, SM count, FP32 lanes (from
+// the compute capability), L2 size and occupancy limits come from the host (plan::Device).
+struct DeviceEstimates {
+  const char* name;             // found case-insensitively in the device's name
+                                //   ("NVIDIA H100 80GB HBM3" -> h100)
+  const char* sim_device;       // sim_device.h entry with its readable properties (the
+                                //   simulation's device, and `cost-model --device`)
   double tensor_bf16_tflops;    // spec: dense BF16 tensor-core peak
   double hbm_gbs;               // spec: HBM bandwidth
   double l2_gbs;                // estimate: aggregate L2 bandwidth
-  double l2_mib;                // spec: L2 size
   double l2_latency_ns;         // estimate: load-to-use of an L2 hit
   double hbm_latency_ns;        // estimate: load-to-use of an L2 miss
   double grid_sync_ns;          // estimate: cooperative-groups grid.sync() of a full grid
@@ -48,35 +53,109 @@ struct DeviceSpec {
 // H100 SXM5: 132 SMs x 128 FP32 lanes x 2 x 1.98 GHz = 66.9 TFLOPS (datasheet: 67).
 // H200: the same GH100 SM array and clock with HBM3e (4.8 TB/s, 141 GB).
 // A100 SXM4: 108 SMs x 64 lanes x 2 x 1.41 GHz = 19.5 TFLOPS (datasheet: 19.5).
-inline constexpr DeviceSpec kDevices[] = {
-    {"h100", "h100", 1.98, 128, 128, 989.0, 3350.0, 5500.0, 50.0, 200.0, 550.0, 1000.0, 40,
-     3000.0, 0.5, 0.5, 1024},
-    {"h200", "h100", 1.98, 128, 128, 989.0, 4800.0, 5500.0, 50.0, 200.0, 550.0, 1000.0, 40,
-     3000.0, 0.5, 0.5, 1024},
-    {"a100", "a100", 1.41, 64, 128, 312.0, 2039.0, 4000.0, 40.0, 200.0, 600.0, 1200.0, 40,
-     3000.0, 0.5, 0.5, 1024},
+inline constexpr DeviceEstimates kDevices[] = {
+    {"h100", "h100", 989.0, 3350.0, 5500.0, 200.0, 550.0, 1000.0, 40, 3000.0, 0.5, 0.5, 1024},
+    {"h200", "h100", 989.0, 4800.0, 5500.0, 200.0, 550.0, 1000.0, 40, 3000.0, 0.5, 0.5, 1024},
+    {"a100", "a100", 312.0, 2039.0, 4000.0, 200.0, 600.0, 1200.0, 40, 3000.0, 0.5, 0.5, 1024},
 };
+// A GPU whose name matches no entry: the H100's estimates (a recent data-centre part), with
+// the clock, SMs, lanes and L2 its host reports.
+inline constexpr DeviceEstimates kOtherDevice = kDevices[0];
+// Assumed where the host could not read a property (never on a GPU or in the simulation):
+// the lowest clock and L2 of the tabled GPUs (A100), so that a compute estimate errs slow.
+constexpr int kAssumedClockKhz = 1410000;
+constexpr int kAssumedL2Bytes = 40 * 1024 * 1024;
 
-inline const DeviceSpec* find_device(std::string_view name) {
-  for (const DeviceSpec& d : kDevices) {
+inline const DeviceEstimates* find_device(std::string_view name) {
+  for (const DeviceEstimates& d : kDevices) {
     if (name == d.name) return &d;
   }
   return nullptr;
 }
 
-// The launch plan's view of a modelled device (the same numbers the simulation uses).
-inline plan::Device plan_device(const DeviceSpec& spec) {
-  const sim::SimDevice* d = sim::find_sim_device(spec.plan_device);
+// The entry whose name occurs in `device_name`, ignoring case; nullptr if none.
+inline const DeviceEstimates* match_device(std::string_view device_name) {
+  auto lower = [](char c) { return c >= 'A' && c <= 'Z' ? char(c - 'A' + 'a') : c; };
+  for (const DeviceEstimates& d : kDevices) {
+    const std::string_view key = d.name;
+    for (size_t i = 0; i + key.size() <= device_name.size(); ++i) {
+      size_t j = 0;
+      while (j < key.size() && lower(device_name[i + j]) == key[j]) ++j;
+      if (j == key.size()) return &d;
+    }
+  }
+  return nullptr;
+}
+
+// FP32 FMA lanes per SM by compute capability: 64 on sm_80 (A100) and before Ampere, 128 on
+// sm_86, sm_89, sm_90 and later (CUDA programming guide, arithmetic instruction throughput).
+inline int fp32_lanes_per_sm(int cc_major, int cc_minor) {
+  if (cc_major == 0) return 128;  // unknown: a current part
+  return cc_major < 8 || (cc_major == 8 && cc_minor == 0) ? 64 : 128;
+}
+
+// The plan's view of a simulated GPU (every property the host reads on a real one).
+inline plan::Device sim_plan_device(const sim::SimDevice& d) {
   plan::Device dev;
-  dev.sm_count = d->sm_count;
-  dev.smem_per_block = d->smem_per_block - d->static_smem;
-  dev.smem_optin = d->smem_per_block_optin - d->static_smem;
-  dev.smem_per_sm = d->smem_per_sm;
-  dev.regs_per_sm = d->regs_per_sm;
-  dev.max_threads_per_sm = d->max_threads_per_sm;
-  dev.max_blocks_per_sm = d->max_blocks_per_sm;
-  dev.cooperative_launch = d->cooperative_launch;
+  dev.sm_count = d.sm_count;
+  dev.smem_per_block = d.smem_per_block - d.static_smem;
+  dev.smem_optin = d.smem_per_block_optin - d.static_smem;
+  dev.smem_per_sm = d.smem_per_sm;
+  dev.regs_per_sm = d.regs_per_sm;
+  dev.max_threads_per_sm = d.max_threads_per_sm;
+  dev.max_blocks_per_sm = d.max_blocks_per_sm;
+  dev.cooperative_launch = d.cooperative_launch;
+  dev.name = d.name;
+  dev.clock_khz = d.clock_khz;
+  dev.cc_major = d.cc_major;
+  dev.cc_minor = d.cc_minor;
+  dev.l2_bytes = d.l2_bytes;
   return dev;
+}
+
+// A tabled GPU as a plan::Device: its sim_device.h properties under its own name.
+inline plan::Device plan_device(const DeviceEstimates& e) {
+  plan::Device dev = sim_plan_device(*sim::find_sim_device(e.sim_device));
+  dev.name = e.name;
+  return dev;
+}
+
+// Everything the model reads about a device: the host's numbers and the estimates.
+struct DeviceSpec {
+  plan::Device dev;
+  const char* name;             // the estimates' entry
+  double clock_ghz;             // host: peak SM clock
+  int fp32_fma_per_sm_clk;      // host: FP32 lanes per SM (compute capability)
+  int smem_bytes_per_sm_clk;    // spec: 32 banks x 4 bytes per clock (CUDA programming guide)
+  double l2_mib;                // host: L2 size
+  double tensor_bf16_tflops, hbm_gbs, l2_gbs, l2_latency_ns, hbm_latency_ns, grid_sync_ns;
+  int syncthreads_cycles;
+  double launch_ns, gemm_efficiency, cudnn_persist_efficiency;  // DeviceEstimates
+  int mma_fma_per_sm_clk;                                        // DeviceEstimates
+};
+
+inline DeviceSpec device_spec(const plan::Device& dev) {
+  const DeviceEstimates* m = match_device(dev.name ? dev.name : "");
+  const DeviceEstimates& e = m ? *m : kOtherDevice;
+  DeviceSpec d{};
+  d.dev = dev;
+  d.name = m ? e.name : "other";
+  d.clock_ghz = (dev.clock_khz > 0 ? dev.clock_khz : kAssumedClockKhz) * 1e-6;
+  d.fp32_fma_per_sm_clk = fp32_lanes_per_sm(dev.cc_major, dev.cc_minor);
+  d.smem_bytes_per_sm_clk = 128;
+  d.l2_mib = double(dev.l2_bytes > 0 ? dev.l2_bytes : kAssumedL2Bytes) / (1024.0 * 1024.0);
+  d.tensor_bf16_tflops = e.tensor_bf16_tflops;
+  d.hbm_gbs = e.hbm_gbs;
+  d.l2_gbs = e.l2_gbs;
+  d.l2_latency_ns = e.l2_latency_ns;
+  d.hbm_latency_ns = e.hbm_latency_ns;
+  d.grid_sync_ns = e.grid_sync_ns;
+  d.syncthreads_cycles = e.syncthreads_cycles;
+  d.launch_ns = e.launch_ns;
+  d.gemm_efficiency = e.gemm_efficiency;
+  d.cudnn_persist_efficiency = e.cudnn_persist_efficiency;
+  d.mma_fma_per_sm_clk = e.mma_fma_per_sm_clk;
+  return d;
 }
 
 enum Candidate : int {
@@ -88,7 +167,17 @@ struct Shape {
   int elem_size = 4;      // storage: 8 float64, 4 float32, 2 float16/bfloat16
   bool backward = false;  // the BPTT recurrence instead of the forward one
   bool packed = false;    // lengths given (PackedSequence)
+  // Packed, lengths sorted non-increasing (PackedSequence order): the batch rows still live
+  // per step, averaged over the steps (sum of min(length, T) / T); 0: all B (unknown, e.g.
+  // lengths on the GPU). The tiled kernel multiplies and stages only a tile's live prefix.
+  double live_rows = 0;
 };
+
+// The live batch rows per step the model assumes: s.live_rows when packed and given, else B.
+inline double live_rows(const Shape& s) {
+  if (!s.packed || s.live_rows <= 0) return double(s.B);
+  return s.live_rows < double(s.B) ? s.live_rows : double(s.B);
+}
 
 // Nanoseconds per time step; total == compute + smem + latency + barrier + launch.
 struct Prediction {
@@ -111,16 +200,12 @@ inline double cycles_ns(const DeviceSpec& d, double cycles) { return cycles / d.
 // The compute type of fastrnn's kernels: float64 stays, everything else runs in float32.
 inline int compute_elem(int elem_size) { return elem_size == 8 ? 8 : 4; }
 
-// A persistent plan (forced single or grid, exactly as the host would plan it).
-inline Prediction predict_persistent(const DeviceSpec& d, const Shape& s, Candidate which) {
+// A plan of the older family (single block or cooperative grid), as make_plan configured it.
+inline Prediction persistent_cost(const DeviceSpec& d, const Shape& s, const plan::Plan& p) {
   Prediction r;
-  r.candidate = which;
+  r.candidate = p.path == plan::kPersistentSingle ? kSingle : kGrid;
   const int ce = compute_elem(s.elem_size);
-  const plan::Device dev = plan_device(d);
-  const plan::Plan p = plan::make_plan(s.B, s.H, ce, dev, nullptr,
-                                       which == kSingle ? plan::kForceSingle : plan::kForceGrid,
-                                       /*allow_resident=*/!s.backward);
-  if (p.path == plan::kGemmFallback) return r;  // does not fit
+  const plan::Device& dev = d.dev;
   r.fits = true;
   r.plan = p;
   r.recorded_path = p.resident ? 0 : (p.path == plan::kPersistentSingle ? 1 : 2);
@@ -169,7 +254,7 @@ inline Prediction predict_persistent(const DeviceSpec& d, const Shape& s, Candid
   return r;
 }
 
-// The tiled family (launch_plan.h make_tiled_plan, tiled_body.cuh), the plan forced tiled.
+// A plan of the tiled family (launch_plan.h make_tiled_plan, tiled_body.cuh).
 // Per step, on the busiest SM (blocks sharing it x waves of blocks):
 //   compute: every thread issues micro_r x micro_c FMAs per k of its warp's K share;
 //   smem:    each lane loads micro_r state values and micro_c weights per k (one wavefront each:
@@ -181,33 +266,41 @@ inline Prediction predict_persistent(const DeviceSpec& d, const Shape& s, Candid
 //   barrier: the partial-sum __syncthreads and the step's barrier (a __syncthreads when one
 //            column tile covers H, else a staging __syncthreads plus grid.sync()).
 // The backward runs T + 1 phases (the last writes dLoss/dh0): counted per step as T.
-inline Prediction predict_tiled(const DeviceSpec& d, const Shape& s) {
+// Packed input (live_rows): a block whose rows have all finished skips its multiply and
+// staging, and a live block stages and reduces only its live rows. Rows are sorted by length,
+// so with L live rows (the mean over the steps) the first ceil(L / tile_rows) row tiles are
+// busy, and the busiest block (the first: the longest rows) has min(tile_rows, L) live rows.
+// Its lanes still run the whole micro tile over their K share (a dead row multiplies 0): the
+// FMAs and their loads shrink only with fewer busy blocks per SM.
+inline Prediction tiled_cost(const DeviceSpec& d, const Shape& s, const plan::Plan& p) {
   Prediction r;
   r.candidate = kTiled;
   const int ce = compute_elem(s.elem_size);
-  const plan::Device dev = plan_device(d);
-  const plan::Plan p = plan::make_plan(s.B, s.H, ce, dev, nullptr, plan::kForceTiled);
-  if (p.path != plan::kTiled) return r;
+  const plan::Device& dev = d.dev;
   r.fits = true;
   r.plan = p;
   r.recorded_path = 4;
   r.tiles_per_step = 1;
+  const double live = live_rows(s);
+  const int64_t live_row_tiles = plan::ceil_div(int64_t(std::ceil(live)), p.tile_rows);
+  const int64_t busy = (live_row_tiles < p.row_tiles ? live_row_tiles : p.row_tiles) * p.col_tiles;
+  const double rows = live < p.tile_rows ? live : double(p.tile_rows);  // the busiest block's
   const int64_t per_wave = int64_t(p.blocks_per_sm) * dev.sm_count;
-  const int64_t waves = plan::ceil_div(p.grid, per_wave);
-  const int64_t on_sm = plan::ceil_div(p.grid, int64_t(dev.sm_count));
+  const int64_t waves = plan::ceil_div(busy, per_wave);
+  const int64_t on_sm = plan::ceil_div(busy, int64_t(dev.sm_count));
   const double sharing = double(waves) * double(on_sm < p.blocks_per_sm ? on_sm : p.blocks_per_sm);
   const double fma_rate = ce == 8 ? d.fp32_fma_per_sm_clk / 2.0 : d.fp32_fma_per_sm_clk;
   const double fma = sharing * p.threads * p.micro_r * p.micro_c * p.k_chunk / fma_rate;
   // Shared-memory wavefronts (a 4-byte word per lane each; 8-byte types take two).
   const double words = ce / 4.0;
   double lds = sharing * plan::kWarps * (p.micro_r + p.micro_c) * p.k_chunk * words;
-  lds += sharing * double(p.tile_rows) * p.tile_cols * plan::kWarps * ce / d.smem_bytes_per_sm_clk;
-  if (!p.resident) lds += sharing * double(p.tile_rows) * s.H * ce / d.smem_bytes_per_sm_clk;
+  lds += sharing * rows * p.tile_cols * plan::kWarps * ce / d.smem_bytes_per_sm_clk;
+  if (!p.resident) lds += sharing * rows * s.H * ce / d.smem_bytes_per_sm_clk;
   r.compute = cycles_ns(d, fma);
   r.smem = cycles_ns(d, lds > fma ? lds - fma : 0.0);
   if (!p.resident) {
     const double sm_l2_gbs = d.l2_gbs / dev.sm_count;  // GB/s == bytes/ns
-    r.latency = d.l2_latency_ns + sharing * double(p.tile_rows) * s.H * ce / sm_l2_gbs;
+    r.latency = d.l2_latency_ns + sharing * rows * s.H * ce / sm_l2_gbs;
   }
   const double sync = cycles_ns(d, d.syncthreads_cycles);
   r.barrier = p.resident ? 2.0 * sync : 2.0 * sync + d.grid_sync_ns;
@@ -216,42 +309,47 @@ inline Prediction predict_tiled(const DeviceSpec& d, const Shape& s) {
   return r;
 }
 
-// The tiled family on tensor cores (launch_plan.h make_tiled_mma_plan; float16/bfloat16
-// models only, else it does not fit). Per step, on the busiest SM:
-//   compute: the block's 16 x 16 fragments times K = 2 x H (rounded up to 8: the state's hi and
-//            lo halves) at mma_fma_per_sm_clk;
-//   smem:    per warp and 16-element K step, micro_r + micro_c fragment loads of 512 bytes;
-//            the fragments' stores and the fixed-order reduction of the 8 warps' partial sums;
-//            staging writes of the state rows; only the part above the mma time;
-//   latency, barrier, launch: as predict_tiled (the same step structure).
-inline Prediction predict_tiled_mma(const DeviceSpec& d, const Shape& s) {
+// A plan of the tiled family on tensor cores (launch_plan.h make_tiled_mma_plan, tiled_body.cuh
+// with WT = a float16/bfloat16 model's type). Per step, on the busiest SM (as tiled_cost):
+//   compute: the block's 16 x 16 fragments times K = 2 x H rounded up to 16 (the state's hi
+//            and lo halves side by side) at mma_fma_per_sm_clk;
+//   smem:    per warp and fragment K step (8 words), micro_r + micro_c fragment loads of 512
+//            bytes and the fragments' stores (whole fragments); the fixed-order reduction of
+//            the 8 warps' partial sums and the staging writes of the live rows; only the part
+//            above the mma time;
+//   latency, barrier, launch: as tiled_cost (the same step structure; state words of 4 bytes).
+// Packed input (live_rows): as tiled_cost, a block whose rows have all finished skips its
+// mmas and staging, a live block stages and reduces only its live rows; its mmas still run
+// whole fragments (a dead row multiplies what its word holds and is ignored).
+inline Prediction tiled_mma_cost(const DeviceSpec& d, const Shape& s, const plan::Plan& p) {
   Prediction r;
   r.candidate = kTiledMma;
-  if (s.elem_size != 2) return r;
-  const plan::Device dev = plan_device(d);
-  const plan::Plan p = plan::make_plan(s.B, s.H, 4, dev, nullptr, plan::kForceTiledMma,
-                                       /*allow_resident=*/false, 0, plan::kMmaBF16);
-  if (p.path != plan::kTiled) return r;
+  const plan::Device& dev = d.dev;
   r.fits = true;
   r.plan = p;
   r.recorded_path = 4;
   r.tiles_per_step = 1;
+  const double live = live_rows(s);
+  const int64_t live_row_tiles = plan::ceil_div(int64_t(std::ceil(live)), p.tile_rows);
+  const int64_t busy = (live_row_tiles < p.row_tiles ? live_row_tiles : p.row_tiles) * p.col_tiles;
+  const double rows = live < p.tile_rows ? live : double(p.tile_rows);  // the busiest block's
   const int64_t per_wave = int64_t(p.blocks_per_sm) * dev.sm_count;
-  const int64_t waves = plan::ceil_div(p.grid, per_wave);
-  const int64_t on_sm = plan::ceil_div(p.grid, int64_t(dev.sm_count));
+  const int64_t waves = plan::ceil_div(busy, per_wave);
+  const int64_t on_sm = plan::ceil_div(busy, int64_t(dev.sm_count));
   const double sharing = double(waves) * double(on_sm < p.blocks_per_sm ? on_sm : p.blocks_per_sm);
   const double k2 = 2.0 * double((s.H + 7) / 8 * 8);
   const double mma = sharing * double(p.tile_rows) * p.tile_cols * k2 / d.mma_fma_per_sm_clk;
   const double k_steps = double(p.k_chunk / 8);
   double bytes = double(plan::kWarps) * k_steps * (p.micro_r + p.micro_c) * 512.0;
-  bytes += double(plan::kWarps) * p.tile_rows * p.tile_cols * 4.0 * 2.0;  // stores + reduction
-  if (!p.resident) bytes += double(p.tile_rows) * s.H * 4.0;
+  bytes += double(plan::kWarps) * p.tile_rows * p.tile_cols * 4.0;  // fragment stores
+  bytes += double(plan::kWarps) * rows * p.tile_cols * 4.0;         // the reduction's reads
+  if (!p.resident) bytes += rows * s.H * 4.0;                       // staging writes
   const double lds = sharing * bytes / d.smem_bytes_per_sm_clk;
   r.compute = cycles_ns(d, mma);
   r.smem = cycles_ns(d, lds > mma ? lds - mma : 0.0);
   if (!p.resident) {
     const double sm_l2_gbs = d.l2_gbs / dev.sm_count;  // GB/s == bytes/ns
-    r.latency = d.l2_latency_ns + sharing * double(p.tile_rows) * s.H * 4.0 / sm_l2_gbs;
+    r.latency = d.l2_latency_ns + sharing * rows * s.H * 4.0 / sm_l2_gbs;
   }
   const double sync = cycles_ns(d, d.syncthreads_cycles);
   r.barrier = p.resident ? 2.0 * sync : 2.0 * sync + d.grid_sync_ns;
@@ -266,7 +364,7 @@ inline double small_gemm_ns(const DeviceSpec& d, int64_t B, int64_t H, bool tens
                             int elem_bytes) {
   const double flops = 2.0 * B * H * H;
   const int64_t ctas = plan::ceil_div(B, 64) * plan::ceil_div(H, 64);
-  const int sms = plan_device(d).sm_count;
+  const int sms = d.dev.sm_count;
   const double used = double(ctas < sms ? ctas : sms) / sms;
   const double peak_flops_ns = tensor_cores
       ? d.tensor_bf16_tflops * 1e3
@@ -306,15 +404,16 @@ inline Prediction predict_cudnn(const DeviceSpec& d, const Shape& s) {
   r.tiles_per_step = 1;
   const bool small_h = !s.packed && s.elem_size != 8 && s.H <= (s.backward ? 256 : 384);
   if (small_h) {
-    const int sms = plan_device(d).sm_count;
+    const int sms = d.dev.sm_count;
     const double peak = 2.0 * d.fp32_fma_per_sm_clk * sms * d.clock_ghz;
     r.compute = 2.0 * s.B * s.H * s.H / (peak * d.cudnn_persist_efficiency);
     r.latency = d.l2_latency_ns;
     r.barrier = d.grid_sync_ns;
     r.launch = d.launch_ns / double(s.T);
   } else {
+    // Packed input: cuDNN's per-step GEMM covers the step's batch size (the live rows).
     const bool half = s.elem_size == 2;
-    r.compute = small_gemm_ns(d, s.B, s.H, half, s.elem_size);
+    r.compute = small_gemm_ns(d, int64_t(std::ceil(live_rows(s))), s.H, half, s.elem_size);
     r.latency = d.hbm_latency_ns;
     r.launch = 2.0 * d.launch_ns;
   }
@@ -322,20 +421,11 @@ inline Prediction predict_cudnn(const DeviceSpec& d, const Shape& s) {
   return r;
 }
 
-inline Prediction predict(const DeviceSpec& d, const Shape& s, Candidate c) {
-  switch (c) {
-    case kSingle:
-    case kGrid:
-      return predict_persistent(d, s, c);
-    case kTiled:
-      return predict_tiled(d, s);
-    case kTiledMma:
-      return predict_tiled_mma(d, s);
-    case kGemm:
-      return predict_gemm(d, s);
-    default:
-      return predict_cudnn(d, s);
-  }
+// The predicted step of a plan make_plan configured (path single, grid or tiled; the tiled
+// family on tensor cores when plan.mma).
+inline Prediction plan_cost(const DeviceSpec& d, const Shape& s, const plan::Plan& p) {
+  if (p.path != plan::kTiled) return persistent_cost(d, s, p);
+  return p.mma ? tiled_mma_cost(d, s, p) : tiled_cost(d, s, p);
 }
 
 }  // namespace fastrnn::cost

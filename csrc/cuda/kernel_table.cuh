@@ -9,7 +9,7 @@
 #include <type_traits>
 
 #include "kpt_dispatch.h"
-#include "launch_plan.h"
+#include "plan_types.h"
 
 namespace fastrnn::cuda_kernels {
 

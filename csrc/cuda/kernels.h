@@ -7,7 +7,7 @@
 #include <cstdint>
 
 #include "kernel_args.h"
-#include "launch_plan.h"
+#include "plan_types.h"
 
 namespace fastrnn::cuda_kernels {
 

@@ -9,7 +9,7 @@
 #include <type_traits>
 
 #include "kernel_args.h"
-#include "launch_plan.h"
+#include "plan_types.h"
 
 namespace fastrnn::cuda_kernels {
 

@@ -5,7 +5,7 @@
 // fastrnn::_set_cuda_path_override, so the GPU host code and the cuda_sim simulation see it.
 #pragma once
 
-#include "launch_plan.h"
+#include "plan_types.h"
 
 namespace fastrnn::plan {
 

@@ -10,7 +10,7 @@
 
 #include <cstdint>
 
-#include "launch_plan.h"
+#include "plan_types.h"
 #include "simt.h"
 
 namespace fastrnn::FASTRNN_KERNEL_NS {

@@ -5,7 +5,7 @@
 // and the launch record all live here; a Target only supplies
 //   Guard                      a device guard constructible from at::Device
 //   kTarget                    LaunchRecord::target (0 cuda, 1 simulation)
-//   plan(B, H, elem, backward, mma) the launch plan for its device (launch_plan.h make_plan;
+//   plan(shape, mma)           the launch plan for its device (launch_plan.h make_plan;
 //                              mma: the model's MmaType, for the tensor-core tiles)
 //   fwd_persistent<T>(args, plan), bwd_persistent<T>(args, plan)
 //   fwd_tiled<T>(args, plan), bwd_tiled<T>(args, plan)   the tiled family (tiled_body.cuh)
@@ -41,8 +41,7 @@ inline plan::Force forced_path() {
   const char* env = std::getenv("FASTRNN_CUDA_PATH");
   TORCH_CHECK_VALUE(plan::parse_force(env ? env : "", &f),
                     "fastrnn: FASTRNN_CUDA_PATH must be auto, single, grid, gemm, tiled or "
-                    "tiled_mma, "
-                    "got '",
+                    "tiled_mma, got '",
                     env, "'");
   return f;
 }
@@ -108,11 +107,27 @@ inline const int64_t* lengths_ptr(const std::optional<at::Tensor>& lengths, at::
   return keep.const_data_ptr<int64_t>();
 }
 
+// What the plan is ranked for (cost_model.h Shape): this call's steps, batch, width, type
+// (the compute type's size; 2 for a float16/bfloat16 model, mma set, whose tensor-core tiles
+// the plan weighs), direction and whether lengths are given.
+inline cost::Shape plan_shape(int64_t T_, int64_t B, int64_t H, int elem_size, bool backward,
+                              const int64_t* lengths, int mma) {
+  cost::Shape s;
+  s.T = T_;
+  s.B = B;
+  s.H = H;
+  s.elem_size = mma != plan::kMmaNone ? 2 : elem_size;
+  s.backward = backward;
+  s.packed = lengths != nullptr;
+  return s;
+}
+
 template <class Target, typename T>
 void forward_recurrence(at::Tensor& y, const at::Tensor& h0, const at::Tensor& w_hh,
                         const at::Tensor& w16, const int64_t* lengths, bool reverse, bool relu) {
   const int64_t T_ = y.size(0), B = y.size(1), H = y.size(2);
-  const plan::Plan p = Target::plan(B, H, sizeof(T), /*backward=*/false, mma_type(w16));
+  const plan::Plan p = Target::plan(
+      plan_shape(T_, B, H, sizeof(T), /*backward=*/false, lengths, mma_type(w16)), mma_type(w16));
   record(Target::kTarget, false, p, T_, B, H, sizeof(T));
   if (p.path != plan::kGemmFallback) {
     cuda_kernels::FwdArgs<T> a{y.data_ptr<T>(), h0.const_data_ptr<T>(),
@@ -139,7 +154,8 @@ void backward_recurrence(at::Tensor& dz, at::Tensor& carry, const at::Tensor& dy
                          const at::Tensor& y, const at::Tensor& w_hh, const at::Tensor& w16,
                          const int64_t* lengths, bool reverse, bool relu) {
   const int64_t T_ = dz.size(0), B = dz.size(1), H = dz.size(2);
-  const plan::Plan p = Target::plan(B, H, sizeof(T), /*backward=*/true, mma_type(w16));
+  const plan::Plan p = Target::plan(
+      plan_shape(T_, B, H, sizeof(T), /*backward=*/true, lengths, mma_type(w16)), mma_type(w16));
   record(Target::kTarget, true, p, T_, B, H, sizeof(T));
   if (p.path != plan::kGemmFallback) {
     cuda_kernels::BwdArgs<T> a{dz.data_ptr<T>(), carry.data_ptr<T>(), dy.const_data_ptr<T>(),

@@ -24,9 +24,12 @@ struct KernelAttrs {
   int static_smem = 0;                         // bytes, the largest of the kernels
   int tiled_regs = 0;                          // the tiled kernels' largest register count
   int tiled_static_smem = 0;
+  int clock_khz = 0;  // the device's peak SM clock and L2 size, for the cost model
+  int l2_bytes = 0;   //   (cudaDeviceProp no longer carries the clock in CUDA 13)
 };
 
-// Attributes of the compiled kernels on one device, read once per device.
+// Attributes of the compiled kernels on one device, and the device attributes the cost
+// model reads, once per device.
 KernelAttrs kernel_attrs(int device, int elem_size, bool backward) {
   static std::mutex mu;
   static std::unordered_map<int, KernelAttrs> cache;
@@ -41,6 +44,8 @@ KernelAttrs kernel_attrs(int device, int elem_size, bool backward) {
     C10_CUDA_CHECK(cudaGetDeviceProperties(&prop, device));
     a.tiled_static_smem = ck::tiled_kernel_attrs(elem_size, backward,
                                                  int(prop.sharedMemPerBlockOptin), &a.tiled_regs);
+    C10_CUDA_CHECK(cudaDeviceGetAttribute(&a.clock_khz, cudaDevAttrClockRate, device));
+    C10_CUDA_CHECK(cudaDeviceGetAttribute(&a.l2_bytes, cudaDevAttrL2CacheSize, device));
     it = cache.emplace(key, a).first;
   }
   return it->second;
@@ -52,9 +57,13 @@ struct CudaTarget {
 
   // The plan for this shape on the current device; a grid plan is only kept when the
   // runtime's occupancy calculator confirms that all of its blocks are co-resident.
-  static plan::Plan plan(int64_t B, int64_t H, int elem_size, bool backward, int mma) {
+  // mma: the model's 16-bit type (launch_plan.h MmaType), for the tensor-core tiles.
+  static plan::Plan plan(const cost::Shape& shape, int mma) {
+    const int elem_size = cost::compute_elem(shape.elem_size);
+    const bool backward = shape.backward;
     const cudaDeviceProp* prop = at::cuda::getCurrentDeviceProperties();
-    const KernelAttrs attrs = kernel_attrs(at::cuda::current_device(), elem_size, backward);
+    const int device = at::cuda::current_device();
+    const KernelAttrs attrs = kernel_attrs(device, elem_size, backward);
     plan::Device dev;
     dev.sm_count = prop->multiProcessorCount;
     // Dynamic shared memory up to the default per-block limit (no opt-in needed).
@@ -67,8 +76,14 @@ struct CudaTarget {
     dev.max_threads_per_sm = prop->maxThreadsPerMultiProcessor;
     dev.max_blocks_per_sm = prop->maxBlocksPerMultiProcessor;
     dev.cooperative_launch = prop->cooperativeLaunch != 0;
-    plan::Plan p = plan::make_plan(B, H, elem_size, dev, attrs.regs.data(),
-                                   cuda_host::forced_path(), /*allow_resident=*/!backward,
+    // What the cost model ranks the plans with (cost_model.h device_spec): the name picks its
+    // estimates; the clock, the compute capability and the L2 size are this device's.
+    dev.name = prop->name;
+    dev.clock_khz = attrs.clock_khz;
+    dev.l2_bytes = attrs.l2_bytes;
+    dev.cc_major = prop->major;
+    dev.cc_minor = prop->minor;
+    plan::Plan p = plan::make_plan(shape, dev, attrs.regs.data(), cuda_host::forced_path(),
                                    attrs.tiled_regs, mma);
     if (p.path == plan::kTiled) {
       // A plain launch (one column tile) needs one block per SM; a cooperative one all.

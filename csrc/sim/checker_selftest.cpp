@@ -5,6 +5,7 @@
 
 #include <torch/library.h>
 
+#include <cstring>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -64,6 +65,28 @@ __global__ void wmma_tile(simt::ptr<float> buf) {
   wmma::store_matrix_sync(buf + 256, acc, 16, wmma::mem_row_major);
 }
 
+// A fiber stack overflow (the runtime's guard page and canary, simt_runtime.cpp): thread 63
+// recurses through ~128 KiB of frames, twice its 64 KiB stack. Without a guard page it would
+// run on through the stacks of threads 62 and 61 (already exited: nothing notices); with one
+// it faults at the first byte below its stack.
+__attribute__((noinline)) int deep_frames(int n) {
+  volatile char pad[1024];
+  pad[0] = char(n);
+  pad[sizeof pad - 1] = char(n >> 8);
+  return n == 0 ? pad[0] : deep_frames(n - 1) + pad[sizeof pad - 1];
+}
+
+__global__ void stack_overflow(simt::ptr<float> out) {
+  out[threadIdx.x] = threadIdx.x == 63 ? float(deep_frames(128)) : 0.f;
+}
+
+// An overflow that ended in the stack's last bytes (above the guard page): the canary the
+// runtime checks when the fiber exits is overwritten.
+__global__ void stack_canary_clobbered(simt::ptr<float> out) {
+  if (threadIdx.x == 5) std::memset(simt::fiber_stack_bottom(), 0, 8);
+  out[threadIdx.x] = 1.f;
+}
+
 // Runs kernel `name` on a 64-float buffer (512 for the wmma kernels); returns the
 // simulation's report ("" if none).
 std::string checker_selftest(std::string_view name) {
@@ -84,6 +107,8 @@ std::string checker_selftest(std::string_view name) {
   else if (name == "wmma_tile") kernel = &wmma_tile<-1, 16>, cfg.block = 32;
   else if (name == "wmma_lane_skips_mma") kernel = &wmma_tile<5, 16>, cfg.block = 32;
   else if (name == "wmma_bad_ldm") kernel = &wmma_tile<-1, 12>, cfg.block = 32;
+  else if (name == "stack_overflow") kernel = &stack_overflow;
+  else if (name == "stack_canary_clobbered") kernel = &stack_canary_clobbered;
   TORCH_CHECK_VALUE(kernel != nullptr, "fastrnn: no checker self-test named '", std::string(name),
                     "'");
   simt::Launch launch(cfg);

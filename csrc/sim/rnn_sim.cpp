@@ -35,22 +35,14 @@ struct SimTarget {
   };
   static constexpr int kTarget = 1;
 
-  // CudaTarget::plan with the simulated device's properties. The register counts of the
-  // kernels are those of the plan's model (launch_plan.h regs_model: the
-  // __launch_bounds__ cap), and the occupancy check is the plan's own blocks_per_sm.
-  static plan::Plan plan(int64_t B, int64_t H, int elem_size, bool backward, int mma) {
-    const sim::SimDevice& d = sim_device();
-    plan::Device dev;
-    dev.sm_count = d.sm_count;
-    dev.smem_per_block = d.smem_per_block - d.static_smem;
-    dev.smem_optin = d.smem_per_block_optin - d.static_smem;
-    dev.smem_per_sm = d.smem_per_sm;
-    dev.regs_per_sm = d.regs_per_sm;
-    dev.max_threads_per_sm = d.max_threads_per_sm;
-    dev.max_blocks_per_sm = d.max_blocks_per_sm;
-    dev.cooperative_launch = d.cooperative_launch;
-    return plan::make_plan(B, H, elem_size, dev, nullptr, cuda_host::forced_path(),
-                           /*allow_resident=*/!backward, /*tiled_regs=*/0, mma);
+  // CudaTarget::plan with the simulated device's properties (sim_device.h, the clock and
+  // compute capability the cost model ranks with included). The register counts of the
+  // kernels are those of the plan's model (launch_plan.h regs_model: the __launch_bounds__
+  // cap), and the occupancy check is the plan's own blocks_per_sm. mma: the model's 16-bit
+  // type (launch_plan.h MmaType), for the tensor-core tiles.
+  static plan::Plan plan(const cost::Shape& shape, int mma) {
+    return plan::make_plan(shape, cost::sim_plan_device(sim_device()), nullptr,
+                           cuda_host::forced_path(), /*tiled_regs=*/0, mma);
   }
 
   template <typename T>

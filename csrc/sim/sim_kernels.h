@@ -8,7 +8,7 @@
 #include <cstdint>
 
 #include "../cuda/kernel_args.h"
-#include "../cuda/launch_plan.h"
+#include "../cuda/plan_types.h"
 
 namespace fastrnn::sim_kernels {
 

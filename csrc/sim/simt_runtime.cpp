@@ -1,7 +1,9 @@
 // The SIMT simulation's scheduler, barriers, shuffles and checkers (see simt_runtime.h).
 #include "simt_runtime.h"
 
+#include <signal.h>
 #include <sys/mman.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cstdarg>
@@ -116,6 +118,11 @@ void make_context(Context* c, char* stack, size_t size, void (*entry)()) {
 #endif
 
 constexpr size_t kStackBytes = 64 * 1024;  // reserved, touched on use: kernels need a few KiB
+// Written at the lowest address of every fiber stack, checked when the fiber exits: reports an
+// overflow that ended inside the stack's last bytes, or one into a stack beyond the guard page
+// budget (below). Every stack within it has a PROT_NONE guard page just below it, so an
+// overflow faults at once (SIGSEGV, reported by guard_page_handler) instead of corrupting the
+// stack of the fiber below.
 constexpr uint64_t kCanary = 0x5eedfa11c0ffee42ull;
 constexpr int kWarpSize = 32;
 constexpr size_t kMaxMessages = 8;
@@ -132,6 +139,15 @@ struct SimThread : ThreadCoords {
   const char* bar_file = nullptr;
   int bar_line = 0;
   char* stack = nullptr;
+};
+
+// The fiber stacks of the running launch on this OS thread, for the SIGSEGV handler: slot i
+// is [guard page][stack] at base + i * slot.
+struct StackMap {
+  const char* base = nullptr;
+  size_t slot = 0, guard = 0, guarded = 0;  // guarded: slots with a guard page
+  uint32_t block_dim = 1;
+  const char* kernel = "";
 };
 
 struct Warp {
@@ -152,6 +168,7 @@ struct Block {
 
 thread_local Launch::State* t_launch = nullptr;
 thread_local SimThread* t_thread = nullptr;
+thread_local StackMap t_stacks;
 
 std::mutex g_debug_mu;
 DebugOptions g_debug;
@@ -264,6 +281,7 @@ std::string base_name(const char* path) {
 
 ThreadCoords* current_thread() { return t_thread; }
 const LaunchDims* current_launch() { return &t_launch->dims; }
+void* fiber_stack_bottom() { return t_thread ? t_thread->stack : nullptr; }
 
 bool report_bad_access(const Region* r, const void* p, size_t bytes, bool write) {
   Launch::State& L = launch();
@@ -548,9 +566,81 @@ void report_stuck(Launch::State& L) {
   }
 }
 
+// Guard pages the process can still afford: each splits the stack mapping, adding up to two
+// entries to the kernel's per-process map count (vm.max_map_count, 65530 by default), and
+// malloc needs some too. Stacks beyond the budget keep the canary only.
+size_t guard_page_budget() {
+  static const long max_maps = [] {
+    long v = 65530;
+    if (FILE* f = std::fopen("/proc/sys/vm/max_map_count", "r")) {
+      if (std::fscanf(f, "%ld", &v) != 1) v = 65530;
+      std::fclose(f);
+    }
+    return v;
+  }();
+  long used = 0;
+  if (FILE* f = std::fopen("/proc/self/maps", "r")) {
+    for (int c; (c = std::fgetc(f)) != EOF;) used += c == '\n';
+    std::fclose(f);
+  } else {
+    used = max_maps / 2;  // unknown: be modest
+  }
+  const long headroom = 4096;
+  const long left = max_maps - used - headroom;
+  return left > 0 ? size_t(left / 2) : 0;
+}
+
+// SIGSEGV on a guard page of this thread's fiber stacks: names the fiber, then lets the fault
+// kill the process as SIGSEGV (the default action, re-armed, runs when the faulting
+// instruction repeats). Any other SIGSEGV goes to the handler that was installed before.
+struct sigaction g_prev_segv;
+
+void guard_page_handler(int sig, siginfo_t* info, void* uctx) {
+  const StackMap& m = t_stacks;
+  const char* a = static_cast<const char*>(info->si_addr);
+  if (m.base != nullptr && a >= m.base && a < m.base + m.guarded * m.slot &&
+      size_t(a - m.base) % m.slot < m.guard) {
+    const size_t id = size_t(a - m.base) / m.slot;
+    char msg[512];
+    const int len = std::snprintf(
+        msg, sizeof msg,
+        "fastrnn cuda_sim: %s: block %zu thread %zu overflowed its %zu-byte fiber stack "
+        "(guard page hit); the process stops here\n",
+        m.kernel, id / m.block_dim, id % m.block_dim, kStackBytes);
+    if (len > 0) {
+      ssize_t ignored = write(2, msg, size_t(len) < sizeof msg ? size_t(len) : sizeof msg - 1);
+      (void)ignored;
+    }
+    signal(SIGSEGV, SIG_DFL);
+    return;
+  }
+  if (g_prev_segv.sa_flags & SA_SIGINFO) {
+    if (g_prev_segv.sa_sigaction != nullptr) return g_prev_segv.sa_sigaction(sig, info, uctx);
+  } else if (g_prev_segv.sa_handler != SIG_DFL && g_prev_segv.sa_handler != SIG_IGN &&
+             g_prev_segv.sa_handler != nullptr) {
+    return g_prev_segv.sa_handler(sig);
+  }
+  signal(SIGSEGV, SIG_DFL);
+}
+
+// Installs guard_page_handler once (on an alternate stack: the faulting one is exhausted).
+void install_guard_page_handler() {
+  static std::once_flag once;
+  std::call_once(once, [] {
+    struct sigaction sa = {};
+    sa.sa_sigaction = &guard_page_handler;
+    sa.sa_flags = SA_SIGINFO | SA_ONSTACK;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGSEGV, &sa, &g_prev_segv);
+  });
+}
+
 void run_fibers(Launch::State& L) {
   const uint32_t bt = L.cfg.block, n = L.cfg.grid * bt;
-  const size_t map_bytes = size_t(n) * kStackBytes;
+  const size_t page = size_t(sysconf(_SC_PAGESIZE));
+  const size_t stack_bytes = (kStackBytes + page - 1) / page * page;
+  const size_t slot = page + stack_bytes;  // [guard page][stack]
+  const size_t map_bytes = size_t(n) * slot;
   void* map = mmap(nullptr, map_bytes, PROT_READ | PROT_WRITE,
                    MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
   if (map == MAP_FAILED) {
@@ -559,6 +649,19 @@ void run_fibers(Launch::State& L) {
     return;
   }
   char* stacks = static_cast<char*>(map);
+  size_t guarded = std::min<size_t>(n, guard_page_budget());
+  for (size_t i = 0; i < guarded; ++i) {
+    if (mprotect(stacks + i * slot, page, PROT_NONE) != 0) guarded = i;  // out of map entries
+  }
+  install_guard_page_handler();
+  // The handler's own stack, for this OS thread while the fibers run.
+  std::vector<char> alt(size_t(SIGSTKSZ) > 64 * 1024 ? size_t(SIGSTKSZ) : 64 * 1024);
+  stack_t ss = {}, prev_ss = {};
+  ss.ss_sp = alt.data();
+  ss.ss_size = alt.size();
+  sigaltstack(&ss, &prev_ss);
+  const StackMap prev_stacks = t_stacks;
+  t_stacks = StackMap{stacks, slot, page, guarded, bt, L.cfg.kernel.c_str()};
   L.threads.resize(n);
   const uint32_t warps_per_block = (bt + kWarpSize - 1) / kWarpSize;
   L.warps.resize(size_t(L.cfg.grid) * warps_per_block);
@@ -577,9 +680,9 @@ void run_fibers(Launch::State& L) {
     t.warp = t.block * warps_per_block + t.tid / kWarpSize;
     t.thread_idx.x = t.tid;
     t.block_idx.x = t.block;
-    t.stack = stacks + size_t(i) * kStackBytes;
+    t.stack = stacks + size_t(i) * slot + page;
     std::memcpy(t.stack, &kCanary, sizeof(kCanary));
-    make_context(&t.ctx, t.stack, kStackBytes, &fiber_main);
+    make_context(&t.ctx, t.stack, stack_bytes, &fiber_main);
   }
   size_t done = 0;
   while (done < n) {
@@ -611,6 +714,8 @@ void run_fibers(Launch::State& L) {
       break;
     }
   }
+  t_stacks = prev_stacks;
+  sigaltstack(&prev_ss, nullptr);
   munmap(map, map_bytes);
 }
 

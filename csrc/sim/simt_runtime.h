@@ -6,7 +6,9 @@
 // run by one OS thread (the caller's). A fiber runs until it reaches a barrier
 // (__syncthreads, a grid sync, or a warp shuffle, which exchanges values among the 32
 // lanes of a warp), then the scheduler switches to the next runnable fiber. The schedule
-// is fixed (warp by warp, block by block), so a run is deterministic.
+// is fixed (warp by warp, block by block), so a run is deterministic. Each fiber stack has a
+// PROT_NONE guard page below it (within the process's map-count budget) and a canary at its
+// bottom: an overflow faults at once (SIGSEGV, the fiber named on stderr) or is reported.
 //
 // Checks (errors are collected and thrown as one std::runtime_error after the launch,
 // which the dispatcher turns into a Python RuntimeError):
@@ -69,6 +71,9 @@ struct LaunchDims {
 };
 ThreadCoords* current_thread();
 const LaunchDims* current_launch();
+// For the self-test kernels (checker_selftest.cpp): the lowest address of the calling
+// fiber's stack, where its overflow canary lives (nullptr outside a fiber).
+void* fiber_stack_bottom();
 
 // Slow paths of a checked access (simt_runtime.cpp): record an error; check a store into a
 // read-only buffer and feed the race checker (false: the access must not happen).
