@@ -146,6 +146,8 @@ def measure_candidates(T, B, H, dtype, *, packed=False, reverse=False, iters=5):
                  for bw in (False, True)}
     out = []
     for name in cc.CANDIDATES:
+        if name == "tiled_mma" and dtype not in (torch.float16, torch.bfloat16):
+            continue  # tensor cores only for 16-bit models (forced, a float32 one runs gemm)
         row = {"T": T, "B": B, "H": H, "dtype": str(dtype).split(".")[-1], "packed": packed,
                "reverse": reverse, "candidate": name,
                "predicted_fwd_us_per_step": predicted[False][name]["total"] / 1e3,

@@ -41,20 +41,22 @@ std::vector<int64_t> last_launch_fields() {
   const LaunchRecord& r = last_record;
   return {r.target, r.backward, int(r.path), r.blocks, r.threads_per_block, r.tiles_per_step,
           r.kpt, r.ks, r.rows_per_tile, r.smem_bytes, r.launches, r.steps, r.batch, r.hidden,
-          r.elem_size, r.tile_cols, r.micro_r, r.micro_c, r.grid_barrier};
+          r.elem_size, r.tile_cols, r.micro_r, r.micro_c, r.grid_barrier, r.mma};
 }
 }  // namespace plan
 
 namespace {
 
 // Returns [path, grid, threads, kpt, ks, rows_per_tile, smem_bytes, blocks_per_sm, resident,
-// tile_rows, tile_cols, lanes_r, micro_r, row_tiles, col_tiles, stride, k_chunk, micro_c];
+// tile_rows, tile_cols, lanes_r, micro_r, row_tiles, col_tiles, stride, k_chunk, micro_c, mma];
 // path: 0 single block, 1 cooperative grid, 2 cuBLAS fallback, 3 tiled. backward=True plans
 // the BPTT kernels (the old family has no resident mode). smem_optin: the opt-in per-block
 // limit the tiled kernels may use (0: none, smem_per_block). The plan is ranked by the cost
 // model (cost_model.h) for T steps (packed: lengths given) on `device`: a modelled GPU (h100,
 // h200, a100) or a GPU's name; clock_khz, cc_major/cc_minor and l2_bytes (0: the device's)
-// and the other arguments replace its properties, as the host reads them on a GPU.
+// and the other arguments replace its properties, as the host reads them on a GPU. mma: the
+// model's 16-bit type (launch_plan.h MmaType: 1 float16, 2 bfloat16) with elem_size 4, whose
+// tensor-core tiles the plan weighs (a float16/bfloat16 model, as the host plans it).
 std::vector<int64_t> cuda_launch_plan(int64_t B, int64_t H, int64_t elem_size, int64_t sm_count,
                                       int64_t smem_per_block,
                                       at::OptionalIntArrayRef regs_per_kpt,
@@ -62,7 +64,7 @@ std::vector<int64_t> cuda_launch_plan(int64_t B, int64_t H, int64_t elem_size, i
                                       bool cooperative_launch, bool backward,
                                       int64_t smem_optin, int64_t T, std::string_view device,
                                       bool packed, int64_t clock_khz, int64_t cc_major,
-                                      int64_t cc_minor, int64_t l2_bytes) {
+                                      int64_t cc_minor, int64_t l2_bytes, int64_t mma) {
   TORCH_CHECK_VALUE(elem_size == 4 || elem_size == 8,
                     "fastrnn: elem_size must be 4 (float32 compute) or 8 (float64), got ",
                     elem_size);
@@ -70,7 +72,7 @@ std::vector<int64_t> cuda_launch_plan(int64_t B, int64_t H, int64_t elem_size, i
                     "fastrnn: sm_count, smem_per_block and regs_per_sm must be positive");
   plan::Force f = plan::kAuto;
   TORCH_CHECK_VALUE(plan::parse_force(force, &f),
-                    "fastrnn: force must be auto, single, grid, gemm or tiled, got '",
+                    "fastrnn: force must be auto, single, grid, gemm, tiled or tiled_mma, got '",
                     std::string(force), "'");
   std::vector<int> regs;
   if (regs_per_kpt.has_value()) {
@@ -100,17 +102,22 @@ std::vector<int64_t> cuda_launch_plan(int64_t B, int64_t H, int64_t elem_size, i
   dev.smem_optin = int(smem_optin);
   dev.regs_per_sm = int(regs_per_sm);
   dev.cooperative_launch = cooperative_launch;
+  TORCH_CHECK_VALUE(mma >= plan::kMmaNone && mma <= plan::kMmaBF16,
+                    "fastrnn: mma must be 0 (none), 1 (float16) or 2 (bfloat16), got ", mma);
   cost::Shape s;
   s.T = T;
   s.B = B;
   s.H = H;
-  s.elem_size = int(elem_size);
+  // A float16/bfloat16 model computes in float32: its shape is 2-byte (recurrence_host.h
+  // plan_shape); with float64 compute there is no 16-bit model and mma is ignored.
+  s.elem_size = mma != plan::kMmaNone && elem_size == 4 ? 2 : int(elem_size);
   s.backward = backward;
   s.packed = packed;
-  const plan::Plan p = plan::make_plan(s, dev, regs.empty() ? nullptr : regs.data(), f);
+  const plan::Plan p = plan::make_plan(s, dev, regs.empty() ? nullptr : regs.data(), f,
+                                       /*tiled_regs=*/0, int(mma));
   return {p.path, p.grid, p.threads, p.kpt, p.ks, p.rows_per_tile, p.smem_bytes,
           p.blocks_per_sm, p.resident, p.tile_rows, p.tile_cols, p.lanes_r, p.micro_r,
-          p.row_tiles, p.col_tiles, p.stride, p.k_chunk, p.micro_c};
+          p.row_tiles, p.col_tiles, p.stride, p.k_chunk, p.micro_c, p.mma};
 }
 
 // The kpt values kernels are instantiated for (what cuobjdump must list).
@@ -129,7 +136,7 @@ std::vector<int64_t> cuda_kernel_kpts(int64_t elem_size) {
 std::string set_cuda_path_override(std::string_view path) {
   plan::Force f = plan::kAuto;
   TORCH_CHECK_VALUE(path.empty() || plan::parse_force(path, &f),
-                    "fastrnn: path must be '', auto, single, grid, gemm or tiled, got '",
+                    "fastrnn: path must be '', auto, single, grid, gemm, tiled or tiled_mma, got '",
                     std::string(path), "'");
   std::string prev = plan::has_override ? plan::kForceNames[plan::override_force] : "";
   plan::has_override = !path.empty();
@@ -137,10 +144,11 @@ std::string set_cuda_path_override(std::string_view path) {
   return prev;
 }
 
-// The cost model (cuda/cost_model.h) for one shape on a modelled device: per candidate
-// (single, grid, tiled, gemm, cudnn) 16 numbers, [candidate, fits, recorded_path, grid, kpt, ks,
-// rows_per_tile, tiles_per_step, compute, smem, latency, barrier, launch, total (ns/step),
-// tile_cols, grid_barrier (tiled)]. live_rows: packed, the mean live rows per step (0: B).
+// The cost model (cuda/cost_model.h, candidates.h) for one shape on a modelled device: per
+// candidate (single, grid, tiled, gemm, cudnn, tiled_mma) 16 numbers, [candidate, fits,
+// recorded_path, grid, kpt, ks, rows_per_tile, tiles_per_step, compute, smem, latency, barrier,
+// launch, total (ns/step), tile_cols, grid_barrier (tiled)]. live_rows: packed, the mean live
+// rows per step (0: B).
 std::vector<double> cuda_cost_model(std::string_view device, int64_t T, int64_t B, int64_t H,
                                     int64_t elem_size, bool backward, bool packed,
                                     double live_rows) {
@@ -195,12 +203,12 @@ TORCH_LIBRARY_FRAGMENT(fastrnn, m) {
       "int[]? regs_per_kpt=None, str force='auto', int regs_per_sm=65536, "
       "bool cooperative_launch=True, bool backward=False, int smem_optin=0, int T=1, "
       "str device='h100', bool packed=False, int clock_khz=0, int cc_major=0, int cc_minor=0, "
-      "int l2_bytes=0) -> int[]",
+      "int l2_bytes=0, int mma=0) -> int[]",
       &cuda_launch_plan);
   m.def("_cuda_kernel_kpts(int elem_size) -> int[]", &cuda_kernel_kpts);
   // [target, backward, path, blocks, threads_per_block, tiles_per_step, kpt, ks,
   //  rows_per_tile, smem_bytes, launches, steps, batch, hidden, elem_size, tile_cols, micro_r,
-  //  micro_c, grid_barrier] or [].
+  //  micro_c, grid_barrier, mma] or [].
   m.def("_last_cuda_plan() -> int[]", &plan::last_launch_fields);
   m.def("_set_cuda_path_override(str path) -> str", &set_cuda_path_override);
   m.def(

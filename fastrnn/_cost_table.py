@@ -57,7 +57,7 @@ def markdown(device: str, dtypes=("float32", "bfloat16")) -> str:
             label = _us(q["total"]) if q["fits"] else "-"
             if q["fits"] and name in ("single", "grid"):
                 label += f" ({q['path']}, {q['grid']}x{q['tiles_per_step']})"
-            elif q["fits"] and name == "tiled":
+            elif q["fits"] and name in ("tiled", "tiled_mma"):
                 sync = "grid sync" if q["grid_barrier"] else "no grid sync"
                 label += f" ({q['grid']} of {q['rows_per_tile']}x{q['tile_cols']}, {sync})"
             cells.append(label)

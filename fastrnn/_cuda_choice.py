@@ -43,8 +43,10 @@ from torch import Tensor
 
 from . import _ops
 
-CANDIDATES = ("single", "grid", "tiled", "gemm", "cudnn")  # the cost model's candidate order
-FASTRNN_PATHS = CANDIDATES[:4]
+# The cost model's candidate order (cost_model.h Candidate); tiled_mma: the tiled family on
+# tensor cores, float16/bfloat16 models only.
+CANDIDATES = ("single", "grid", "tiled", "gemm", "cudnn", "tiled_mma")
+FASTRNN_PATHS = tuple(c for c in CANDIDATES if c != "cudnn")
 ENV_AUTOTUNE = "FASTRNN_CUDA_AUTOTUNE"
 ENV_CACHE = "FASTRNN_CUDA_CHOICE_CACHE"
 _COST_FIELDS = ("candidate", "fits", "recorded_path", "grid", "kpt", "ks", "rows_per_tile",
@@ -72,10 +74,11 @@ def is_refusal(exc: BaseException) -> bool:
 @contextlib.contextmanager
 def forced_path(path: str) -> Iterator[None]:
     """Runs fastrnn's CUDA / cuda_sim recurrences on this thread with ``path`` forced
-    ("auto", "single", "grid", "tiled" or "gemm"), over FASTRNN_CUDA_PATH; restores the
-    previous."""
+    ("auto", "single", "grid", "tiled", "gemm" or "tiled_mma"), over FASTRNN_CUDA_PATH;
+    restores the previous."""
     if path not in ("auto",) + FASTRNN_PATHS:
-        raise ValueError(f"fastrnn: path must be auto, single, grid, tiled or gemm, got {path!r}")
+        raise ValueError("fastrnn: path must be auto, single, grid, tiled, gemm or tiled_mma, "
+                         f"got {path!r}")
     previous = torch.ops.fastrnn._set_cuda_path_override(path)
     try:
         yield

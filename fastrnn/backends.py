@@ -68,7 +68,7 @@ _CUDA_PATHS = ("resident", "single", "grid", "gemm", "tiled")
 _CUDA_PLAN_FIELDS = ("target", "direction", "path", "blocks", "threads_per_block",
                      "tiles_per_step", "kpt", "ks", "rows_per_tile", "smem_bytes", "launches",
                      "steps", "batch", "hidden", "compute_dtype", "tile_cols", "micro_r",
-                     "micro_c", "grid_barrier")
+                     "micro_c", "grid_barrier", "mma")
 
 
 def last_cuda_plan() -> dict | None:
@@ -85,8 +85,9 @@ def last_cuda_plan() -> dict | None:
     ``compute_dtype``; on "tiled", ``rows_per_tile`` x ``tile_cols`` is a block's tile,
     ``micro_r`` x ``micro_c`` its kernel instantiation (a lane's micro tile) and
     ``grid_barrier`` True when the step ends in a grid.sync() (several column tiles), False
-    when blocks only split the batch. A forward and its backward are two records: the later
-    one wins.
+    when blocks only split the batch; ``mma``: the 16-bit operand type when the step runs on
+    tensor cores (``micro_r`` x ``micro_c`` then count 16 x 16 fragments), else None. A
+    forward and its backward are two records: the later one wins.
     """
     fields = torch.ops.fastrnn._last_cuda_plan()
     if not fields:
@@ -96,6 +97,7 @@ def last_cuda_plan() -> dict | None:
     plan["direction"] = ("fwd", "bwd")[plan["direction"]]
     plan["path"] = _CUDA_PATHS[plan["path"]]
     plan["grid_barrier"] = bool(plan["grid_barrier"])
+    plan["mma"] = (None, torch.float16, torch.bfloat16)[plan["mma"]]
     plan["compute_dtype"] = torch.float64 if plan["compute_dtype"] == 8 else torch.float32
     return plan
 

@@ -42,7 +42,7 @@ needs_cuda_build = pytest.mark.skipif(
 def plan(B, H, elem_size=4, device=H100, **kw):
     keys = ["path", "grid", "threads", "kpt", "ks", "rows", "smem", "blocks_per_sm", "resident",
             "tile_rows", "tile_cols", "lanes_r", "micro_r", "row_tiles", "col_tiles", "stride",
-            "k_chunk", "micro_c"]
+            "k_chunk", "micro_c", "mma"]
     if "smem_optin" in device:
         kw.setdefault("smem_optin", device["smem_optin"])
     return dict(zip(keys, plan_op(B, H, elem_size, device["sm_count"], device["smem_per_block"], **kw)))
@@ -206,6 +206,50 @@ def test_tiled_plan_invariants(elem_size, device):
             assert p["grid"] <= p["blocks_per_sm"] * device["sm_count"], where
 
 
+@pytest.mark.parametrize("mma", [1, 2], ids=["f16", "bf16"])
+@pytest.mark.parametrize("device", [H100_OPTIN, A100_OPTIN, H100], ids=["H100", "A100", "H100-no-optin"])
+def test_tensor_core_plan_invariants(mma, device):
+    # launch_plan.h make_tiled_mma_plan: tiles of 16 x 16 fragments (kMmaTiles), shared memory
+    # in 4-byte words (a 16-bit pair per k) with the float layout's sizes, wmma's rules.
+    limit = max(device.get("smem_optin", 0), device["smem_per_block"])
+    for H, B in itertools.product([1, 9, 16, 17, 33, 100, 256, 513, 1024, 2048], [1, 16, 17, 64, 256]):
+        p = plan(B, H, 4, device, force="tiled_mma", mma=mma)
+        if p["path"] == GEMM:
+            continue
+        where = f"B={B} H={H} mma={mma} {device}: {p}"
+        assert p["path"] == TILED and p["mma"] == mma and p["threads"] == THREADS, where
+        assert (p["micro_r"], p["micro_c"]) in ((1, 1), (1, 2), (2, 1)), where
+        assert (p["tile_rows"], p["tile_cols"]) == (16 * p["micro_r"], 16 * p["micro_c"]), where
+        assert p["row_tiles"] == math.ceil(B / p["tile_rows"]), where
+        assert p["col_tiles"] == math.ceil(H / p["tile_cols"]), where
+        assert p["grid"] == p["row_tiles"] * p["col_tiles"], where
+        # stride: H rounded up to 8 words (a fragment's 16 elements) plus 4 (banks); a multiple
+        # of 4 words keeps every fragment 32-byte aligned and ldm (2 x stride) a multiple of 8.
+        h8 = math.ceil(H / 8) * 8
+        assert p["stride"] == h8 + 4 and p["stride"] % 4 == 0, where
+        # The warps' K shares: whole fragment steps of 8 words covering H.
+        assert p["k_chunk"] % 8 == 0 and 8 * p["k_chunk"] >= h8 > 8 * (p["k_chunk"] - 8), where
+        assert p["smem"] == _tiled_smem(p, 4) <= limit, where
+        assert p["resident"] == (p["col_tiles"] == 1), where
+        if p["col_tiles"] > 1:
+            assert p["grid"] <= p["blocks_per_sm"] * device["sm_count"], where
+    # Only 16-bit models and the float32 compute type take it.
+    assert plan(64, 256, 4, device, force="tiled_mma")["path"] == GEMM
+    assert plan(64, 256, 8, device, force="tiled_mma", mma=mma)["path"] == GEMM
+
+
+def test_auto_weighs_the_tensor_cores_only_for_16_bit_models():
+    # The tensor-core tiles are one more candidate of make_plan's ranking (cost_model.h
+    # tiled_mma_cost, the one scale; tests/test_cuda_choice.py checks the argmin over a grid):
+    # ahead of the FMA tiles at B = 64, H = 512 (bfloat16 and float16 alike), behind at B = 8
+    # (a fragment's 16 rows half padding), never for a float32 model or float64 compute.
+    assert plan(64, 512, 4, H100_OPTIN, mma=2)["mma"] == 2
+    assert plan(64, 512, 4, H100_OPTIN, mma=1)["mma"] == 1
+    assert plan(64, 512, 4, H100_OPTIN)["mma"] == 0
+    assert plan(64, 512, 8, H100_OPTIN, mma=2)["mma"] == 0
+    assert plan(8, 512, 4, H100_OPTIN, mma=2)["mma"] == 0
+
+
 @pytest.mark.parametrize("B,H", [(16, 256), (64, 512), (64, 1024), (256, 64)])
 def test_tiled_plan_uses_all_sms_when_the_batch_and_hidden_allow(B, H):
     # B x H outputs in tiles of 32 x micro_r x micro_c: enough tiles for every SM here.
@@ -333,7 +377,11 @@ def test_every_selectable_kernel_is_built_without_spills():
     assert not problems, "\n".join(problems)
 
 
-TILED_RE = re.compile(r"tiled_kernelI([fd])Li(\d)ELi(\d)ENS0_7(Fwd|Bwd)Args")
+# The FMA kernels (last template argument void) and the tensor-core ones (__half /
+# __nv_bfloat16 operands, float accumulation; micro tile = fragments).
+TILED_RE = re.compile(r"tiled_kernelI([fd])Li(\d)ELi(\d)ENS0_7(Fwd|Bwd)ArgsI[fd]EEvEE")
+MMA_RE = re.compile(
+    r"tiled_kernelIfLi(\d)ELi(\d)ENS0_7(Fwd|Bwd)ArgsIfEE(?:6__half|13__nv_bfloat16)EE")
 TILED_MAX_REGS = 255  # launch_plan.h kTiledMaxRegsPerThread (__launch_bounds__(256, 1))
 
 
@@ -353,8 +401,13 @@ def test_every_tiled_kernel_is_built_without_spills():
             continue
         if name and "REG:" in line:
             k = TILED_RE.search(name)
+            fields = dict((a, int(v)) for a, v in re.findall(r"(\w+):(\d+)", line))
             if k:
-                usage[(arch,) + k.groups()] = dict((a, int(v)) for a, v in re.findall(r"(\w+):(\d+)", line))
+                usage[(arch,) + k.groups()] = fields
+            k = MMA_RE.search(name)
+            if k:
+                mma = "bf16" if "bfloat16" in name else "f16"
+                usage[(arch, mma) + k.groups()] = fields
             name = None
     problems = []
     for arch in ARCHS:
@@ -364,6 +417,14 @@ def test_every_tiled_kernel_is_built_without_spills():
                 problems.append(f"tiled {direction} {tag} {mr}x{mc} not built for {arch}")
             elif r["STACK"] or r["LOCAL"] or r["REG"] > TILED_MAX_REGS:
                 problems.append(f"tiled {direction} {tag} {mr}x{mc} {arch}: {r}")
+        # launch_plan.h kMmaTiles, both 16-bit types.
+        for mma, (fr, fc), direction in itertools.product(("f16", "bf16"), ((1, 1), (1, 2), (2, 1)),
+                                                          ("Fwd", "Bwd")):
+            r = usage.get((arch, mma, str(fr), str(fc), direction))
+            if r is None:
+                problems.append(f"tiled mma {direction} {mma} {fr}x{fc} not built for {arch}")
+            elif r["STACK"] or r["LOCAL"] or r["REG"] > TILED_MAX_REGS:
+                problems.append(f"tiled mma {direction} {mma} {fr}x{fc} {arch}: {r}")
     assert not problems, "\n".join(problems)
 
 

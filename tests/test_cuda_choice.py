@@ -326,33 +326,41 @@ def test_make_plan_auto_is_the_cost_models_argmin(device):
     """One cost scale: make_plan's unforced plan is the fastest fastrnn candidate the cost model
     predicts (cost_model.h, ns per step), in both directions and types, over batch x hidden
     (the older family's grid wins at B = 256 with a wide H, its single block at a tiny batch in
-    float64 on the H100, the tiled family elsewhere, the GEMM path where nothing fits)."""
+    float64 on the H100, the tiled family elsewhere, the GEMM path where nothing fits). For a
+    float16/bfloat16 model (elem_size 4 with its 16-bit type, mma, as the host plans it) the
+    tensor-core tiles (tiled_mma) are one more candidate on the same scale, and where they are
+    the argmin the plan is theirs (its mma field set)."""
     d = _PLAN_DEVICES[device]
     chosen = set()
-    for dtype, elem in ((torch.float32, 4), (torch.float64, 8)):
+    for dtype, elem, mma in ((torch.float32, 4, 0), (torch.float64, 8, 0), (torch.bfloat16, 4, 2),
+                             (torch.float16, 4, 1)):
         for backward in (False, True):
             for T in (16, 1024):
                 for B in (1, 3, 8, 16, 64, 256):
                     for H in (1, 33, 64, 128, 129, 256, 512, 1024, 2048):
                         preds = [p for p in cc.predict(device, T, B, H, dtype, backward=backward)
-                                 if p["fits"] and p["name"] in ("single", "grid", "tiled")]
+                                 if p["fits"] and p["name"] in ("single", "grid", "tiled", "tiled_mma")]
                         want = min(preds, key=lambda p: p["total"]) if preds else None
                         got = torch.ops.fastrnn._cuda_launch_plan(
                             B, H, elem, d["sm_count"], d["smem_per_block"], backward=backward,
-                            smem_optin=d["smem_optin"], T=T, device=device)
+                            smem_optin=d["smem_optin"], T=T, device=device, mma=mma)
                         where = (device, dtype, backward, T, B, H, got, want)
                         if want is None:
                             assert got[0] == 2, where
                             continue
                         assert want["path"] in _PLAN_PATHS[got[0]], where
                         assert got[1] == want["grid"], where
-                        if want["name"] == "tiled":
+                        assert got[18] == (mma if want["name"] == "tiled_mma" else 0), where
+                        if want["name"] in ("tiled", "tiled_mma"):
                             assert (got[9], got[10]) == (want["rows_per_tile"], want["tile_cols"]), where
                         else:
                             assert (got[3], got[4], got[5]) == (want["kpt"], want["ks"],
                                                                 want["rows_per_tile"]), where
-                        chosen.add(want["name"])
-    assert {"grid", "tiled"} <= chosen and (device != "h100" or "single" in chosen), chosen
+                        chosen.add((want["name"], mma > 0))
+    names = {name for name, _ in chosen}
+    assert {"grid", "tiled", "tiled_mma"} <= names and (device != "h100" or "single" in names), chosen
+    # the tensor cores win some 16-bit shapes and lose others to the FMA tiles
+    assert {("tiled_mma", True), ("tiled", True)} <= chosen, chosen
 
 
 def test_make_plan_reads_the_device_it_is_given():
@@ -406,6 +414,33 @@ def test_packed_prediction_credits_the_live_rows():
     assert preds(100, 1024, 128, live_rows=256.0)["tiled"]["total"] == full["tiled"]["total"]
     with pytest.raises(ValueError, match="live_rows must be in"):
         preds(100, 4, 128, packed=True, live_rows=5.0)
+
+
+def test_packed_prediction_credits_the_live_rows_of_the_tensor_core_tiles():
+    """The tensor-core tiles (a bfloat16 model) are credited like the FMA tiles: finished row
+    tiles skip their step, a live block stages and reduces only its live rows; its mmas still
+    run whole 16-row fragments."""
+    def mma(T, B, H, **kw):
+        return next(p for p in cc.predict("h100", T, B, H, torch.bfloat16, **kw)
+                    if p["name"] == "tiled_mma")
+
+    # B=4096, H=32: 256 blocks of 16 rows x 32 columns (one column tile: resident) on 132 SMs,
+    # two waves; a quarter of the rows live keeps 64 blocks busy, one wave: half the mma time.
+    full, quarter = mma(100, 4096, 32, packed=True), mma(100, 4096, 32, packed=True,
+                                                         live_rows=1024.0)
+    assert full["fits"] and (full["grid"], full["rows_per_tile"], full["tile_cols"]) == (256, 16, 32)
+    assert (quarter["grid"], quarter["rows_per_tile"]) == (full["grid"], full["rows_per_tile"])
+    assert quarter["compute"] == pytest.approx(full["compute"] / 2)
+    assert quarter["barrier"] == full["barrier"] and quarter["total"] < full["total"]
+    # B=64, H=1024: 128 blocks of 16 x 32, staged (grid sync); 2 live rows: the busy blocks
+    # stage and reduce 2 rows instead of 16 (less latency and smem), the fragments stay whole.
+    a, b = mma(100, 64, 1024, packed=True), mma(100, 64, 1024, packed=True, live_rows=2.0)
+    assert a["grid_barrier"] and b["compute"] == a["compute"]
+    assert b["latency"] < a["latency"] and b["smem"] < a["smem"] and b["total"] < a["total"]
+    # not packed: every row runs; and no tensor-core tiles for a float32 model
+    assert mma(100, 4096, 32, live_rows=1024.0)["total"] == full["total"]
+    assert not next(p for p in cc.predict("h100", 100, 64, 1024, torch.float32)
+                    if p["name"] == "tiled_mma")["fits"]
 
 
 def test_mean_live_rows():
@@ -518,7 +553,7 @@ def test_path_override_drives_cuda_sim(monkeypatch):
 
 
 def test_path_override_restores_on_error_and_rejects_bad_names():
-    with pytest.raises(ValueError, match="path must be auto, single, grid, tiled or gemm"):
+    with pytest.raises(ValueError, match="path must be auto, single, grid, tiled, gemm or tiled_mma"):
         with cc.forced_path("fast"):
             pass
     with pytest.raises(ValueError, match="path must be"):

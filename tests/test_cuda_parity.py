@@ -61,11 +61,12 @@ def planned(B, H, dtype, force="auto", backward=False, limits=None, device=None,
     small sizes of this file: the state fits in L2 either way)."""
     limits = limits or _device_limits(device)
     elem_size = 8 if dtype == torch.float64 else 4  # float16/bfloat16 compute in float32
+    mma = {torch.float16: 1, torch.bfloat16: 2}.get(dtype, 0)  # their tensor-core tiles
     model = {k: limits[k] for k in ("clock_khz", "cc_major", "cc_minor", "l2_bytes") if k in limits}
     plan = torch.ops.fastrnn._cuda_launch_plan(
         B, H, elem_size, limits["sm_count"], limits["smem_per_block"], None, force,
         limits["regs_per_sm"], True, backward, limits["smem_optin"], T=T,
-        device=limits["device"], **model)
+        device=limits["device"], mma=mma, **model)
     path, rows_per_tile, resident = plan[0], plan[5], plan[8]
     if path == 2:
         return "gemm", 0
@@ -380,6 +381,28 @@ def test_forced_path_that_cannot_run_falls_back(path):
     out = ours(x)[0]
     assert fastrnn.backends.last_cuda_plan()["path"] == "gemm"
     assert_close(out, ref(x)[0], torch.float32, "fallback output")
+
+
+# The tiled family on tensor cores (float16/bfloat16 only): one column tile (resident), a
+# grid barrier with odd H, and a shape of issue 12.
+MMA_CASES = [
+    pytest.param(4, 16, 5, 20, id="mma-B16-H20"),
+    pytest.param(3, 33, 5, 129, id="mma-B33-H129"),
+    pytest.param(3, 64, 8, 512, id="mma-B64-H512"),
+]
+
+
+@needs_gpu_kernels
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16], ids=["float16", "bfloat16"])
+@pytest.mark.parametrize("T,B,I,H", MMA_CASES)
+def test_tensor_core_tiles_match_cudnn(path, T, B, I, H, dtype):
+    path("tiled_mma")
+    ref, ours = twin_rnn(I, H, backend="native", device="cuda", dtype=dtype)
+    torch.manual_seed(3)
+    x = torch.randn(T, B, I, device="cuda", dtype=dtype)
+    h0 = torch.randn(1, B, H, device="cuda", dtype=dtype)
+    _check_twins(ref, ours, x, h0, dtype, "tiled_mma", "tiled_mma")
+    assert fastrnn.backends.last_cuda_plan()["mma"] == dtype
 
 
 @needs_gpu_kernels

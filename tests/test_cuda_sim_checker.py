@@ -142,6 +142,27 @@ def test_a_missing_barrier_in_the_tiled_backward_is_reported(monkeypatch, commen
         backward(drop=True)
 
 
+# The tensor-core tiles (tiled_body.cuh with WT = bf16): the warps' wmma stores of partial
+# sums and the resident state words written by the epilogue need their barriers like the FMA
+# tiles; dropping one is reported as a race on the block's shared memory.
+MMA_PLANTED = [
+    pytest.param("tiled mma: the partial sums are in shared memory", id="mma-partials"),
+    pytest.param("tiled resident: the state buffers swap roles", id="mma-resident"),
+]
+
+
+@pytest.mark.parametrize("comment", MMA_PLANTED)
+def test_a_missing_barrier_in_the_tensor_core_tiles_is_reported(monkeypatch, comment):
+    monkeypatch.setenv("FASTRNN_CUDA_PATH", "tiled_mma")
+    run(16, 20, T=3, dtype=torch.bfloat16)  # the real kernel: no report
+    plan = last_cuda_plan()
+    assert plan["path"] == "tiled" and plan["mma"] == torch.bfloat16 and not plan["grid_barrier"]
+    set_debug(barrier_at("tiled_body.cuh", comment), 0)
+    with pytest.raises(RuntimeError,
+                       match=r"race in tiled_mma_fwd_kernel\[bf16\]<float, 1, 2> on shared memory"):
+        run(16, 20, T=3, dtype=torch.bfloat16)
+
+
 def test_shared_memory_past_the_allocation_is_reported(monkeypatch):
     monkeypatch.setenv("FASTRNN_CUDA_PATH", "single")  # "auto" takes the tiled family here
     run(3, 17)
@@ -212,7 +233,7 @@ def test_every_kernel_body_exists_once_and_both_targets_compile_it():
     assert "__global__" not in "".join(cu_files.values()), "a .cu file defines its own kernel"
 
 
-@pytest.mark.parametrize("kernel,report", [
+OTHER_RULES = [
     ("divergent_barrier", r"divergent __syncthreads in block 0: .* waits at checker_selftest.cpp:\d+, "
                           r".* at checker_selftest.cpp:\d+"),
     ("exit_before_barrier", r"deadlock \(the launch would hang on a GPU\) in block 0: 63 threads wait "
@@ -221,10 +242,23 @@ def test_every_kernel_body_exists_once_and_both_targets_compile_it():
     ("store_to_read_only", r"store by block 0 thread \d+ .* into read-only global buffer 'buf'"),
     ("grid_sync_not_cooperative", r"grid sync by block 0 thread \d+ .* not cooperative"),
     ("partial_warp_shuffle", r"__shfl_xor_sync with mask 0xffffffff in a warp of 16 threads"),
+    # The warp matrix API (csrc/sim/simt_wmma.h): lane 5 skips the mma, so it meets the others
+    # at the next collective; an ldm that is not a multiple of 8 16-bit elements.
+    ("wmma_lane_skips_mma", r"lanes of warp 0 of block 0 are at different warp collectives: "
+                            r"lane \d+ at wmma::\w+, lane \d+ at wmma::\w+"),
+    ("wmma_bad_ldm", r"wmma::load_matrix_sync: ldm 12 must be a multiple of 8"),
     # an overflow that ends in the stack's last bytes, above its guard page: the canary
     ("stack_canary_clobbered", r"block 0 thread 5 \(warp 0 lane 5\) overflowed its 65536-byte "
                                r"fiber stack"),
-])
+]
+
+
+def test_the_wmma_self_test_kernel_is_clean():
+    # The same kernel as the wmma rule breaks below, used correctly: no report.
+    assert torch.ops.fastrnn_cuda_sim._checker_selftest("wmma_tile") == ""
+
+
+@pytest.mark.parametrize("kernel,report", OTHER_RULES)
 def test_other_rule_breaks_are_reported(kernel, report):
     # Tiny simulation-only kernels, one rule each (csrc/sim/checker_selftest.cpp).
     message = torch.ops.fastrnn_cuda_sim._checker_selftest(kernel)

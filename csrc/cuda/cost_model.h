@@ -44,15 +44,19 @@ struct DeviceEstimates {
                                 //   (host dispatch of an ATen op + launch gap)
   double gemm_efficiency;       // estimate: fraction of FP32 peak a small cuBLAS GEMM reaches
   double cudnn_persist_efficiency;  // estimate: same for cuDNN's persistent small-H kernel
+  int mma_fma_per_sm_clk;       // estimate: dense 16-bit FMA per SM per clock that warp-level
+                                //   mma.sync (wmma) reaches: the A100 spec peak (312 TFLOPS /
+                                //   2 / 108 SMs / 1.41 GHz); on sm_90 about half of wgmma's
+                                //   989 TFLOPS (microbenchmark literature)
 };
 
 // H100 SXM5: 132 SMs x 128 FP32 lanes x 2 x 1.98 GHz = 66.9 TFLOPS (datasheet: 67).
 // H200: the same GH100 SM array and clock with HBM3e (4.8 TB/s, 141 GB).
 // A100 SXM4: 108 SMs x 64 lanes x 2 x 1.41 GHz = 19.5 TFLOPS (datasheet: 19.5).
 inline constexpr DeviceEstimates kDevices[] = {
-    {"h100", "h100", 989.0, 3350.0, 5500.0, 200.0, 550.0, 1000.0, 40, 3000.0, 0.5, 0.5},
-    {"h200", "h100", 989.0, 4800.0, 5500.0, 200.0, 550.0, 1000.0, 40, 3000.0, 0.5, 0.5},
-    {"a100", "a100", 312.0, 2039.0, 4000.0, 200.0, 600.0, 1200.0, 40, 3000.0, 0.5, 0.5},
+    {"h100", "h100", 989.0, 3350.0, 5500.0, 200.0, 550.0, 1000.0, 40, 3000.0, 0.5, 0.5, 1024},
+    {"h200", "h100", 989.0, 4800.0, 5500.0, 200.0, 550.0, 1000.0, 40, 3000.0, 0.5, 0.5, 1024},
+    {"a100", "a100", 312.0, 2039.0, 4000.0, 200.0, 600.0, 1200.0, 40, 3000.0, 0.5, 0.5, 1024},
 };
 // A GPU whose name matches no entry: the H100's estimates (a recent data-centre part), with
 // the clock, SMs, lanes and L2 its host reports.
@@ -127,6 +131,7 @@ struct DeviceSpec {
   double tensor_bf16_tflops, hbm_gbs, l2_gbs, l2_latency_ns, hbm_latency_ns, grid_sync_ns;
   int syncthreads_cycles;
   double launch_ns, gemm_efficiency, cudnn_persist_efficiency;  // DeviceEstimates
+  int mma_fma_per_sm_clk;                                        // DeviceEstimates
 };
 
 inline DeviceSpec device_spec(const plan::Device& dev) {
@@ -149,11 +154,12 @@ inline DeviceSpec device_spec(const plan::Device& dev) {
   d.launch_ns = e.launch_ns;
   d.gemm_efficiency = e.gemm_efficiency;
   d.cudnn_persist_efficiency = e.cudnn_persist_efficiency;
+  d.mma_fma_per_sm_clk = e.mma_fma_per_sm_clk;
   return d;
 }
 
 enum Candidate : int {
-  kSingle = 0, kGrid = 1, kTiled = 2, kGemm = 3, kCudnn = 4, kNumCandidates = 5
+  kSingle = 0, kGrid = 1, kTiled = 2, kGemm = 3, kCudnn = 4, kTiledMma = 5, kNumCandidates = 6
 };
 
 struct Shape {
@@ -303,6 +309,55 @@ inline Prediction tiled_cost(const DeviceSpec& d, const Shape& s, const plan::Pl
   return r;
 }
 
+// A plan of the tiled family on tensor cores (launch_plan.h make_tiled_mma_plan, tiled_body.cuh
+// with WT = a float16/bfloat16 model's type). Per step, on the busiest SM (as tiled_cost):
+//   compute: the block's 16 x 16 fragments times K = 2 x H rounded up to 16 (the state's hi
+//            and lo halves side by side) at mma_fma_per_sm_clk;
+//   smem:    per warp and fragment K step (8 words), micro_r + micro_c fragment loads of 512
+//            bytes and the fragments' stores (whole fragments); the fixed-order reduction of
+//            the 8 warps' partial sums and the staging writes of the live rows; only the part
+//            above the mma time;
+//   latency, barrier, launch: as tiled_cost (the same step structure; state words of 4 bytes).
+// Packed input (live_rows): as tiled_cost, a block whose rows have all finished skips its
+// mmas and staging, a live block stages and reduces only its live rows; its mmas still run
+// whole fragments (a dead row multiplies what its word holds and is ignored).
+inline Prediction tiled_mma_cost(const DeviceSpec& d, const Shape& s, const plan::Plan& p) {
+  Prediction r;
+  r.candidate = kTiledMma;
+  const plan::Device& dev = d.dev;
+  r.fits = true;
+  r.plan = p;
+  r.recorded_path = 4;
+  r.tiles_per_step = 1;
+  const double live = live_rows(s);
+  const int64_t live_row_tiles = plan::ceil_div(int64_t(std::ceil(live)), p.tile_rows);
+  const int64_t busy = (live_row_tiles < p.row_tiles ? live_row_tiles : p.row_tiles) * p.col_tiles;
+  const double rows = live < p.tile_rows ? live : double(p.tile_rows);  // the busiest block's
+  const int64_t per_wave = int64_t(p.blocks_per_sm) * dev.sm_count;
+  const int64_t waves = plan::ceil_div(busy, per_wave);
+  const int64_t on_sm = plan::ceil_div(busy, int64_t(dev.sm_count));
+  const double sharing = double(waves) * double(on_sm < p.blocks_per_sm ? on_sm : p.blocks_per_sm);
+  const double k2 = 2.0 * double((s.H + 7) / 8 * 8);
+  const double mma = sharing * double(p.tile_rows) * p.tile_cols * k2 / d.mma_fma_per_sm_clk;
+  const double k_steps = double(p.k_chunk / 8);
+  double bytes = double(plan::kWarps) * k_steps * (p.micro_r + p.micro_c) * 512.0;
+  bytes += double(plan::kWarps) * p.tile_rows * p.tile_cols * 4.0;  // fragment stores
+  bytes += double(plan::kWarps) * rows * p.tile_cols * 4.0;         // the reduction's reads
+  if (!p.resident) bytes += rows * s.H * 4.0;                       // staging writes
+  const double lds = sharing * bytes / d.smem_bytes_per_sm_clk;
+  r.compute = cycles_ns(d, mma);
+  r.smem = cycles_ns(d, lds > mma ? lds - mma : 0.0);
+  if (!p.resident) {
+    const double sm_l2_gbs = d.l2_gbs / dev.sm_count;  // GB/s == bytes/ns
+    r.latency = d.l2_latency_ns + sharing * rows * s.H * 4.0 / sm_l2_gbs;
+  }
+  const double sync = cycles_ns(d, d.syncthreads_cycles);
+  r.barrier = p.resident ? 2.0 * sync : 2.0 * sync + d.grid_sync_ns;
+  r.launch = d.launch_ns / double(s.T);
+  r.total = r.compute + r.smem + r.latency + r.barrier + r.launch;
+  return r;
+}
+
 // A [B, H] x [H, H] GEMM of cuBLAS at per-step size: the math spread over the CTAs that
 // the output has (64 x 64 tiles assumed), or W_hh streamed from L2, whichever is longer.
 inline double small_gemm_ns(const DeviceSpec& d, int64_t B, int64_t H, bool tensor_cores,
@@ -366,9 +421,11 @@ inline Prediction predict_cudnn(const DeviceSpec& d, const Shape& s) {
   return r;
 }
 
-// The predicted step of a plan make_plan configured (path single, grid or tiled).
+// The predicted step of a plan make_plan configured (path single, grid or tiled; the tiled
+// family on tensor cores when plan.mma).
 inline Prediction plan_cost(const DeviceSpec& d, const Shape& s, const plan::Plan& p) {
-  return p.path == plan::kTiled ? tiled_cost(d, s, p) : persistent_cost(d, s, p);
+  if (p.path != plan::kTiled) return persistent_cost(d, s, p);
+  return p.mma ? tiled_mma_cost(d, s, p) : tiled_cost(d, s, p);
 }
 
 }  // namespace fastrnn::cost

@@ -16,6 +16,7 @@ struct FwdArgs {
   const int64_t* lengths;   // [B] or nullptr
   int64_t steps, batch, hidden;
   bool reverse, relu;
+  const void* w_hh_mma = nullptr;  // [H, H] in the model's 16-bit type (tiled mma path only)
 };
 
 // Reverse-time recurrence of BPTT (csrc/rnn.h): writes dz and the final carry.
@@ -29,6 +30,7 @@ struct BwdArgs {
   const int64_t* lengths;   // [B] or nullptr
   int64_t steps, batch, hidden;
   bool reverse, relu;
+  const void* w_hh_mma = nullptr;  // [H, H] in the model's 16-bit type (tiled mma path only)
 };
 
 // The tiled kernels' launch shape (launch_plan.h Plan, kTiled fields).

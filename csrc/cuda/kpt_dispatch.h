@@ -64,6 +64,19 @@ void dispatch_micro(int micro_r, int micro_c, F&& f) {
               micro_c);
 }
 
+// Maps a tensor-core plan's block tile (micro_r x micro_c fragments of 16 x 16) to the
+// instantiated template: exactly launch_plan.h's kMmaTiles.
+template <typename F>
+void dispatch_fragments(int frag_r, int frag_c, F&& f) {
+  using I1 = std::integral_constant<int, 1>;
+  using I2 = std::integral_constant<int, 2>;
+  if (frag_r == 1 && frag_c == 1) return f(I1{}, I1{});
+  if (frag_r == 1 && frag_c == 2) return f(I1{}, I2{});
+  if (frag_r == 2 && frag_c == 1) return f(I2{}, I1{});
+  TORCH_CHECK(false, "fastrnn: no tensor-core tiled CUDA kernel instantiated for ", frag_r, "x",
+              frag_c, " fragments");
+}
+
 inline TiledShape tiled_shape(const plan::Plan& p) {
   return TiledShape{p.tile_rows, p.tile_cols, p.lanes_r, p.col_tiles, p.stride, p.k_chunk};
 }

@@ -27,6 +27,9 @@ struct LaunchRecord {
   // micro tile (the kernel instantiation), and whether the step ends in a grid barrier
   // (several column tiles).
   int tile_cols = 0, micro_r = 0, micro_c = 0, grid_barrier = 0;
+  // Tensor cores (launch_plan.h MmaType: 1 float16, 2 bfloat16; 0: FMAs); micro_r x micro_c
+  // then count 16 x 16 fragments.
+  int mma = 0;
 };
 
 void record_launch(const LaunchRecord& r);

@@ -28,7 +28,9 @@
 // of outputs (a block tile of 32 x micro_r x micro_c outputs: as few as 32 so that small
 // B x H still spreads over every SM). When one column tile covers all of H (col_tiles == 1) blocks only
 // split the batch: the state stays in shared memory and no grid barrier exists (a plain
-// launch of any size); otherwise one grid.sync() per step (cooperative launch).
+// launch of any size); otherwise one grid.sync() per step (cooperative launch). For a
+// float16/bfloat16 model the same family also runs on tensor cores (make_tiled_mma_plan:
+// block tiles of 16 x 16 wmma fragments), ranked with the rest on the same model.
 #pragma once
 
 #include <cstdint>
@@ -96,6 +98,55 @@ inline Plan make_tiled_plan(const cost::Shape& s, int elem_size, const cost::Dev
   return best;
 }
 
+// The cheapest tensor-core plan for s.B x s.H (shared memory as make_tiled_plan; the mma
+// accumulates in float, so the compute type is float32), ranked by the cost model's predicted
+// step (cost_model.h tiled_mma_cost) on `spec`'s device; path kGemmFallback if none fits or
+// the model is not float16/bfloat16 (mma: its MmaType).
+inline Plan make_tiled_mma_plan(const cost::Shape& s, int mma, const cost::DeviceSpec& spec,
+                                int regs = 0) {
+  Plan best;
+  const Device& dev = spec.dev;
+  const int64_t B = s.B, H = s.H;
+  if (B <= 0 || H <= 0 || (mma != kMmaF16 && mma != kMmaBF16)) return best;
+  const int smem_limit = dev.smem_optin > dev.smem_per_block ? dev.smem_optin : dev.smem_per_block;
+  const int stride = tiled_mma_stride(H);
+  const int k_chunk = int(ceil_div(ceil_div((H + 7) / 8 * 8, kWarps), 8) * 8);  // words
+  double best_cost = -1;
+  for (const auto& t : kMmaTiles) {
+    Plan p;
+    p.path = kTiled;
+    p.mma = mma;
+    p.threads = kThreads;
+    p.micro_r = t[0];
+    p.micro_c = t[1];
+    p.tile_rows = 16 * t[0];
+    p.tile_cols = 16 * t[1];
+    p.lanes_r = 1;  // unused by the mma path
+    p.row_tiles = int(ceil_div(B, p.tile_rows));
+    p.col_tiles = int(ceil_div(H, p.tile_cols));
+    p.grid = p.row_tiles * p.col_tiles;
+    p.stride = stride;
+    p.k_chunk = k_chunk;
+    p.resident = p.col_tiles == 1 ? 1 : 0;
+    p.rows_per_tile = p.tile_rows;
+    const int64_t smem = tiled_smem_bytes(p.tile_rows, p.tile_cols, stride, p.resident, 4);
+    if (smem > smem_limit) continue;
+    p.smem_bytes = int(smem);
+    p.blocks_per_sm = blocks_per_sm(regs > 0 ? regs : kTiledMaxRegsPerThread, p.smem_bytes, dev);
+    if (p.blocks_per_sm < 1) continue;
+    if (p.col_tiles > 1 && (!dev.cooperative_launch ||
+                            int64_t(p.grid) > int64_t(p.blocks_per_sm) * dev.sm_count)) {
+      continue;  // grid.sync() needs every block resident at once
+    }
+    const double cost = cost::tiled_mma_cost(spec, s, p).total;
+    if (best_cost < 0 || cost < best_cost) {
+      best_cost = cost;
+      best = p;
+    }
+  }
+  return best;
+}
+
 // Chooses the path and launch configuration for s.B batch rows and hidden size s.H (s.T
 // steps, s.backward: the BPTT kernels, s.packed: lengths given) in the compute type of
 // s.elem_size (8: double; 4 or 2: float, float16/bfloat16 compute in float32). Every
@@ -106,9 +157,12 @@ inline Plan make_tiled_plan(const cost::Shape& s, int elem_size, const cost::Dev
 // that would not fit on chip. `resident` is only set for the forward (the kernel that
 // implements it). kForceTiled takes only the tiled family, kForceSingle / kForceGrid only the
 // older kernels. tiled_regs: registers per thread of the tiled kernels (0: the model's cap).
+// mma: a float16/bfloat16 model's 16-bit type (MmaType; s.elem_size 2): its tensor-core tiles
+// (make_tiled_mma_plan) are one more family of configurations, ranked on the same scale
+// (cost_model.h tiled_mma_cost); kForceTiledMma takes only them (gemm for any other model).
 inline Plan make_plan(const cost::Shape& s, const Device& dev,
                       const int* regs_per_kpt = nullptr, Force force = kAuto,
-                      int tiled_regs = 0) {
+                      int tiled_regs = 0, int mma = kMmaNone) {
   Plan best;
   best.path = kGemmFallback;
   const int64_t B = s.B, H = s.H;
@@ -119,7 +173,10 @@ inline Plan make_plan(const cost::Shape& s, const Device& dev,
   const int elem_size = cost::compute_elem(s.elem_size);
   const bool allow_resident = !s.backward;
   const cost::DeviceSpec spec = cost::device_spec(dev);
+  // The tensor-core tiles: a 16-bit model's own W_hh, float accumulation.
+  const int tc_mma = s.elem_size == 2 ? mma : kMmaNone;
   if (force == kForceTiled) return make_tiled_plan(s, elem_size, spec, tiled_regs);
+  if (force == kForceTiledMma) return make_tiled_mma_plan(s, tc_mma, spec, tiled_regs);
   double best_cost = -1;
   for (int i = 0; i < num_kpt(elem_size); ++i) {
     const int kpt = kpt_at(elem_size, i);
@@ -170,7 +227,13 @@ inline Plan make_plan(const cost::Shape& s, const Device& dev,
     const Plan tiled = make_tiled_plan(s, elem_size, spec, tiled_regs);
     if (tiled.path == kTiled &&
         (best_cost < 0 || cost::tiled_cost(spec, s, tiled).total < best_cost)) {
-      return tiled;
+      best_cost = cost::tiled_cost(spec, s, tiled).total;
+      best = tiled;
+    }
+    const Plan tc = make_tiled_mma_plan(s, tc_mma, spec, tiled_regs);
+    if (tc.path == kTiled &&
+        (best_cost < 0 || cost::tiled_mma_cost(spec, s, tc).total < best_cost)) {
+      return tc;
     }
   }
   return best;

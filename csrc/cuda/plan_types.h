@@ -16,10 +16,18 @@ enum Path : int {
 };
 
 // What the caller may force (tests exercise every path at small sizes).
-enum Force : int { kAuto = 0, kForceSingle = 1, kForceGrid = 2, kForceGemm = 3, kForceTiled = 4 };
-inline constexpr const char* kForceNames[] = {"auto", "single", "grid", "gemm", "tiled"};
+enum Force : int {
+  kAuto = 0, kForceSingle = 1, kForceGrid = 2, kForceGemm = 3, kForceTiled = 4,
+  kForceTiledMma = 5,  // the tiled family on tensor cores (float16/bfloat16 models only)
+};
+inline constexpr const char* kForceNames[] = {"auto", "single", "grid", "gemm", "tiled",
+                                              "tiled_mma"};
 
-// "auto" | "single" | "grid" | "gemm" | "tiled"; false for anything else.
+// The 16-bit type of a float16/bfloat16 model, whose W_hh the tensor-core path multiplies
+// as it is (tiled_body.cuh); kMmaNone for float32/float64 models.
+enum MmaType : int { kMmaNone = 0, kMmaF16 = 1, kMmaBF16 = 2 };
+
+// "auto" | "single" | "grid" | "gemm" | "tiled" | "tiled_mma"; false for anything else.
 inline bool parse_force(std::string_view s, Force* out) {
   if (s.empty()) {
     *out = kAuto;
@@ -84,6 +92,9 @@ struct Plan {
   int row_tiles = 0, col_tiles = 0;  // grid = row_tiles * col_tiles
   int stride = 0;         // shared-memory row stride of weights and state (H or H + 1)
   int k_chunk = 0;        // K entries of one warp's share of the reduction
+  // Tensor cores (MmaType; 0 otherwise): micro_r x micro_c are then the block tile in 16 x 16
+  // fragments, stride and k_chunk count 4-byte words of 2 x 16-bit (one k each).
+  int mma = 0;
 };
 
 inline int num_kpt(int elem_size) { return elem_size == 8 ? kNumKptDouble : kNumKptFloat; }
@@ -152,5 +163,17 @@ inline int64_t tiled_smem_bytes(int tile_rows, int tile_cols, int stride, bool r
   return (int64_t(tile_cols) * stride + int64_t(resident ? 2 : 1) * tile_rows * stride +
           int64_t(kWarps) * tile_rows * tile_cols) * elem_size;
 }
+
+// ---- the tiled family on tensor cores (float16/bfloat16 models) -------------------------
+
+// Block tiles in 16 x 16 fragments (rows x columns): at most kTiledOutputsPerThread outputs
+// per thread, like the FMA tiles (kpt_dispatch.h dispatch_fragments).
+constexpr int kMmaTiles[][2] = {{1, 1}, {1, 2}, {2, 1}};
+constexpr int kNumMmaTiles = 3;
+
+// Row stride in 4-byte words: H rounded up to 8 (a fragment's 16 elements), plus 4 words so
+// that the 8 rows a fragment load reads at once start in different banks; a multiple of 4
+// keeps every fragment 32-byte aligned (wmma's rule).
+inline int tiled_mma_stride(int64_t H) { return int((H + 7) / 8 * 8 + 4); }
 
 }  // namespace fastrnn::plan

@@ -5,7 +5,8 @@
 // and the launch record all live here; a Target only supplies
 //   Guard                      a device guard constructible from at::Device
 //   kTarget                    LaunchRecord::target (0 cuda, 1 simulation)
-//   plan(shape)                the launch plan for its device (launch_plan.h make_plan)
+//   plan(shape, mma)           the launch plan for its device (launch_plan.h make_plan;
+//                              mma: the model's MmaType, for the tensor-core tiles)
 //   fwd_persistent<T>(args, plan), bwd_persistent<T>(args, plan)
 //   fwd_tiled<T>(args, plan), bwd_tiled<T>(args, plan)   the tiled family (tiled_body.cuh)
 //   fwd_pointwise<T>(...), bwd_pointwise<T>(...)   the fallback's per-step kernels
@@ -31,7 +32,7 @@
 
 namespace fastrnn::cuda_host {
 
-// FASTRNN_CUDA_PATH=auto|single|grid|gemm|tiled forces a path (tests reach every path at
+// FASTRNN_CUDA_PATH=auto|single|grid|gemm|tiled|tiled_mma forces a path (tests reach every path at
 // small sizes with it); a forced persistent path that cannot run falls back to gemm.
 // A per-thread override (path_override.h: the measured choice running its winner) wins.
 inline plan::Force forced_path() {
@@ -39,7 +40,8 @@ inline plan::Force forced_path() {
   if (plan::path_override(&f)) return f;
   const char* env = std::getenv("FASTRNN_CUDA_PATH");
   TORCH_CHECK_VALUE(plan::parse_force(env ? env : "", &f),
-                    "fastrnn: FASTRNN_CUDA_PATH must be auto, single, grid, gemm or tiled, got '",
+                    "fastrnn: FASTRNN_CUDA_PATH must be auto, single, grid, gemm, tiled or "
+                    "tiled_mma, got '",
                     env, "'");
   return f;
 }
@@ -71,6 +73,7 @@ inline void record(int target, bool backward, const plan::Plan& p, int64_t T, in
     r.micro_r = p.micro_r;
     r.micro_c = p.micro_c;
     r.grid_barrier = p.col_tiles > 1 ? 1 : 0;
+    r.mma = p.mma;
   } else {
     r.path = p.resident ? plan::RecordedPath::kResident
              : p.path == plan::kPersistentSingle ? plan::RecordedPath::kSingle
@@ -87,21 +90,33 @@ inline void record(int target, bool backward, const plan::Plan& p, int64_t T, in
   plan::record_launch(r);
 }
 
+// The tensor-core path multiplies W_hh in the model's own 16-bit type (exactly its fp32
+// value, tiled_body.cuh): the parameter itself, contiguous, or undefined for other types.
+inline at::Tensor mma_weight(const at::Tensor& weight_hh) {
+  const auto t = weight_hh.scalar_type();
+  return t == at::kHalf || t == at::kBFloat16 ? weight_hh.contiguous() : at::Tensor();
+}
+inline int mma_type(const at::Tensor& w16) {
+  if (!w16.defined()) return plan::kMmaNone;
+  return w16.scalar_type() == at::kBFloat16 ? plan::kMmaBF16 : plan::kMmaF16;
+}
+
 inline const int64_t* lengths_ptr(const std::optional<at::Tensor>& lengths, at::Tensor& keep) {
   if (!lengths.has_value()) return nullptr;
   keep = lengths->contiguous();
   return keep.const_data_ptr<int64_t>();
 }
 
-// What the plan is ranked for (cost_model.h Shape): this call's steps, batch, width, compute
-// type, direction and whether lengths are given.
+// What the plan is ranked for (cost_model.h Shape): this call's steps, batch, width, type
+// (the compute type's size; 2 for a float16/bfloat16 model, mma set, whose tensor-core tiles
+// the plan weighs), direction and whether lengths are given.
 inline cost::Shape plan_shape(int64_t T_, int64_t B, int64_t H, int elem_size, bool backward,
-                              const int64_t* lengths) {
+                              const int64_t* lengths, int mma) {
   cost::Shape s;
   s.T = T_;
   s.B = B;
   s.H = H;
-  s.elem_size = elem_size;
+  s.elem_size = mma != plan::kMmaNone ? 2 : elem_size;
   s.backward = backward;
   s.packed = lengths != nullptr;
   return s;
@@ -109,13 +124,15 @@ inline cost::Shape plan_shape(int64_t T_, int64_t B, int64_t H, int elem_size, b
 
 template <class Target, typename T>
 void forward_recurrence(at::Tensor& y, const at::Tensor& h0, const at::Tensor& w_hh,
-                        const int64_t* lengths, bool reverse, bool relu) {
+                        const at::Tensor& w16, const int64_t* lengths, bool reverse, bool relu) {
   const int64_t T_ = y.size(0), B = y.size(1), H = y.size(2);
-  const plan::Plan p = Target::plan(plan_shape(T_, B, H, sizeof(T), /*backward=*/false, lengths));
+  const plan::Plan p = Target::plan(
+      plan_shape(T_, B, H, sizeof(T), /*backward=*/false, lengths, mma_type(w16)), mma_type(w16));
   record(Target::kTarget, false, p, T_, B, H, sizeof(T));
   if (p.path != plan::kGemmFallback) {
     cuda_kernels::FwdArgs<T> a{y.data_ptr<T>(), h0.const_data_ptr<T>(),
-                               w_hh.const_data_ptr<T>(), lengths, T_, B, H, reverse, relu};
+                               w_hh.const_data_ptr<T>(), lengths, T_, B, H, reverse, relu,
+                               p.mma ? w16.const_data_ptr() : nullptr};
     if (p.path == plan::kTiled) Target::template fwd_tiled<T>(a, p);
     else Target::template fwd_persistent<T>(a, p);
     return;
@@ -134,15 +151,16 @@ void forward_recurrence(at::Tensor& y, const at::Tensor& h0, const at::Tensor& w
 
 template <class Target, typename T>
 void backward_recurrence(at::Tensor& dz, at::Tensor& carry, const at::Tensor& dy,
-                         const at::Tensor& y, const at::Tensor& w_hh, const int64_t* lengths,
-                         bool reverse, bool relu) {
+                         const at::Tensor& y, const at::Tensor& w_hh, const at::Tensor& w16,
+                         const int64_t* lengths, bool reverse, bool relu) {
   const int64_t T_ = dz.size(0), B = dz.size(1), H = dz.size(2);
-  const plan::Plan p = Target::plan(plan_shape(T_, B, H, sizeof(T), /*backward=*/true, lengths));
+  const plan::Plan p = Target::plan(
+      plan_shape(T_, B, H, sizeof(T), /*backward=*/true, lengths, mma_type(w16)), mma_type(w16));
   record(Target::kTarget, true, p, T_, B, H, sizeof(T));
   if (p.path != plan::kGemmFallback) {
     cuda_kernels::BwdArgs<T> a{dz.data_ptr<T>(), carry.data_ptr<T>(), dy.const_data_ptr<T>(),
                                y.const_data_ptr<T>(), w_hh.const_data_ptr<T>(), lengths,
-                               T_, B, H, reverse, relu};
+                               T_, B, H, reverse, relu, p.mma ? w16.const_data_ptr() : nullptr};
     if (p.path == plan::kTiled) Target::template bwd_tiled<T>(a, p);
     else Target::template bwd_persistent<T>(a, p);
     return;
@@ -177,6 +195,7 @@ at::Tensor rnn_forward(const at::Tensor& input, const at::Tensor& hx, const at::
   const at::Tensor h0 = as_compute(hx, ct);           // [B, H]
   const at::Tensor w_ih = as_compute(weight_ih, ct);  // [H, I]
   const at::Tensor w_hh = as_compute(weight_hh, ct);  // [H, H]
+  const at::Tensor w16 = mma_weight(weight_hh);        // [H, H] fp16/bf16, or undefined
   at::Tensor y = at::empty({T, B, H}, x.options());   // [T, B, H]
   if (y.numel() > 0) {
     at::Tensor y2d = y.view({T * B, H});
@@ -189,8 +208,11 @@ at::Tensor rnn_forward(const at::Tensor& input, const at::Tensor& hx, const at::
     at::Tensor keep;
     const int64_t* len = lengths_ptr(lengths, keep);
     const bool relu = act == Activation::Relu;
-    if (ct == at::kDouble) forward_recurrence<Target, double>(y, h0, w_hh, len, reverse, relu);
-    else forward_recurrence<Target, float>(y, h0, w_hh, len, reverse, relu);
+    if (ct == at::kDouble) {
+      forward_recurrence<Target, double>(y, h0, w_hh, w16, len, reverse, relu);
+    } else {
+      forward_recurrence<Target, float>(y, h0, w_hh, w16, len, reverse, relu);
+    }
   }
   return ct == input.scalar_type() ? y : y.to(input.scalar_type());
 }
@@ -210,6 +232,7 @@ Grads rnn_backward(const at::Tensor& grad_output, const at::Tensor& input, const
   const at::Tensor dy = as_compute(grad_output, ct);     // [T, B, H]
   const at::Tensor y = as_compute(output, ct);           // [T, B, H]
   const at::Tensor w_hh = as_compute(weight_hh, ct);     // [H, H]
+  const at::Tensor w16 = mma_weight(weight_hh);           // [H, H] fp16/bf16, or undefined
   at::Tensor dz = at::empty({T, B, H}, y.options());     // [T, B, H]
   at::Tensor carry = at::zeros({2, B, H}, y.options());  // [2, B, H] double buffer
   if (dz.numel() > 0) {
@@ -217,9 +240,9 @@ Grads rnn_backward(const at::Tensor& grad_output, const at::Tensor& input, const
     const int64_t* len = lengths_ptr(lengths, keep);
     const bool relu = act == Activation::Relu;
     if (ct == at::kDouble) {
-      backward_recurrence<Target, double>(dz, carry, dy, y, w_hh, len, reverse, relu);
+      backward_recurrence<Target, double>(dz, carry, dy, y, w_hh, w16, len, reverse, relu);
     } else {
-      backward_recurrence<Target, float>(dz, carry, dy, y, w_hh, len, reverse, relu);
+      backward_recurrence<Target, float>(dz, carry, dy, y, w_hh, w16, len, reverse, relu);
     }
   }
   // Step n writes carry[(n + 1) % 2], so the carry after all T steps is carry[T % 2].

@@ -57,7 +57,8 @@ struct CudaTarget {
 
   // The plan for this shape on the current device; a grid plan is only kept when the
   // runtime's occupancy calculator confirms that all of its blocks are co-resident.
-  static plan::Plan plan(const cost::Shape& shape) {
+  // mma: the model's 16-bit type (launch_plan.h MmaType), for the tensor-core tiles.
+  static plan::Plan plan(const cost::Shape& shape, int mma) {
     const int elem_size = cost::compute_elem(shape.elem_size);
     const bool backward = shape.backward;
     const cudaDeviceProp* prop = at::cuda::getCurrentDeviceProperties();
@@ -83,7 +84,7 @@ struct CudaTarget {
     dev.cc_major = prop->major;
     dev.cc_minor = prop->minor;
     plan::Plan p = plan::make_plan(shape, dev, attrs.regs.data(), cuda_host::forced_path(),
-                                   attrs.tiled_regs);
+                                   attrs.tiled_regs, mma);
     if (p.path == plan::kTiled) {
       // A plain launch (one column tile) needs one block per SM; a cooperative one all.
       const int occ = ck::tiled_occupancy(elem_size, backward, p);

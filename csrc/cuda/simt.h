@@ -16,6 +16,15 @@
 //                            (extern __shared__ on the GPU)
 //   simt::load_vec<V>(p, i)  reinterpret_cast<const V*>(p)[i], a vector load
 //   simt::grid_sync()        cooperative_groups::this_grid().sync()
+//   simt::wmma               the warp matrix API (load_matrix_sync / mma_sync /
+//                            store_matrix_sync / fill_fragment, m16n16k16, bf16 or fp16
+//                            operands, fp32 accumulators): nvcuda::wmma on the GPU; in the
+//                            simulation a warp collective over tiles in memory (all 32 lanes
+//                            must arrive; every element loaded or stored through a checked
+//                            pointer by one lane), independent of the hardware's opaque
+//                            register layout, which the bodies never look into
+//   simt::bf16, simt::f16    __nv_bfloat16 / __half (c10::BFloat16 / c10::Half in the
+//                            simulation: the same bits, round-to-nearest-even from float)
 //   FASTRNN_KERNEL_NS        the namespace the bodies are compiled into (cuda_kernels on
 //                            the GPU, sim_kernels in the simulation: two distinct sets of
 //                            symbols in one library, no ODR clash)
@@ -24,7 +33,10 @@
 #if defined(__CUDACC__)
 
 #include <cooperative_groups.h>
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
 #include <cuda_runtime.h>
+#include <mma.h>
 
 #define FASTRNN_KERNEL_NS cuda_kernels
 
@@ -45,6 +57,31 @@ __device__ __forceinline__ V load_vec(const T* p, int i) {
 
 __device__ __forceinline__ void grid_sync() { cooperative_groups::this_grid().sync(); }
 
+namespace wmma = nvcuda::wmma;
+using bf16 = __nv_bfloat16;
+using f16 = __half;
+
+// The bits of a 16-bit float (the tensor-core tiles are written as 32-bit words of two).
+__device__ __forceinline__ unsigned half_bits(bf16 v) { return __bfloat16_as_ushort(v); }
+__device__ __forceinline__ unsigned half_bits(f16 v) { return __half_as_ushort(v); }
+
+// float -> bf16 / fp16, round to nearest even (torch builds with the implicit conversions
+// off: __CUDA_NO_BFLOAT16_CONVERSIONS__, __CUDA_NO_HALF_CONVERSIONS__).
+template <class H>
+__device__ __forceinline__ H round_to(float x);
+template <>
+__device__ __forceinline__ bf16 round_to<bf16>(float x) { return __float2bfloat16_rn(x); }
+template <>
+__device__ __forceinline__ f16 round_to<f16>(float x) { return __float2half_rn(x); }
+__device__ __forceinline__ float to_float(bf16 v) { return __bfloat162float(v); }
+__device__ __forceinline__ float to_float(f16 v) { return __half2float(v); }
+
+// reinterpret_cast<U*>(p): another element type's view of the same memory.
+template <class U, class T>
+__device__ __forceinline__ U* reinterpret(T* p) {
+  return reinterpret_cast<U*>(p);
+}
+
 }  // namespace fastrnn::simt
 
 // A declaration, not a function: taking the address of the extern array inside an inlined
@@ -56,9 +93,13 @@ __device__ __forceinline__ void grid_sync() { cooperative_groups::this_grid().sy
 
 #elif defined(FASTRNN_SIMT_HOST)
 
+#include <c10/util/BFloat16.h>
+#include <c10/util/Half.h>
+
 #include <cmath>
 
 #include "../sim/simt_runtime.h"
+#include "../sim/simt_wmma.h"
 
 #define FASTRNN_KERNEL_NS sim_kernels
 
@@ -81,6 +122,24 @@ __device__ __forceinline__ void grid_sync() { cooperative_groups::this_grid().sy
 #define __syncthreads() ::fastrnn::simt::syncthreads(__FILE__, __LINE__)
 #define FASTRNN_DYNAMIC_SMEM(T, name) \
   ::fastrnn::simt::ptr<T> name = ::fastrnn::simt::dynamic_smem<T>()
+
+namespace fastrnn::simt {
+using bf16 = c10::BFloat16;
+using f16 = c10::Half;
+inline unsigned half_bits(bf16 v) { return v.x; }
+inline unsigned half_bits(f16 v) { return v.x; }
+template <class H>
+H round_to(float x) {
+  return H(x);  // c10: round to nearest even
+}
+inline float to_float(bf16 v) { return float(v); }
+inline float to_float(f16 v) { return float(v); }
+// Another element type's view of the same checked memory.
+template <class U, class T>
+ptr<U> reinterpret(ptr<T> p) {
+  return ptr<U>(reinterpret_cast<U*>(p.raw()), p.region());
+}
+}  // namespace fastrnn::simt
 
 namespace fastrnn::sim_kernels {
 using simt::double2;

@@ -31,6 +31,27 @@
 //
 // The backward has T + 1 phases: phase 0 has no state (carry = 0), phase T writes the
 // final carry (dLoss/dh0) into carry[T % 2] as the other BPTT kernels do.
+//
+// Tensor cores (WT = simt::bf16 or simt::f16, a float16/bfloat16 model; plan.mma): step 2
+// runs on the warp matrix API (simt::wmma, m16n16k16, fp32 accumulators) instead of FMAs;
+// MR x MC are then the block tile in 16 x 16 fragments. Why this keeps rnn.h's contract
+// (half types computed in float32, rounded once to the output type):
+//   * the weights of a half model are exactly representable in their own type, so W_hh in
+//     WT (args.w_hh_mma, the parameter's own bits) is the fp32 weight exactly;
+//   * the fp32 state s (h_{t-1}, or dz) is split as hi = rn_WT(s), lo = rn_WT(s - hi):
+//     s - hi is exact in fp32, and |s - hi - lo| <= u^2 |s| (u = 2^-8 bf16, 2^-11 fp16);
+//   * products of two WT values are exact in fp32 and accumulate in fp32, so each term
+//     w * s is computed with a relative error ~u^2 (2^-16 bf16, 2^-22 fp16) plus the fp32
+//     accumulation: far below the one rounding of the output (2^-8 / 2^-11), the same
+//     order as the float32 path's summation error. The state itself stays fp32 (y, dz).
+// Both halves go through one mma: the state word k holds (hi_k, lo_k) side by side and the
+// weight word k holds (w_k, w_k), so a 16-element fragment covers 8 k and its dot product
+// is sum_k hi_k w_k + lo_k w_k. Shared memory then holds 4-byte words throughout (the
+// same sizes as float): each word is written whole by one thread, as the race checker (4-
+// byte words) and the hardware see it. Limits: fp16's range (a state beyond +-65504, where
+// the fp16 output is inf anyway, becomes inf in hi); padded columns (k >= H) and rows past
+// the batch are zero; rows past the live count are finished rows whose products the
+// epilogue ignores.
 #pragma once
 
 #include <type_traits>
@@ -62,10 +83,21 @@ __device__ __forceinline__ bool live(simt::ptr<const int64_t> lengths, int64_t b
 
 }  // namespace tiled
 
-template <typename T, int MR, int MC, class Args>
+// The state word of the mma path: (rn(s), rn(s - rn(s))) in WT, hi in the low half.
+template <class WT>
+__device__ __forceinline__ uint32_t split_word(float s) {
+  const WT hi = simt::round_to<WT>(s);
+  const WT lo = simt::round_to<WT>(s - simt::to_float(hi));
+  return simt::half_bits(hi) | (simt::half_bits(lo) << 16);
+}
+
+// WT: void (FMAs in T), or the 16-bit type of the tensor-core path (T = float; see header).
+template <typename T, int MR, int MC, class Args, class WT = void>
 __global__ void __launch_bounds__(plan::kThreads, plan::kTiledMinBlocksPerSm)
     tiled_kernel(Args a, cuda_kernels::TiledShape sh) {
   constexpr bool kBwd = std::is_same_v<Args, cuda_kernels::BwdArgs<T>>;
+  constexpr bool kMma = !std::is_void_v<WT>;
+  static_assert(!kMma || std::is_same_v<T, float>, "the mma path accumulates in float");
   constexpr int OPT = plan::kTiledOutputsPerThread;
   constexpr int kWarps = plan::kWarps;
   FASTRNN_DYNAMIC_SMEM(T, smem);
@@ -85,10 +117,38 @@ __global__ void __launch_bounds__(plan::kThreads, plan::kTiledMinBlocksPerSm)
 
   // The block's matrix rows M(col0 + c, k): forward W_hh[out, k]; backward W_hh[k, out]
   // (carry = dz W_hh). Loaded once, kept for all steps.
-  for (int c = 0; c < BC; ++c) {
-    const int64_t out = col0 + c;
-    for (int k = tid; k < H; k += plan::kThreads) {
-      w_s[c * S + k] = out < H ? (kBwd ? w_hh[int64_t(k) * H + out] : w_hh[out * H + k]) : T(0);
+  if constexpr (kMma) {
+    // Words (w, w) in WT, zero past H (k and out); the state tiles zero but for the
+    // resident forward's h0 rows (split), so padded columns and rows multiply as zero.
+    const simt::ptr<const WT> w16 = simt::global(static_cast<const WT*>(a.w_hh_mma));
+    const simt::ptr<uint32_t> w_u = simt::reinterpret<uint32_t>(w_s);
+    for (int c = 0; c < BC; ++c) {
+      const int64_t out = col0 + c;
+      for (int k = tid; k < S; k += plan::kThreads) {
+        const bool in = out < H && k < H;
+        w_u[c * S + k] =
+            in ? simt::half_bits(kBwd ? w16[int64_t(k) * H + out] : w16[out * H + k]) * 0x10001u
+               : 0u;
+      }
+    }
+    const simt::ptr<uint32_t> st_u = simt::reinterpret<uint32_t>(st0);
+    const int words = (resident ? 2 : 1) * BR * S;
+    for (int i = tid; i < words; i += plan::kThreads) {
+      const int r = i / S, k = i - (i / S) * S;
+      uint32_t v = 0u;
+      if constexpr (!kBwd) {
+        if (resident && r < rows && k < H) {
+          v = split_word<WT>(simt::global(a.h0)[(row0 + r) * H + k]);
+        }
+      }
+      st_u[i] = v;
+    }
+  } else {
+    for (int c = 0; c < BC; ++c) {
+      const int64_t out = col0 + c;
+      for (int k = tid; k < H; k += plan::kThreads) {
+        w_s[c * S + k] = out < H ? (kBwd ? w_hh[int64_t(k) * H + out] : w_hh[out * H + k]) : T(0);
+      }
     }
   }
 
@@ -116,7 +176,7 @@ __global__ void __launch_bounds__(plan::kThreads, plan::kTiledMinBlocksPerSm)
     }
   }
   // The forward's first state: h0 rows (resident: kept in st0 from here on).
-  if constexpr (!kBwd) {
+  if constexpr (!kBwd && !kMma) {
     if (resident) {
       const simt::ptr<const T> h0 = simt::global(a.h0);
       for (int r = 0; r < rows; ++r) {
@@ -161,8 +221,10 @@ __global__ void __launch_bounds__(plan::kThreads, plan::kTiledMinBlocksPerSm)
 
   const int LR = sh.lanes_r, LC = 32 / LR;
   const int lr = lane / LC, lc = lane - (lane / LC) * LC;
+  // The mma path's K runs over words of 8 k (a fragment's 16 elements), up to H rounded up.
+  const int k_end = kMma ? int((H + 7) / 8 * 8) : int(H);
   const int k0 = warp * sh.k_chunk;
-  const int k1 = int(k0 + sh.k_chunk < H ? k0 + sh.k_chunk : H);
+  const int k1 = k0 + sh.k_chunk < k_end ? k0 + sh.k_chunk : k_end;
   const int64_t phases = kBwd ? steps + 1 : steps;
   for (int64_t n = 0; n < phases; ++n) {
     const simt::ptr<T> s_in = (resident && (n & 1)) ? st1 : st0;
@@ -177,13 +239,55 @@ __global__ void __launch_bounds__(plan::kThreads, plan::kTiledMinBlocksPerSm)
                      : simt::global(a.y) + tiled::step_of<false>(n - 1, steps, a.reverse) * BH;
       }
       for (int r = 0; r < live; ++r) {
-        for (int k = tid; k < H; k += plan::kThreads) s_in[r * S + k] = src[(row0 + r) * H + k];
+        for (int k = tid; k < H; k += plan::kThreads) {
+          if constexpr (kMma) {
+            simt::reinterpret<uint32_t>(s_in)[r * S + k] = split_word<WT>(src[(row0 + r) * H + k]);
+          } else {
+            s_in[r * S + k] = src[(row0 + r) * H + k];
+          }
+        }
       }
       __syncthreads();  // tiled: the state tile is staged
     }
 
     // This warp's share of K for the lane's micro tile, then its partial sums.
-    if (live > 0) {
+    if constexpr (kMma) {
+      if (live > 0) {
+        // Fragments of 16 x 16 outputs: A = state rows (hi, lo words), row-major; B = the
+        // weight words, column n of B = the block's matrix row n (col-major). ldm in WT.
+        namespace wmma = simt::wmma;
+        const simt::ptr<const WT> a16 = simt::reinterpret<const WT>(s_in);
+        const simt::ptr<const WT> b16 = simt::reinterpret<const WT>(w_s);
+        const unsigned ld = unsigned(2 * S);
+        wmma::fragment<wmma::accumulator, 16, 16, 16, float> acc[MR][MC];
+#pragma unroll
+        for (int i = 0; i < MR; ++i) {
+#pragma unroll
+          for (int j = 0; j < MC; ++j) wmma::fill_fragment(acc[i][j], 0.0f);
+        }
+        for (int k = k0; k < k1; k += 8) {
+          wmma::fragment<wmma::matrix_b, 16, 16, 16, WT, wmma::col_major> wf[MC];
+#pragma unroll
+          for (int j = 0; j < MC; ++j) wmma::load_matrix_sync(wf[j], b16 + j * 16 * ld + 2 * k, ld);
+#pragma unroll
+          for (int i = 0; i < MR; ++i) {
+            wmma::fragment<wmma::matrix_a, 16, 16, 16, WT, wmma::row_major> hf;
+            wmma::load_matrix_sync(hf, a16 + i * 16 * ld + 2 * k, ld);
+#pragma unroll
+            for (int j = 0; j < MC; ++j) wmma::mma_sync(acc[i][j], hf, wf[j], acc[i][j]);
+          }
+        }
+#pragma unroll
+        for (int i = 0; i < MR; ++i) {
+#pragma unroll
+          for (int j = 0; j < MC; ++j) {
+            wmma::store_matrix_sync(red + (warp * BR + i * 16) * BC + j * 16, acc[i][j],
+                                    unsigned(BC), wmma::mem_row_major);
+          }
+        }
+        __syncthreads();  // tiled mma: the partial sums are in shared memory
+      }
+    } else if (live > 0) {
       T acc[MR][MC];
 #pragma unroll
       for (int i = 0; i < MR; ++i) {
@@ -246,7 +350,10 @@ __global__ void __launch_bounds__(plan::kThreads, plan::kTiledMinBlocksPerSm)
         keep[j] = out;
         simt::global(a.y)[t * BH + bi] = out;
       }
-      if (resident) s_out[r * S + c] = out;
+      if (resident) {
+        if constexpr (kMma) simt::reinterpret<uint32_t>(s_out)[r * S + c] = split_word<WT>(out);
+        else s_out[r * S + c] = out;
+      }
     }
     // Before the barrier: the next phase's inputs that do not depend on this one.
     live = live_rows(n + 1, live);

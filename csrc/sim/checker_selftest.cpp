@@ -47,6 +47,24 @@ __global__ void partial_warp_shuffle(simt::ptr<float> out) {
   out[threadIdx.x] = __shfl_xor_sync(0xffffffffu, float(threadIdx.x), 1);
 }
 
+// One warp-level matrix product of a 16 x 16 bf16 tile (the first 128 floats of the
+// buffer) with itself into floats [256, 512) of the buffer. skip_lane: a lane that skips the
+// mma (a divergent collective); ldm: the leading dimension of the loads (wmma needs a
+// multiple of 8 for 16-bit types).
+template <int kSkipLane, unsigned kLdm>
+__global__ void wmma_tile(simt::ptr<float> buf) {
+  namespace wmma = simt::wmma;
+  const simt::ptr<const simt::bf16> a = simt::reinterpret<const simt::bf16>(buf);
+  wmma::fragment<wmma::matrix_a, 16, 16, 16, simt::bf16, wmma::row_major> fa;
+  wmma::fragment<wmma::matrix_b, 16, 16, 16, simt::bf16, wmma::col_major> fb;
+  wmma::fragment<wmma::accumulator, 16, 16, 16, float> acc;
+  wmma::fill_fragment(acc, 0.0f);
+  wmma::load_matrix_sync(fa, a, kLdm);
+  wmma::load_matrix_sync(fb, a, kLdm);
+  if (int(threadIdx.x) != kSkipLane) wmma::mma_sync(acc, fa, fb, acc);
+  wmma::store_matrix_sync(buf + 256, acc, 16, wmma::mem_row_major);
+}
+
 // A fiber stack overflow (the runtime's guard page and canary, simt_runtime.cpp): thread 63
 // recurses through ~128 KiB of frames, twice its 64 KiB stack. Without a guard page it would
 // run on through the stacks of threads 62 and 61 (already exited: nothing notices); with one
@@ -69,9 +87,11 @@ __global__ void stack_canary_clobbered(simt::ptr<float> out) {
   out[threadIdx.x] = 1.f;
 }
 
-// Runs kernel `name` on a 64-float buffer; returns the simulation's report ("" if none).
+// Runs kernel `name` on a 64-float buffer (512 for the wmma kernels); returns the
+// simulation's report ("" if none).
 std::string checker_selftest(std::string_view name) {
-  std::vector<float> buf(64, 0.f);
+  const bool wmma = name.substr(0, 5) == "wmma_";
+  std::vector<float> buf(wmma ? 512 : 64, 0.f);
   simt::LaunchConfig cfg;
   cfg.kernel = std::string(name);
   cfg.grid = 1;
@@ -84,6 +104,9 @@ std::string checker_selftest(std::string_view name) {
   else if (name == "grid_sync_not_cooperative") kernel = &grid_sync_not_cooperative;
   else if (name == "store_to_read_only") kernel = &store_to_read_only, writable = false;
   else if (name == "partial_warp_shuffle") kernel = &partial_warp_shuffle, cfg.block = 16;
+  else if (name == "wmma_tile") kernel = &wmma_tile<-1, 16>, cfg.block = 32;
+  else if (name == "wmma_lane_skips_mma") kernel = &wmma_tile<5, 16>, cfg.block = 32;
+  else if (name == "wmma_bad_ldm") kernel = &wmma_tile<-1, 12>, cfg.block = 32;
   else if (name == "stack_overflow") kernel = &stack_overflow;
   else if (name == "stack_canary_clobbered") kernel = &stack_canary_clobbered;
   TORCH_CHECK_VALUE(kernel != nullptr, "fastrnn: no checker self-test named '", std::string(name),

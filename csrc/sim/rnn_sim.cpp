@@ -38,10 +38,11 @@ struct SimTarget {
   // CudaTarget::plan with the simulated device's properties (sim_device.h, the clock and
   // compute capability the cost model ranks with included). The register counts of the
   // kernels are those of the plan's model (launch_plan.h regs_model: the __launch_bounds__
-  // cap), and the occupancy check is the plan's own blocks_per_sm.
-  static plan::Plan plan(const cost::Shape& shape) {
+  // cap), and the occupancy check is the plan's own blocks_per_sm. mma: the model's 16-bit
+  // type (launch_plan.h MmaType), for the tensor-core tiles.
+  static plan::Plan plan(const cost::Shape& shape, int mma) {
     return plan::make_plan(shape, cost::sim_plan_device(sim_device()), nullptr,
-                           cuda_host::forced_path());
+                           cuda_host::forced_path(), /*tiled_regs=*/0, mma);
   }
 
   template <typename T>

@@ -8,6 +8,7 @@
 #include "sim_kernels.h"
 
 #include <string>
+#include <type_traits>
 
 #include "../cuda/kpt_dispatch.h"
 #include "../cuda/rnn_bwd_body.cuh"
@@ -47,6 +48,10 @@ simt::LaunchConfig tiled_config(const char* kernel, const plan::Plan& p) {
   return c;
 }
 
+std::string mma_name(const plan::Plan& p, const char* kernel) {
+  return std::string(kernel) + (p.mma == plan::kMmaBF16 ? "[bf16]" : "[f16]");
+}
+
 template <typename T>
 simt::LaunchConfig pointwise_config(const char* kernel, int64_t n) {
   simt::LaunchConfig c;
@@ -63,6 +68,23 @@ size_t bytes(int64_t n) {
 }
 
 }  // namespace
+
+// The tensor-core path (plan.mma): T = float, weights in the model's 16-bit type.
+template <bool kBwd, class Args>
+void launch_tiled_mma(const Args& a, const plan::Plan& p, simt::Launch& launch) {
+  const auto run = [&](auto wt) {
+    using WT = decltype(wt);
+    launch.add_buffer("w_hh_mma", a.w_hh_mma, bytes<WT>(a.hidden * a.hidden), false);
+    cuda_kernels::dispatch_fragments(p.micro_r, p.micro_c, [&](auto fr, auto fc) {
+      launch.run([&] {
+        tiled_kernel<float, decltype(fr)::value, decltype(fc)::value, Args, WT>(
+            a, cuda_kernels::tiled_shape(p));
+      });
+    });
+  };
+  if (p.mma == plan::kMmaBF16) run(simt::bf16{});
+  else run(simt::f16{});
+}
 
 template <typename T>
 void launch_fwd_persistent(const cuda_kernels::FwdArgs<T>& a, const plan::Plan& p) {
@@ -97,6 +119,17 @@ void launch_bwd_persistent(const cuda_kernels::BwdArgs<T>& a, const plan::Plan& 
 template <typename T>
 void launch_fwd_tiled(const cuda_kernels::FwdArgs<T>& a, const plan::Plan& p) {
   const int64_t BH = a.batch * a.hidden;
+  if constexpr (std::is_same_v<T, float>) {
+    if (p.mma != 0) {
+      simt::Launch launch(tiled_config<T>(mma_name(p, "tiled_mma_fwd_kernel").c_str(), p));
+      launch.add_buffer("y", a.y, bytes<T>(a.steps * BH), /*writable=*/true);
+      launch.add_buffer("h0", a.h0, bytes<T>(BH), false);
+      launch.add_buffer("w_hh", a.w_hh, bytes<T>(a.hidden * a.hidden), false);
+      launch.add_buffer("lengths", a.lengths, bytes<int64_t>(a.batch), false);
+      launch_tiled_mma<false>(a, p, launch);
+      return;
+    }
+  }
   cuda_kernels::dispatch_micro(p.micro_r, p.micro_c, [&](auto mr, auto mc) {
     simt::Launch launch(tiled_config<T>("tiled_fwd_kernel", p));
     launch.add_buffer("y", a.y, bytes<T>(a.steps * BH), /*writable=*/true);
@@ -113,6 +146,19 @@ void launch_fwd_tiled(const cuda_kernels::FwdArgs<T>& a, const plan::Plan& p) {
 template <typename T>
 void launch_bwd_tiled(const cuda_kernels::BwdArgs<T>& a, const plan::Plan& p) {
   const int64_t BH = a.batch * a.hidden;
+  if constexpr (std::is_same_v<T, float>) {
+    if (p.mma != 0) {
+      simt::Launch launch(tiled_config<T>(mma_name(p, "tiled_mma_bwd_kernel").c_str(), p));
+      launch.add_buffer("dz", a.dz, bytes<T>(a.steps * BH), true);
+      launch.add_buffer("carry", a.carry, bytes<T>(2 * BH), true);
+      launch.add_buffer("dy", a.dy, bytes<T>(a.steps * BH), false);
+      launch.add_buffer("y", a.y, bytes<T>(a.steps * BH), false);
+      launch.add_buffer("w_hh", a.w_hh, bytes<T>(a.hidden * a.hidden), false);
+      launch.add_buffer("lengths", a.lengths, bytes<int64_t>(a.batch), false);
+      launch_tiled_mma<true>(a, p, launch);
+      return;
+    }
+  }
   cuda_kernels::dispatch_micro(p.micro_r, p.micro_c, [&](auto mr, auto mc) {
     simt::Launch launch(tiled_config<T>("tiled_bwd_kernel", p));
     launch.add_buffer("dz", a.dz, bytes<T>(a.steps * BH), true);

@@ -153,6 +153,9 @@ struct StackMap {
 struct Warp {
   uint32_t first = 0, size = 0, arrived = 0;
   unsigned char slots[2][kWarpSize][16];  // double-buffered shuffle values
+  // Double-buffered warp_exchange data, allocated by the first collective that needs it.
+  std::unique_ptr<unsigned char[]> wide;
+  const char* at[kWarpSize] = {};  // the collective each lane of the current one called
 };
 
 struct Block {
@@ -440,6 +443,47 @@ void shfl_xor(unsigned mask, const void* in, void* out, size_t bytes, int lane_m
   if (src < kWarpSize) std::memcpy(out, w.slots[phase][src], bytes);
 }
 
+const unsigned char* warp_exchange(const char* what, const void* in, size_t bytes) {
+  Launch::State& L = launch();
+  SimThread* t = t_thread;
+  if (!barrier_allowed(L, what)) return nullptr;
+  Warp& w = L.warps[t->warp];
+  if (w.size != kWarpSize || bytes > kExchangeBytes) {
+    L.error(format("%s: %s in a warp of %u threads (%zu bytes): only full warps of 32 are "
+                   "simulated", L.cfg.kernel.c_str(), what, w.size, bytes));
+    return nullptr;
+  }
+  if (!w.wide) w.wide.reset(new unsigned char[2 * kWarpSize * kExchangeBytes]());
+  const uint32_t lane = t->tid % kWarpSize;
+  // The same parity as the shuffles: a lane cannot run two collectives ahead of its warp.
+  unsigned char* slots = w.wide.get() + (t->shuffles++ & 1) * kWarpSize * kExchangeBytes;
+  if (bytes > 0) std::memcpy(slots + lane * kExchangeBytes, in, bytes);
+  w.at[lane] = what;
+  t->wait = Wait::kWarp;
+  if (++w.arrived < w.size) {
+    yield(t);
+  } else {
+    w.arrived = 0;
+    // Every lane must have called the same operation (a lane that skipped one is now at the
+    // next: on a GPU the warp would exchange the wrong registers or hang).
+    for (uint32_t l = 0; l < kWarpSize; ++l) {
+      if (std::strcmp(w.at[l], what) != 0) {
+        L.error(format("%s: lanes of warp %u of block %u are at different warp collectives: "
+                       "lane %u at %s, lane %u at %s", L.cfg.kernel.c_str(), t->tid / kWarpSize,
+                       t->block, l, w.at[l], lane, what));
+        break;
+      }
+    }
+    release(L, w.first, w.size, Wait::kWarp);
+  }
+  return slots;
+}
+
+void report_error(const std::string& msg) {
+  Launch::State& L = launch();
+  L.error(format("%s: %s: ", L.cfg.kernel.c_str(), thread_name(L, t_thread->id).c_str()) + msg);
+}
+
 // ---------------------------------------------------------------------------- launching
 
 Launch::Launch(LaunchConfig cfg) : s_(std::make_unique<State>()) {
@@ -511,7 +555,10 @@ void report_stuck(Launch::State& L) {
                     base_name(example[int(Wait::kBlock)]->bar_file).c_str(),
                     example[int(Wait::kBlock)]->bar_line);
     }
-    if (n[int(Wait::kWarp)]) msg += format(" %u threads wait in a warp shuffle;", n[int(Wait::kWarp)]);
+    if (n[int(Wait::kWarp)]) {
+      msg += format(" %u threads wait in a warp collective (shuffle or wmma);",
+                    n[int(Wait::kWarp)]);
+    }
     if (n[int(Wait::kGrid)]) msg += format(" %u threads wait at a grid sync;", n[int(Wait::kGrid)]);
     if (n[int(Wait::kDone)]) msg += format(" %u threads have exited", n[int(Wait::kDone)]);
     L.error(msg);

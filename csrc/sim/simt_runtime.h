@@ -170,6 +170,14 @@ void syncthreads(const char* file, int line);
 // The caller's file and line name the barrier (a planted-bug test may drop one).
 void grid_sync(const char* file = __builtin_FILE(), int line = __builtin_LINE());
 void shfl_xor(unsigned mask, const void* in, void* out, size_t bytes, int lane_mask);
+// A warp collective (the simulated warp matrix operations, simt_wmma.h): publishes the lane's
+// `bytes` (<= kExchangeBytes) at `in`, waits for all 32 lanes of the warp, and returns the
+// 32 lanes' data ([32][kExchangeBytes], valid until the lane's next collective); nullptr
+// after recording an error (a warp of fewer than 32 threads, too many bytes).
+constexpr size_t kExchangeBytes = 64;
+const unsigned char* warp_exchange(const char* what, const void* in, size_t bytes);
+// Records an error of the running launch (prefixed with the kernel and the thread).
+void report_error(const std::string& msg);
 
 // ---------------------------------------------------------------------------- launching
 
