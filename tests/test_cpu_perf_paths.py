@@ -22,7 +22,7 @@ from test_cpu_kernels import check_parity, make_args
 ISAS = [isa for isa in ALL_ISAS if isa_unsupported_reason(isa) is None]  # this CPU's
 # The fused paths: rows (projection inline or first, by the L2 rule or forced), the column
 # split; every one must take the active-row prefix.
-FUSED_PATHS = ["fused", "fused_inline", "project_first", "columns"]
+FUSED_PATHS = ["fused", "fused_inline", "project_first", "columns", "gemv"]
 
 
 @pytest.fixture
@@ -78,7 +78,7 @@ def test_stepwise_records_no_active_rows(cpu_env):
 
 
 @pytest.mark.parametrize("bidirectional", [False, True], ids=["uni", "bi"])
-@pytest.mark.parametrize("path", ["auto", "fused", "columns"])
+@pytest.mark.parametrize("path", ["auto", "fused", "columns", "gemv"])
 def test_packed_sequence_matches_nn_rnn(cpu_env, path, bidirectional):
     """A PackedSequence (sorted by the packing) through fastrnn.RNN vs torch.nn.RNN:
     outputs, h_n and every gradient, with the active-row kernels."""
