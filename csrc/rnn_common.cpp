@@ -3,6 +3,7 @@
 #include "rnn.h"
 
 #include <ATen/ops/add.h>
+#include <ATen/ops/cat.h>
 #include <ATen/ops/empty.h>
 #include <ATen/ops/mm.h>
 #include <ATen/ops/sum.h>
@@ -46,15 +47,14 @@ Grads backward_gemms(const at::Tensor& dz, const at::Tensor& grad_hx, const at::
   if (output_mask[1]) {
     const at::Tensor x = as_compute(input, ct);  // [T, B, I]
     grad_w_ih = back(at::mm(dz2d.t(), x.view({T * B, I})));  // [H, I]
-    // h_prev(t) is y of the previously visited step; the first visited step uses h0.
-    const int64_t first = reverse ? T - 1 : 0;
-    at::Tensor g_hh = at::mm(dz.select(0, first).t(), as_compute(hx, ct));  // [H, H]
-    if (T > 1) {
-      const at::Tensor dz_rest = reverse ? dz.narrow(0, 0, T - 1) : dz.narrow(0, 1, T - 1);
-      const at::Tensor h_rest = reverse ? y.narrow(0, 1, T - 1) : y.narrow(0, 0, T - 1);
-      g_hh.addmm_(dz_rest.reshape({(T - 1) * B, H}).t(), h_rest.reshape({(T - 1) * B, H}));
-    }
-    grad_w_hh = back(g_hh);
+    // h_prev(t) is y of the previously visited step; the first visited step uses h0. One
+    // GEMM over all T*B rows (h_prev gathered, T*B*H elements) rather than a rank-B product
+    // plus a second pass over the [H, H] result: at batch 1 each pass is a full write of it.
+    const at::Tensor h0 = as_compute(hx, ct).unsqueeze(0);  // [1, B, H]
+    const at::Tensor h_prev =
+        T == 1 ? h0
+               : (reverse ? at::cat({y.narrow(0, 1, T - 1), h0}) : at::cat({h0, y.narrow(0, 0, T - 1)}));
+    grad_w_hh = back(at::mm(dz2d.t(), h_prev.reshape({T * B, H})));  // [H, H]
     grad_bias = back(at::sum(dz2d, {0}));  // [H]
   }
   return {grad_input, back(grad_hx), grad_w_ih, grad_w_hh, grad_bias};

@@ -46,30 +46,7 @@ void run_typed(Isa isa, const at::Tensor& a, const at::Tensor& m, int64_t N,
   });
 }
 
-template <typename T>
-void in_place_typed(Isa isa, const at::Tensor& a, const at::Tensor& w, at::Tensor& out) {
-  const int64_t R = a.size(0), K = a.size(1), N = w.size(1);
-  const int64_t P = panel_cols(isa, std::is_same_v<T, double>);
-  const int64_t row_block =
-      std::max<int64_t>(8, caches().l2_bytes / 4 / std::max<int64_t>(1, K * int64_t(sizeof(T))));
-  const T* ap = a.data_ptr<T>();
-  const T* wp = w.data_ptr<T>();
-  T* cp = out.data_ptr<T>();
-  at::parallel_for(0, (N + P - 1) / P, 1, [&](int64_t p0, int64_t p1) {
-    const int64_t c0 = p0 * P, c1 = std::min(p1 * P, N);
-    gemm_in_place(isa, ap, K, K, wp + c0, N, cp + c0, N, c1 - c0, 0, R, row_block);
-  });
-}
-
 }  // namespace
-
-void in_place_gemm(Isa isa, const at::Tensor& a, const at::Tensor& w, at::Tensor& out) {
-  if (a.scalar_type() == at::kDouble) {
-    in_place_typed<double>(isa, a, w, out);
-  } else {
-    in_place_typed<float>(isa, a, w, out);
-  }
-}
 
 at::Tensor pack_for_gemm(Isa isa, const at::Tensor& w, bool transpose) {
   return w.scalar_type() == at::kDouble ? pack_typed<double>(isa, w, transpose)

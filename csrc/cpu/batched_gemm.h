@@ -22,10 +22,6 @@ at::Tensor pack_for_gemm(Isa isa, const at::Tensor& w, bool transpose);
 void packed_gemm(Isa isa, const at::Tensor& a, const at::Tensor& m, int64_t N,
                  const at::Tensor& bias, at::Tensor& out);
 
-// out [R, N] = a [R, K] w, w [K, N] row-major read in place (kernels.h gemm_in_place), no
-// packing pass; threads split N in column panels, so each reads only its columns of w.
-void in_place_gemm(Isa isa, const at::Tensor& a, const at::Tensor& w, at::Tensor& out);
-
 // True when the batched GEMMs should run on own_gemm: FASTRNN_CPU_GEMM=own|library|auto
 // (read at every call) forces one; auto asks the measurement.
 bool prefer_own_gemm(Isa isa);

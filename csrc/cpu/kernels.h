@@ -109,13 +109,6 @@ void backward_gemv_carry(Isa isa, const BackwardArgs<float>& a, int64_t s, int64
                          int64_t b1, int64_t c0, int64_t c1);
 void backward_gemv_carry(Isa isa, const BackwardArgs<double>& a, int64_t s, int64_t b0,
                          int64_t b1, int64_t c0, int64_t c1);
-// c [r, :N] = a [r, :K] M for rows r in [r0, r1), M [K, N] row-major (row stride ldm) read in
-// place: gemm_packed without the packing pass (BPTT's dx = dz W_ih for few rows).
-void gemm_in_place(Isa isa, const float* a, int64_t lda, int64_t K, const float* m, int64_t ldm,
-                   float* c, int64_t ldc, int64_t N, int64_t r0, int64_t r1, int64_t row_block);
-void gemm_in_place(Isa isa, const double* a, int64_t lda, int64_t K, const double* m,
-                   int64_t ldm, double* c, int64_t ldc, int64_t N, int64_t r0, int64_t r1,
-                   int64_t row_block);
 // c [r, :N] = bias + a [r, :K] w^T for rows r in [r0, r1), w [N, K] row-major (row stride
 // ldw) read as it is (no packing): the dot form of the gemv path's input projection. Rows
 // go row_block at a time (a block of a that stays in L2, sized by the caller).
@@ -162,9 +155,6 @@ const char* isa_name(Isa isa);
   template <typename T>                                                                       \
   void gemm_nt(const T* a, int64_t lda, int64_t K, const T* w, int64_t ldw, const T* bias,    \
                T* c, int64_t ldc, int64_t N, int64_t r0, int64_t r1, int64_t row_block);      \
-  template <typename T>                                                                       \
-  void gemm_in_place(const T* a, int64_t lda, int64_t K, const T* m, int64_t ldm, T* c,       \
-                     int64_t ldc, int64_t N, int64_t r0, int64_t r1, int64_t row_block);      \
   template <typename T>                                                                       \
   void backward_gemv_carry(const BackwardArgs<T>& a, int64_t s, int64_t b0, int64_t b1,       \
                            int64_t c0, int64_t c1);                                           \

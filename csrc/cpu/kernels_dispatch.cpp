@@ -109,15 +109,6 @@ FASTRNN_GEMM_NT_ENTRY(float)
 FASTRNN_GEMM_NT_ENTRY(double)
 #undef FASTRNN_GEMM_NT_ENTRY
 
-#define FASTRNN_GEMM_IN_PLACE_ENTRY(T)                                                        \
-  void gemm_in_place(Isa isa, const T* a, int64_t lda, int64_t K, const T* m, int64_t ldm,    \
-                     T* c, int64_t ldc, int64_t N, int64_t r0, int64_t r1, int64_t row_block) { \
-    FASTRNN_ISA_DISPATCH(gemm_in_place, a, lda, K, m, ldm, c, ldc, N, r0, r1, row_block)      \
-  }
-FASTRNN_GEMM_IN_PLACE_ENTRY(float)
-FASTRNN_GEMM_IN_PLACE_ENTRY(double)
-#undef FASTRNN_GEMM_IN_PLACE_ENTRY
-
 #define FASTRNN_PACK_ENTRY(T)                                                              \
   void pack(Isa isa, const T* w, bool transpose, int64_t K, int64_t N, int64_t Ktotal,     \
             int64_t k0, T* out, int64_t p0, int64_t p1) {                                  \

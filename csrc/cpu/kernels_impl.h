@@ -432,9 +432,25 @@ void gemm_in_place(const typename O::T* a, int64_t lda, int64_t K, const typenam
   constexpr int64_t P = O::NVMAX * O::W;
   const int64_t nv = N - N % O::W;
   if (R <= 0) return;
-  if (nv > 0) {
-    gemm_rows<O, Epi::None>(Operand<T>{a, lda, K}, Operand<T>{nullptr, 0, 0},
-                            Panels<T>{m, P, ldm}, Init<T>{nullptr, 0}, c, ldc, R, nv);
+  // One or two rows (a GEMV): tiles wider than the packed ones, 12 accumulator vectors of
+  // one row or 6 of two, so that a weight row contributes 12 vectors at once (12 FMA
+  // chains in flight, several cache lines per row streaming together).
+  int64_t j = 0;
+  const Operand<T> none{nullptr, 0, 0};
+  if (R == 1) {
+    for (; j + 12 * O::W <= nv; j += 12 * O::W) {
+      tile<O, 1, 12, Epi::None>(Operand<T>{a, lda, K}, none, m + j, ldm, Init<T>{nullptr, 0},
+                                c + j, ldc, 12 * O::W);
+    }
+  } else if (R == 2) {
+    for (; j + 6 * O::W <= nv; j += 6 * O::W) {
+      tile<O, 2, 6, Epi::None>(Operand<T>{a, lda, K}, none, m + j, ldm, Init<T>{nullptr, 0},
+                               c + j, ldc, 6 * O::W);
+    }
+  }
+  if (nv > j) {
+    gemm_rows<O, Epi::None>(Operand<T>{a, lda, K}, none, Panels<T>{m + j, P, ldm},
+                            Init<T>{nullptr, 0}, c + j, ldc, R, nv - j);
   }
   for (int64_t r = 0; r < R; ++r) {
     for (int64_t j = nv; j < N; ++j) {
@@ -491,18 +507,6 @@ template void gemm_nt<float>(const float*, int64_t, int64_t, const float*, int64
 template void gemm_nt<double>(const double*, int64_t, int64_t, const double*, int64_t,
                               const double*, double*, int64_t, int64_t, int64_t, int64_t,
                               int64_t);
-template <typename T>
-void gemm_in_place(const T* a, int64_t lda, int64_t K, const T* m, int64_t ldm, T* c,
-                   int64_t ldc, int64_t N, int64_t r0, int64_t r1, int64_t row_block) {
-  const int64_t step = row_block < 1 ? 1 : row_block;
-  for (int64_t rb = r0; rb < r1; rb += step) {
-    gemm_in_place<Ops<T>>(a + rb * lda, lda, K, m, ldm, c + rb * ldc, ldc, min64(step, r1 - rb), N);
-  }
-}
-template void gemm_in_place<float>(const float*, int64_t, int64_t, const float*, int64_t, float*,
-                                   int64_t, int64_t, int64_t, int64_t, int64_t);
-template void gemm_in_place<double>(const double*, int64_t, int64_t, const double*, int64_t,
-                                    double*, int64_t, int64_t, int64_t, int64_t, int64_t);
 template <typename T>
 void backward_gemv_carry(const BackwardArgs<T>& a, int64_t s, int64_t b0, int64_t b1, int64_t c0,
                          int64_t c1) {

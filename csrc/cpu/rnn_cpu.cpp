@@ -427,9 +427,8 @@ void forward_recurrence(cpu::Isa isa, const at::Tensor& x, const at::Tensor& w_i
                    [&](int64_t b0, int64_t b1) { cpu::forward_rows(isa, a, b0, b1); });
 }
 
-// Returns the path it took (rnn_backward_cpu's dx follows it).
 template <typename T>
-Path backward_recurrence(cpu::Isa isa, const at::Tensor& w_hh, const at::Tensor& dy,
+void backward_recurrence(cpu::Isa isa, const at::Tensor& w_hh, const at::Tensor& dy,
                          const at::Tensor& y, at::Tensor& dz, at::Tensor& carry,
                          const at::Tensor& lengths, bool reverse, Activation act) {
   const int64_t H = y.size(2);
@@ -440,7 +439,7 @@ Path backward_recurrence(cpu::Isa isa, const at::Tensor& w_hh, const at::Tensor&
   record_path("backward", path, isa, chunks, H, P, false, prefix);
   if (path == Path::Stepwise) {
     cpu::backward_stepwise(w_hh, dy, y, dz, carry, lengths, reverse, act);
-    return path;
+    return;
   }
   int64_t K = 0, N = 0;
   const auto parts = pack_parts<T>({{&w_hh, false}}, &K, &N);  // W_hh
@@ -478,7 +477,7 @@ Path backward_recurrence(cpu::Isa isa, const at::Tensor& w_hh, const at::Tensor&
         cpu::backward_gemv_carry(isa, a, s, 0, a.B, c0, c1);
       }
     });
-    return path;
+    return;
   }
 #ifdef _OPENMP
   if (path == Path::Columns) {
@@ -490,13 +489,12 @@ Path backward_recurrence(cpu::Isa isa, const at::Tensor& w_hh, const at::Tensor&
         cpu::backward_carry(isa, a, s, 0, a.B, c0, c1);
       }
     });
-    return path;
+    return;
   }
 #endif
   fill_panels<T>(isa, parts, K, N, m.data_ptr<T>(), 0, m.numel() / (K * P));
   for_batch_blocks(row_bounds(chunks, a.B, lengths, a.T_, prefix),
                    [&](int64_t b0, int64_t b1) { cpu::backward_rows(isa, a, b0, b1); });
-  return path;
 }
 
 at::Tensor contiguous_lengths(const std::optional<at::Tensor>& lengths) {
@@ -550,35 +548,29 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> rnn_backw
   const at::Tensor w_hh = as_compute(weight_hh, ct);  // [H, H]
   at::Tensor dz = at::empty({T, B, H}, y.options());  // [T, B, H]
   at::Tensor carry = at::zeros({B, H}, y.options());  // [B, H]
-  Path path = Path::Rows;
   if (B > 0 && H > 0) {
     const at::Tensor len = contiguous_lengths(lengths);  // [B]
     if (ct == at::kDouble) {
-      path = backward_recurrence<double>(isa, w_hh, dy, y, dz, carry, len, reverse, act);
+      backward_recurrence<double>(isa, w_hh, dy, y, dz, carry, len, reverse, act);
     } else {
-      path = backward_recurrence<float>(isa, w_hh, dy, y, dz, carry, len, reverse, act);
+      backward_recurrence<float>(isa, w_hh, dy, y, dz, carry, len, reverse, act);
     }
   } else {
     dz.zero_();
   }
-  // dx = dz W_ih on fastrnn's packed GEMM where it is the faster one (batched_gemm.h), and
-  // with W_ih read in place where the recurrence took the gemv path (few rows: a packing
-  // pass would cost about what the product does); the weight gradients stay with the
-  // library (their reduction runs over T*B).
-  const bool gemv = path == Path::Gemv;
+  // dx = dz W_ih on fastrnn's packed GEMM where it is the faster one (batched_gemm.h); the
+  // weight gradients stay with the library (their reduction runs over T*B). (W_ih read in
+  // place, as the gemv recurrence reads W_hh, measured slower here for dx at T*B = 32: its
+  // panels' rows lie a weight row apart, while the packed ones stream.)
   const bool own_dx = output_mask[0] && B > 0 && H > 0 && input.size(2) > 0 &&
-                      (gemv || cpu::prefer_own_gemm(isa));
+                      cpu::prefer_own_gemm(isa);
   cpu::note_own_gemm(own_dx);
   if (!own_dx) return backward_gemms(dz, carry, input, hx, weight_ih, y, reverse, output_mask);
   auto grads = backward_gemms(dz, carry, input, hx, weight_ih, y, reverse, {false, output_mask[1]});
   const int64_t I = input.size(2);
   at::Tensor dx = at::empty({T * B, I}, y.options());  // [T*B, I]
-  if (gemv) {
-    cpu::in_place_gemm(isa, dz.view({T * B, H}), as_compute(weight_ih, ct), dx);
-  } else {
-    cpu::own_gemm(isa, dz.view({T * B, H}), as_compute(weight_ih, ct), /*transpose=*/false,
-                  at::Tensor(), dx);
-  }
+  cpu::own_gemm(isa, dz.view({T * B, H}), as_compute(weight_ih, ct), /*transpose=*/false,
+                at::Tensor(), dx);
   std::get<0>(grads) = (ct == input.scalar_type() ? dx : dx.to(input.scalar_type())).view({T, B, I});
   return grads;
 }
