@@ -190,10 +190,9 @@ enum class Path { Stepwise, Rows, Columns, Gemv };
 //   Gemv: threads split the columns (each reads only its 1/n of the weights, in the layout
 //     the caller holds them: no packing pass) and meet at a barrier every step; the forward's
 //     input projection runs first in the same region, each thread on its own columns. Taken
-//     when a barrier per step pays and either there are fewer rows than threads, or the
-//     rows split would be slower: its every thread reads all the weights at every step (from
-//     beyond L2 when they do not fit: stream_bytes_per_ns) after a packing pass, while here
-//     each reads 1/n of them (cost model below, all terms measured in machine.h).
+//     when a barrier per step pays and there are fewer rows than threads, and where the
+//     weights exceed half a core's L2 (read from beyond it at every step) when the cost
+//     model below, all terms measured in machine.h, finds it faster than the rows split.
 //   Columns: Gemv on packed panels (each thread's share packed in its L2); forced only, since
 //     Gemv does the same split without the packing pass.
 //   Rows: otherwise (every thread its own rows, no synchronisation).
@@ -229,26 +228,28 @@ Path choose_path(cpu::Isa isa, int64_t T, int64_t B, int64_t K, int64_t H, int64
   const int64_t packed_elements = K * H;
   const bool rows_for_every_thread = B >= threads;
   // A barrier per step pays when the step's work saved by splitting it exceeds the barrier.
+  const int64_t sharers = std::min(threads, panels);
   const bool split_pays = columns_possible && panels >= 2 &&
                           double(B * K * H) >= cost.barrier_ns * cost.madd_per_ns;
   if (split_pays && !rows_for_every_thread) return Path::Gemv;
-  if (split_pays) {
-    // ns per step of the two splits: the larger of reading the weights (free while they sit
-    // in the thread's L2, else at the measured streaming rate) and the multiply-adds.
-    const auto read_ns = [&](double bytes) {
-      return bytes <= double(l2) / 2 ? 0.0 : bytes / cost.stream_bytes_per_ns;
-    };
-    const double bytes = double(packed_elements * elem_size);
-    const int64_t sharers = std::min(threads, panels);
+  // Weights beyond half a core's L2 are read from L3 or memory at every step. Then the gemv
+  // path (each of its threads reads 1/sharers of them, in place) against the rows split
+  // (each thread reads all of them, after a packing pass), in ns per call: per step the
+  // larger of reading the weights at the measured streaming rate and the multiply-adds,
+  // plus the gemv path's barrier. On one thread (or without OpenMP) this leaves only the
+  // packing pass between them, so the gemv path takes every streaming case there.
+  const double bytes = double(packed_elements * elem_size);
+  if (bytes > double(l2) / 2 && (split_pays || !columns_possible)) {
+    const int64_t team = split_pays ? sharers : 1;
     const double madds = double(B * packed_elements);
+    const auto step_ns = [&](double read_bytes, int64_t cores) {
+      return std::max(read_bytes / cost.stream_bytes_per_ns,
+                      madds / (double(cores) * cost.madd_per_ns));
+    };
     const double gemv_ns =
-        double(T) * (std::max(read_ns(bytes / double(sharers)),
-                              madds / (double(sharers) * cost.madd_per_ns)) +
-                     cost.barrier_ns);
-    const int64_t row_threads = std::min(threads, B);
-    const double rows_ns =
-        double(packed_elements) * cost.pack_ns_per_element +
-        double(T) * std::max(read_ns(bytes), madds / (double(row_threads) * cost.madd_per_ns));
+        double(T) * (step_ns(bytes / double(team), team) + (team > 1 ? cost.barrier_ns : 0.0));
+    const double rows_ns = double(packed_elements) * cost.pack_ns_per_element +
+                           double(T) * step_ns(bytes, std::min(threads, B));
     if (gemv_ns < rows_ns) return Path::Gemv;
   }
   const double pack_ns = double(packed_elements) * cost.pack_ns_per_element;
