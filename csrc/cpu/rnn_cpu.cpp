@@ -358,7 +358,7 @@ void forward_recurrence(cpu::Isa isa, const at::Tensor& x, const at::Tensor& w_i
     forward_gemv<Scalar>(isa, x, w_ih, w_hh, bias, h0, y, lengths, prefix, reverse, act, P);
     return;
   }
-  const bool own = pre && cpu::prefer_own_gemm(isa);
+  const bool own = pre && cpu::prefer_own_gemm(isa, T * B, I, H);
   cpu::note_own_gemm(own);
   if (own && prefix) {
     // Only the active rows' projections: step t's rows [0, n_t) of the sorted batch.
@@ -559,16 +559,17 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> rnn_backw
   } else {
     dz.zero_();
   }
-  // dx = dz W_ih on fastrnn's packed GEMM where it is the faster one (batched_gemm.h); the
-  // weight gradients stay with the library (their reduction runs over T*B). (W_ih read in
-  // place, as the gemv recurrence reads W_hh, measured slower here for dx at T*B = 32: its
-  // panels' rows lie a weight row apart, while the packed ones stream.)
-  const bool own_dx = output_mask[0] && B > 0 && H > 0 && input.size(2) > 0 &&
-                      cpu::prefer_own_gemm(isa);
+  // dx = dz W_ih on fastrnn's packed GEMM where batched_gemm.h finds it the faster one,
+  // its packing pass over W_ih included; the weight gradients stay with the library (their
+  // reduction runs over T*B; fastrnn's kernel, tried for them, measured slower at T*B = 32
+  // on one thread). (W_ih read in place, as the gemv recurrence reads W_hh, measured slower
+  // for dx at T*B = 32: its panels' rows lie a weight row apart.)
+  const int64_t I = input.size(2);
+  const bool own_dx = output_mask[0] && B > 0 && H > 0 && I > 0 &&
+                      cpu::prefer_own_gemm(isa, T * B, H, I);
   cpu::note_own_gemm(own_dx);
   if (!own_dx) return backward_gemms(dz, carry, input, hx, weight_ih, y, reverse, output_mask);
   auto grads = backward_gemms(dz, carry, input, hx, weight_ih, y, reverse, {false, output_mask[1]});
-  const int64_t I = input.size(2);
   at::Tensor dx = at::empty({T * B, I}, y.options());  // [T*B, I]
   cpu::own_gemm(isa, dz.view({T * B, H}), as_compute(weight_ih, ct), /*transpose=*/false,
                 at::Tensor(), dx);
