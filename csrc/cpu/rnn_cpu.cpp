@@ -84,11 +84,12 @@ void fill_panels(cpu::Isa isa, const std::vector<PackPart<T>>& parts, int64_t K,
 // [c0, c1) its own columns (panels [p0, p1) of P columns), sync() the team's barrier,
 // which every thread must reach equally often. The panels are divided by the team size
 // the region actually got (nested region, OMP limits), so a smaller team still computes
-// every column and the barrier waits only for threads that exist.
+// every column and the barrier waits only for threads that exist. threads: the team to ask
+// for (at most one per panel).
 template <typename Body>
-void run_columns(int64_t H, int64_t P, const Body& body) {
+void run_columns(int64_t H, int64_t P, int64_t threads, const Body& body) {
   const int64_t panels = (H + P - 1) / P;
-  const int want = static_cast<int>(std::min<int64_t>(at::get_num_threads(), panels));
+  const int want = static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(threads, panels)));
   cpu::SpinBarrier barrier;
 #pragma omp parallel num_threads(want)
   {
@@ -102,7 +103,7 @@ void run_columns(int64_t H, int64_t P, const Body& body) {
 #else
 // Without OpenMP one thread owns every column and never waits.
 template <typename Body>
-void run_columns(int64_t H, int64_t P, const Body& body) {
+void run_columns(int64_t H, int64_t P, int64_t, const Body& body) {
   body(int64_t(0), H, int64_t(0), (H + P - 1) / P, [] {});
 }
 #endif
@@ -190,14 +191,16 @@ enum class Path { Stepwise, Rows, Columns, Gemv };
 //   Gemv: threads split the columns (each reads only its 1/n of the weights, in the layout
 //     the caller holds them: no packing pass) and meet at a barrier every step; the forward's
 //     input projection runs first in the same region, each thread on its own columns. Taken
-//     when a barrier per step pays and there are fewer rows than threads, and where the
-//     weights exceed half a core's L2 (read from beyond it at every step) when the cost
-//     model below, all terms measured in machine.h, finds it faster than the rows split.
+//     when a split pays (cost model below: its step time plus a barrier against one thread's,
+//     all terms measured in machine.h) and there are fewer rows than threads, and where the
+//     weights exceed half a core's L2 (read from beyond it at every step) when the model
+//     finds it faster than the rows split; *gemv_team says on how many threads (1 where a
+//     split does not pay).
 //   Columns: Gemv on packed panels (each thread's share packed in its L2); forced only, since
 //     Gemv does the same split without the packing pass.
 //   Rows: otherwise (every thread its own rows, no synchronisation).
 Path choose_path(cpu::Isa isa, int64_t T, int64_t B, int64_t K, int64_t H, int64_t elem_size,
-                 int64_t P) {
+                 int64_t P, int64_t* gemv_team) {
   // FASTRNN_CPU_PATH=auto|fused|fused_inline|project_first|columns|gemv|stepwise (read at
   // every call) forces a path, so that the tests reach each at any size; `columns` needs an
   // OpenMP build (else it is `fused`); fused_inline / project_first are `fused` with the
@@ -218,7 +221,10 @@ Path choose_path(cpu::Isa isa, int64_t T, int64_t B, int64_t K, int64_t H, int64
     if (path == "stepwise") return Path::Stepwise;
     // Forced, it runs even on one thread (a team of one never waits at its barrier).
     if (path == "columns") return have_openmp ? Path::Columns : Path::Rows;
-    if (path == "gemv") return Path::Gemv;
+    if (path == "gemv") {  // on every thread it can use, whatever the model says
+      *gemv_team = have_openmp ? std::min(threads, panels) : 1;
+      return Path::Gemv;
+    }
     TORCH_CHECK(path == "auto", "fastrnn: FASTRNN_CPU_PATH='", path,
                 "' is unknown; expected one of "
                 "auto|fused|fused_inline|project_first|columns|gemv|stepwise");
@@ -227,30 +233,33 @@ Path choose_path(cpu::Isa isa, int64_t T, int64_t B, int64_t K, int64_t H, int64
   const int64_t l2 = cpu::caches().l2_bytes;
   const int64_t packed_elements = K * H;
   const bool rows_for_every_thread = B >= threads;
-  // A barrier per step pays when the step's work saved by splitting it exceeds the barrier.
-  const int64_t sharers = std::min(threads, panels);
-  const bool split_pays = columns_possible && panels >= 2 &&
-                          double(B * K * H) >= cost.barrier_ns * cost.madd_per_ns;
-  if (split_pays && !rows_for_every_thread) return Path::Gemv;
-  // Weights beyond half a core's L2 are read from L3 or memory at every step. Then the gemv
-  // path (each of its threads reads 1/sharers of them, in place) against the rows split
-  // (each thread reads all of them, after a packing pass), in ns per call: per step the
-  // larger of reading the weights at the measured streaming rate and the multiply-adds,
-  // plus the gemv path's barrier. On one thread (or without OpenMP) this leaves only the
-  // packing pass between them, so the gemv path takes every streaming case there.
+  // The gemv path's cost per call, ns, on a team of n: per step the larger of reading its
+  // 1/n of the weights (free while that sits in half a core's L2; else at the measured
+  // streaming rate: the weights come from L3 or memory at every step) and its 1/n of the
+  // multiply-adds, plus a barrier when n > 1.
   const double bytes = double(packed_elements * elem_size);
-  if (bytes > double(l2) / 2 && (split_pays || !columns_possible)) {
-    const int64_t team = split_pays ? sharers : 1;
-    const double madds = double(B * packed_elements);
-    const auto step_ns = [&](double read_bytes, int64_t cores) {
-      return std::max(read_bytes / cost.stream_bytes_per_ns,
-                      madds / (double(cores) * cost.madd_per_ns));
-    };
-    const double gemv_ns =
-        double(T) * (step_ns(bytes / double(team), team) + (team > 1 ? cost.barrier_ns : 0.0));
+  const double madds = double(B * packed_elements);
+  const auto gemv_step_ns = [&](double share_bytes, int64_t n) {
+    const double read = share_bytes <= double(l2) / 2 ? 0.0 : share_bytes / cost.stream_bytes_per_ns;
+    return std::max(read, madds / (double(n) * cost.madd_per_ns));
+  };
+  const int64_t sharers = std::min(threads, panels);
+  const bool can_split = columns_possible && panels >= 2;
+  const double gemv_one = double(T) * gemv_step_ns(bytes, 1);
+  const double gemv_split = can_split ? double(T) * (gemv_step_ns(bytes / double(sharers), sharers) +
+                                                     cost.barrier_ns)
+                                      : 1e300;
+  const bool split_pays = gemv_split < gemv_one;
+  *gemv_team = split_pays ? sharers : 1;
+  // Fewer rows than threads: the split where it pays (the rows split would idle threads).
+  if (split_pays && !rows_for_every_thread) return Path::Gemv;
+  // Weights beyond half a core's L2: against the rows split, whose every thread reads all
+  // of them at every step after a packing pass. On one thread (or a split that does not
+  // pay) only the packing pass is between them, so the gemv path takes those cases.
+  if (bytes > double(l2) / 2) {
     const double rows_ns = double(packed_elements) * cost.pack_ns_per_element +
-                           double(T) * step_ns(bytes, std::min(threads, B));
-    if (gemv_ns < rows_ns) return Path::Gemv;
+                           double(T) * gemv_step_ns(bytes, std::min(threads, B));
+    if (std::min(gemv_one, gemv_split) < rows_ns) return Path::Gemv;
   }
   const double pack_ns = double(packed_elements) * cost.pack_ns_per_element;
   // A fused step saves the stepwise step's library calls and, where fastrnn's packed GEMM
@@ -268,7 +277,8 @@ Path choose_path(cpu::Isa isa, int64_t T, int64_t B, int64_t K, int64_t H, int64
 }
 
 // Notes the path a call takes for fastrnn.backends.last_cpu_plan() (last_plan.h).
-// threads: batch blocks for Rows, the team run_columns asks for, torch's team for Stepwise.
+// chunks: batch blocks for Rows, the team for Gemv; Columns: the team run_columns asks for,
+// Stepwise: torch's team.
 void record_path(const char* op, Path path, cpu::Isa isa, int64_t chunks, int64_t H, int64_t P,
                  bool pre, bool prefix) {
   cpu::LastPlan plan;
@@ -282,14 +292,7 @@ void record_path(const char* op, Path path, cpu::Isa isa, int64_t chunks, int64_
       plan.path = "columns";
       plan.threads = std::min<int64_t>(at::get_num_threads(), (H + P - 1) / P);
       break;
-    case Path::Gemv:
-      plan.path = "gemv";
-#ifdef _OPENMP
-      plan.threads = std::min<int64_t>(at::get_num_threads(), (H + P - 1) / P);
-#else
-      plan.threads = 1;
-#endif
-      break;
+    case Path::Gemv: plan.path = "gemv"; plan.threads = chunks; break;
     case Path::Stepwise: plan.path = "stepwise"; plan.threads = at::get_num_threads(); break;
   }
   cpu::record_plan(plan);
@@ -309,7 +312,7 @@ template <typename Scalar>
 void forward_gemv(cpu::Isa isa, const at::Tensor& x, const at::Tensor& w_ih,
                   const at::Tensor& w_hh, const at::Tensor& bias, const at::Tensor& h0,
                   at::Tensor& y, const at::Tensor& lengths, bool prefix, bool reverse,
-                  Activation act, int64_t P) {
+                  Activation act, int64_t P, int64_t team) {
   const int64_t T = y.size(0), B = y.size(1), I = x.size(2), H = y.size(2);
   cpu::ForwardArgs<Scalar> a{};
   a.T_ = T;
@@ -328,7 +331,7 @@ void forward_gemv(cpu::Isa isa, const at::Tensor& x, const at::Tensor& w_ih,
   a.act = act == Activation::Tanh ? cpu::Act::Tanh : cpu::Act::Relu;
   const Scalar* wih = w_ih.data_ptr<Scalar>();  // [H, I]
   const int64_t row_block = nt_row_block(I, sizeof(Scalar));
-  run_columns(H, P, [&](int64_t c0, int64_t c1, int64_t, int64_t, const auto& sync) {
+  run_columns(H, P, team, [&](int64_t c0, int64_t c1, int64_t, int64_t, const auto& sync) {
     if (c1 <= c0) return;  // (a smaller team than panels never leaves a thread without any)
     cpu::gemm_nt(isa, a.x, I, I, wih + c0 * I, I, a.bias ? a.bias + c0 : nullptr, a.y + c0, H,
                  c1 - c0, 0, T * B, row_block);
@@ -346,16 +349,18 @@ void forward_recurrence(cpu::Isa isa, const at::Tensor& x, const at::Tensor& w_i
   const int64_t T = y.size(0), B = y.size(1), I = x.size(2), H = y.size(2);
   const bool pre = project_first(I, H, sizeof(Scalar));
   const int64_t P = cpu::panel_cols(isa, std::is_same_v<Scalar, double>);
-  const Path path = choose_path(isa, T, B, pre ? H : I + H, H, sizeof(Scalar), P);
+  int64_t team = 1;
+  const Path path = choose_path(isa, T, B, pre ? H : I + H, H, sizeof(Scalar), P, &team);
   const int64_t chunks = batch_chunks(isa, T * B * H * ((pre ? 0 : I) + H), B, H);
   const bool prefix = lengths_nonincreasing(lengths, T);
-  record_path("forward", path, isa, chunks, H, P, pre || path == Path::Gemv, prefix);
+  record_path("forward", path, isa, path == Path::Gemv ? team : chunks, H, P,
+              pre || path == Path::Gemv, prefix);
   if (path == Path::Stepwise) {
     cpu::forward_stepwise(x, w_ih, w_hh, bias, h0, y, lengths, reverse, act);
     return;
   }
   if (path == Path::Gemv) {
-    forward_gemv<Scalar>(isa, x, w_ih, w_hh, bias, h0, y, lengths, prefix, reverse, act, P);
+    forward_gemv<Scalar>(isa, x, w_ih, w_hh, bias, h0, y, lengths, prefix, reverse, act, P, team);
     return;
   }
   const bool own = pre && cpu::prefer_own_gemm(isa, T * B, I, H);
@@ -413,7 +418,8 @@ void forward_recurrence(cpu::Isa isa, const at::Tensor& x, const at::Tensor& w_i
     // barrier per step orders it: after it, every column of y_s is written, and nobody
     // writes y_s again. A thread uses only the panels it packed itself (first touch
     // places them near its core), so packing needs no barrier of its own.
-    run_columns(H, P, [&](int64_t c0, int64_t c1, int64_t p0, int64_t p1, const auto& sync) {
+    run_columns(H, P, at::get_num_threads(), [&](int64_t c0, int64_t c1, int64_t p0, int64_t p1,
+                                                 const auto& sync) {
       fill_panels<Scalar>(isa, parts, K, N, packed, p0, p1);
       for (int64_t s = 0; s < T; ++s) {
         cpu::forward_step(isa, a, s, 0, B, c0, c1);
@@ -434,10 +440,11 @@ void backward_recurrence(cpu::Isa isa, const at::Tensor& w_hh, const at::Tensor&
                          const at::Tensor& lengths, bool reverse, Activation act) {
   const int64_t H = y.size(2);
   const int64_t P = cpu::panel_cols(isa, std::is_same_v<T, double>);
-  const Path path = choose_path(isa, y.size(0), y.size(1), H, H, sizeof(T), P);
+  int64_t team = 1;
+  const Path path = choose_path(isa, y.size(0), y.size(1), H, H, sizeof(T), P, &team);
   const int64_t chunks = batch_chunks(isa, y.size(0) * y.size(1) * H * H, y.size(1), H);
   const bool prefix = lengths_nonincreasing(lengths, y.size(0));
-  record_path("backward", path, isa, chunks, H, P, false, prefix);
+  record_path("backward", path, isa, path == Path::Gemv ? team : chunks, H, P, false, prefix);
   if (path == Path::Stepwise) {
     cpu::backward_stepwise(w_hh, dy, y, dz, carry, lengths, reverse, act);
     return;
@@ -471,7 +478,7 @@ void backward_recurrence(cpu::Isa isa, const at::Tensor& w_hh, const at::Tensor&
   // [T, B, H]) and only own columns of carry/scratch, so a thread running ahead cannot
   // touch what a slower one still reads, and it cannot pass the next barrier alone.
   if (path == Path::Gemv) {
-    run_columns(H, P, [&](int64_t c0, int64_t c1, int64_t, int64_t, const auto& sync) {
+    run_columns(H, P, team, [&](int64_t c0, int64_t c1, int64_t, int64_t, const auto& sync) {
       for (int64_t s = 0; s < a.T_; ++s) {
         cpu::backward_dz(isa, a, s, 0, a.B, c0, c1);
         sync();
@@ -482,7 +489,8 @@ void backward_recurrence(cpu::Isa isa, const at::Tensor& w_hh, const at::Tensor&
   }
 #ifdef _OPENMP
   if (path == Path::Columns) {
-    run_columns(H, P, [&](int64_t c0, int64_t c1, int64_t p0, int64_t p1, const auto& sync) {
+    run_columns(H, P, at::get_num_threads(), [&](int64_t c0, int64_t c1, int64_t p0, int64_t p1,
+                                                 const auto& sync) {
       fill_panels<T>(isa, parts, K, N, m.data_ptr<T>(), p0, p1);
       for (int64_t s = 0; s < a.T_; ++s) {
         cpu::backward_dz(isa, a, s, 0, a.B, c0, c1);
