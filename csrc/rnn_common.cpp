@@ -3,6 +3,7 @@
 #include "rnn.h"
 
 #include <ATen/ops/add.h>
+#include <ATen/ops/cat.h>
 #include <ATen/ops/empty.h>
 #include <ATen/ops/mm.h>
 #include <ATen/ops/sum.h>
@@ -25,6 +26,21 @@ at::Tensor combined_bias(const std::optional<at::Tensor>& bias_ih,
   return at::add(bias_ih->to(ct), bias_hh->to(ct)).contiguous();  // [H]
 }
 
+namespace {
+
+// h_prev of every step, [T*B, H] in y's (the compute) type: y of the previously visited
+// step, h0 for the first visited one; row t*B + b goes with dz's. dW_hh = dz^T h_prev.
+at::Tensor previous_states(const at::Tensor& y, const at::Tensor& hx, bool reverse) {
+  const int64_t T = y.size(0), B = y.size(1), H = y.size(2);
+  const at::Tensor h0 = as_compute(hx, y.scalar_type()).unsqueeze(0);  // [1, B, H]
+  const at::Tensor h_prev =
+      T == 1 ? h0
+             : (reverse ? at::cat({y.narrow(0, 1, T - 1), h0}) : at::cat({h0, y.narrow(0, 0, T - 1)}));
+  return h_prev.reshape({T * B, H}).contiguous();  // [T*B, H]
+}
+
+}  // namespace
+
 Grads backward_gemms(const at::Tensor& dz, const at::Tensor& grad_hx, const at::Tensor& input,
                      const at::Tensor& hx, const at::Tensor& weight_ih, const at::Tensor& y,
                      bool reverse, std::array<bool, 2> output_mask) {
@@ -46,15 +62,10 @@ Grads backward_gemms(const at::Tensor& dz, const at::Tensor& grad_hx, const at::
   if (output_mask[1]) {
     const at::Tensor x = as_compute(input, ct);  // [T, B, I]
     grad_w_ih = back(at::mm(dz2d.t(), x.view({T * B, I})));  // [H, I]
-    // h_prev(t) is y of the previously visited step; the first visited step uses h0.
-    const int64_t first = reverse ? T - 1 : 0;
-    at::Tensor g_hh = at::mm(dz.select(0, first).t(), as_compute(hx, ct));  // [H, H]
-    if (T > 1) {
-      const at::Tensor dz_rest = reverse ? dz.narrow(0, 0, T - 1) : dz.narrow(0, 1, T - 1);
-      const at::Tensor h_rest = reverse ? y.narrow(0, 1, T - 1) : y.narrow(0, 0, T - 1);
-      g_hh.addmm_(dz_rest.reshape({(T - 1) * B, H}).t(), h_rest.reshape({(T - 1) * B, H}));
-    }
-    grad_w_hh = back(g_hh);
+    // One GEMM over all T*B rows (h_prev gathered, T*B*H elements) rather than a rank-B
+    // product plus a second pass over the [H, H] result: at batch 1 each pass is a full
+    // write of it.
+    grad_w_hh = back(at::mm(dz2d.t(), previous_states(y, hx, reverse)));  // [H, H]
     grad_bias = back(at::sum(dz2d, {0}));  // [H]
   }
   return {grad_input, back(grad_hx), grad_w_ih, grad_w_hh, grad_bias};

@@ -43,11 +43,12 @@ def cpu_machine() -> dict:
     register tile's panel width, and costs micro-measured once per process (per ISA and
     thread count): one core's multiply-adds per ns, packing ns per weight element, a
     stepwise step's library-call ns, a parallel region's and a spin barrier's ns, and how
-    much faster fastrnn's packed GEMM ran than at::mm (> 1: the batched GEMMs use it).
+    much faster fastrnn's packed GEMM ran than at::mm (> 1: the batched GEMMs use it), and
+    the bytes per ns one core's gemv kernel streams a weight larger than its L2 at.
     """
     keys = ("isa", "l1d_bytes", "l2_bytes", "l3_bytes", "cache_source", "threads", "panel_cols",
             "madd_per_ns", "pack_ns_per_element", "step_call_ns", "parallel_ns", "barrier_ns",
-            "own_gemm_speedup")
+            "own_gemm_speedup", "stream_bytes_per_ns")
     return dict(zip(keys, torch.ops.fastrnn._cpu_machine()))
 
 

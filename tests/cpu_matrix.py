@@ -22,9 +22,11 @@ ISAS = ("portable", "avx2", "avx512")
 # FASTRNN_CPU_PATH value -> the path last_cpu_plan() must record for it
 PATHS = {"fused": "rows", "columns": "columns", "stepwise": "stepwise",
          # the fused rows path with the input projection forced inside each step / first
-         "fused_inline": "rows", "project_first": "rows"}
+         "fused_inline": "rows", "project_first": "rows",
+         # the column split on weights read in place (dot-form steps, projection first)
+         "gemv": "gemv"}
 # FASTRNN_CPU_PATH values that force project_first on (True) or off (False) whatever the shape
-FORCED_PROJECT_FIRST = {"fused_inline": False, "project_first": True}
+FORCED_PROJECT_FIRST = {"fused_inline": False, "project_first": True, "gemv": True}
 # Paths that run no ISA-specific kernel (ATen GEMMs): run once, under the default ISA.
 ISA_INDEPENDENT = {"stepwise"}
 THREADS = (1, 2)
@@ -142,9 +144,11 @@ class Combo:
         project_first = FORCED_PROJECT_FIRST.get(self.path, "project_first" in claims)
         plan = {"op": op, "path": path, "isa": self.resolved_isa, "threads": None,
                 "project_first": op == "forward" and project_first and path != "stepwise"}
-        if path == "columns":
+        if path == "columns" or (path == "gemv" and torch.backends.openmp.is_available()):
             panels = -(-H // PANEL_COLS[(self.resolved_isa, dtype)])
             plan["threads"] = min(self.threads, panels)
+        elif path == "gemv":  # without OpenMP one thread owns every column
+            plan["threads"] = 1
         elif path == "stepwise":
             plan["threads"] = self.threads
         elif "threads" in claims or self.threads == 1:

@@ -181,11 +181,14 @@ def test_nan_stays_in_its_row(cpu_combo):
         assert_close(y[:, [0, 1, 3, 4, 5, 6]], y_ref[:, [0, 1, 3, 4, 5, 6]], name=act)
 
 
-def test_threads_match_single_thread(cpu_combo):
+def test_threads_match_single_thread(cpu_combo, monkeypatch):
     if cpu_combo.path == "stepwise":
         pytest.skip("the stepwise path's GEMMs are MKL's: not bitwise across thread counts")
     if cpu_combo.threads != 2:
         pytest.skip("compares 1 and 2 threads itself: runs once per path and ISA (the t2 combo)")
+    # the project-first projection on fastrnn's GEMM on both thread counts (auto weighs a
+    # per-thread-count measurement, and the library's GEMM sums in another order)
+    monkeypatch.setenv("FASTRNN_CPU_GEMM", "own")
     args = make_args(24, 12, 5, 64)
     old = torch.get_num_threads()
     try:
@@ -199,20 +202,32 @@ def test_threads_match_single_thread(cpu_combo):
     torch.testing.assert_close(one, two, rtol=0, atol=0)
 
 
+# (path, the path whose single-thread results it must reproduce, ISA).
+TEAM_CASES = [(path, single, isa) for path, single in (("columns", "fused"), ("gemv", "gemv"))
+              for isa in ISAS if isa_unsupported_reason(isa) is None]
+
+
+@pytest.mark.parametrize(("path", "single", "isa"), TEAM_CASES, ids=["-".join(c) for c in TEAM_CASES])
 @pytest.mark.parametrize("threads", [1, 2, 3])
-def test_columns_any_team_size(monkeypatch, threads):
-    """The column split on teams of 1, 2 and 3 (more threads than cores, and than the 3
-    panels of H = 9 on portable's 4-column panels) gives the single-thread results."""
-    monkeypatch.setenv("FASTRNN_CPU_ISA", "portable")
-    args = make_args(7, 2, 3, 9, dtype=torch.float64)
+def test_columns_any_team_size(monkeypatch, threads, path, single, isa):
+    """The column splits on teams of 1, 2 and 3 (more threads than cores, and than the 3
+    panels of H = 9 on portable's 4-column panels; on AVX2 H = 37 makes 3 panels of 16 with
+    a remainder) give the single-thread results: the packed split those of the fused rows
+    path, the gemv split (dot form: another summation order) its own on one thread."""
+    monkeypatch.setenv("FASTRNN_CPU_ISA", isa)
+    # dx on fastrnn's GEMM whatever the thread count (auto asks a per-thread-count
+    # measurement, and the library's GEMM sums in another order)
+    monkeypatch.setenv("FASTRNN_CPU_GEMM", "own")
+    H = 9 if isa == "portable" else 37
+    args = make_args(7, 2, 3, H, dtype=torch.float64)
     lengths = torch.tensor([7, 4])
     old = torch.get_num_threads()
     try:
         torch.set_num_threads(1)
-        monkeypatch.setenv("FASTRNN_CPU_PATH", "fused")
+        monkeypatch.setenv("FASTRNN_CPU_PATH", single)
         expected = run_both(args, lengths, reverse=True)[0]
         torch.set_num_threads(threads)
-        monkeypatch.setenv("FASTRNN_CPU_PATH", "columns")
+        monkeypatch.setenv("FASTRNN_CPU_PATH", path)
         got = run_both(args, lengths, reverse=True)[0]
     finally:
         torch.set_num_threads(old)
@@ -222,9 +237,9 @@ def test_columns_any_team_size(monkeypatch, threads):
 
 
 _SMALLER_TEAM = """
-import os, torch
+import os, sys, torch
 from fastrnn import reference
-os.environ["FASTRNN_CPU_PATH"] = "columns"
+os.environ["FASTRNN_CPU_PATH"] = sys.argv[1]
 torch.set_num_threads(2)  # asks for 2; OMP_THREAD_LIMIT=1 grants a team of 1
 assert torch.get_num_threads() == 2
 g = torch.Generator().manual_seed(0)
@@ -238,7 +253,8 @@ for fn in (torch.ops.fastrnn.rnn_forward, reference.rnn_forward):
 """
 
 
-def test_columns_smaller_team_than_asked():
+@pytest.mark.parametrize("path", ["columns", "gemv"])
+def test_columns_smaller_team_than_asked(path):
     """A team smaller than requested (here: OMP_THREAD_LIMIT) still computes every column
     and does not wait at the barrier for threads that never came."""
     import os
@@ -247,7 +263,7 @@ def test_columns_smaller_team_than_asked():
 
     env = dict(os.environ, OMP_THREAD_LIMIT="1")
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    out = subprocess.run([sys.executable, "-c", _SMALLER_TEAM], env=env, cwd=root, timeout=120,
+    out = subprocess.run([sys.executable, "-c", _SMALLER_TEAM, path], env=env, cwd=root, timeout=120,
                          capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
     got, expected = (eval(line) for line in out.stdout.splitlines())

@@ -22,7 +22,7 @@ from test_cpu_kernels import check_parity, make_args
 ISAS = [isa for isa in ALL_ISAS if isa_unsupported_reason(isa) is None]  # this CPU's
 # The fused paths: rows (projection inline or first, by the L2 rule or forced), the column
 # split; every one must take the active-row prefix.
-FUSED_PATHS = ["fused", "fused_inline", "project_first", "columns"]
+FUSED_PATHS = ["fused", "fused_inline", "project_first", "columns", "gemv"]
 
 
 @pytest.fixture
@@ -78,7 +78,7 @@ def test_stepwise_records_no_active_rows(cpu_env):
 
 
 @pytest.mark.parametrize("bidirectional", [False, True], ids=["uni", "bi"])
-@pytest.mark.parametrize("path", ["auto", "fused", "columns"])
+@pytest.mark.parametrize("path", ["auto", "fused", "columns", "gemv"])
 def test_packed_sequence_matches_nn_rnn(cpu_env, path, bidirectional):
     """A PackedSequence (sorted by the packing) through fastrnn.RNN vs torch.nn.RNN:
     outputs, h_n and every gradient, with the active-row kernels."""
@@ -132,7 +132,8 @@ def test_machine_parameters_come_from_the_os():
         if m["cache_source"] == "sysfs":
             assert m[key] == _sysfs_cache(level), (key, m)
     assert m["threads"] == torch.get_num_threads()
-    for key in ("madd_per_ns", "pack_ns_per_element", "step_call_ns", "parallel_ns", "barrier_ns"):
+    for key in ("madd_per_ns", "pack_ns_per_element", "step_call_ns", "parallel_ns", "barrier_ns",
+                "stream_bytes_per_ns"):
         assert math.isfinite(m[key]) and m[key] > 0, (key, m)
 
 
@@ -165,6 +166,21 @@ def test_project_first_follows_the_measured_l2(cpu_env, isa):
         args = make_args(2, 3, I, H)
         torch.ops.fastrnn.rnn_forward(*args, None, False, "tanh")
         assert backends.last_cpu_plan()["project_first"] is expect, (I, half_l2)
+
+
+@pytest.mark.parametrize("isa", ISAS)
+def test_auto_reads_streaming_weights_in_place_on_one_thread(cpu_env, isa):
+    """On one thread, weights beyond half the L2 the OS reports take the gemv path under
+    auto, forward and backward: both splits then stream the same bytes per step and only the
+    rows path pays a packing pass (rnn_cpu.cpp choose_path). Batch 1 and batch 5."""
+    cpu_env(isa, "auto", threads=1)
+    half_l2 = backends.cpu_machine()["l2_bytes"] // 2
+    H = math.isqrt(half_l2 // 4) + 1  # H * H * 4 > half the L2 (the recurrence's W_hh)
+    for B in (1, 5):
+        check_parity(make_args(3, B, 7, H), torch.tensor([3, 1, 2, 3, 0][:B]))
+        assert backends.last_cpu_plan()["path"] == "gemv", (H, half_l2)
+        torch.ops.fastrnn.rnn_forward(*make_args(3, B, 7, H), None, False, "tanh")
+        assert backends.last_cpu_plan()["path"] == "gemv", (H, half_l2)
 
 
 @pytest.mark.parametrize("gemm", ["own", "library"])

@@ -15,6 +15,9 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstdlib>
+#include <ctime>
+#include <string>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -56,16 +59,28 @@ static memory to_layout(memory user, const memory::desc &want, const engine &eng
     return m;
 }
 
+// RNN_BENCH_CLOCK=thread: the calling thread's CPU time (with OMP_NUM_THREADS=1 oneDNN runs
+// on it), which a loaded machine inflates far less than the wall clock.
+static double now_ms() {
+    const char *clock = std::getenv("RNN_BENCH_CLOCK");
+    if (clock != nullptr && std::string(clock) == "thread") {
+        timespec ts{};
+        clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+        return double(ts.tv_sec) * 1e3 + double(ts.tv_nsec) * 1e-6;
+    }
+    return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now().time_since_epoch()).count();
+}
+
 template <class F>
 static double median_ms(int runs, F &&step, stream &s) {
     for (int i = 0; i < 3; ++i) step();  // warm-up
     s.wait();
     std::vector<double> t;
     for (int i = 0; i < runs; ++i) {
-        auto t0 = std::chrono::steady_clock::now();
+        const double t0 = now_ms();
         step();
         s.wait();
-        t.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
+        t.push_back(now_ms() - t0);
     }
     std::sort(t.begin(), t.end());
     return t[t.size() / 2];

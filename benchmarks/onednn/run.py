@@ -51,7 +51,7 @@ def max_rel_err(got, ref) -> float:
     return float((got.double() - ref).abs().max() / ref.abs().max())
 
 
-def check_and_time_onednn(exe, shape, runs, threads, work):
+def check_and_time_onednn(exe, shape, runs, threads, work, clock="wall"):
     """oneDNN's results for one shape, checked against nn.RNN (float64), then its timings."""
     import numpy as np
     import torch
@@ -64,7 +64,7 @@ def check_and_time_onednn(exe, shape, runs, threads, work):
              "bias": ref.bias_ih_l0 + ref.bias_hh_l0, "dy": dy}
     for name, t in files.items():
         t.detach().contiguous().numpy().astype(np.float32).tofile(os.path.join(work, name + ".bin"))
-    env = dict(os.environ, OMP_NUM_THREADS=str(threads))
+    env = dict(os.environ, OMP_NUM_THREADS=str(threads), RNN_BENCH_CLOCK=clock)
     done = subprocess.run([exe, work, str(T), str(B), str(I), str(H), str(runs)],
                           capture_output=True, text=True, env=env)
     if done.returncode != 0:
@@ -90,15 +90,16 @@ def check_and_time_onednn(exe, shape, runs, threads, work):
     return result, ref, ours, x
 
 
-def median_ms(fn, runs: int) -> float:
+def median_ms(fn, runs: int, clock: str = "wall") -> float:
     import time
+    now = time.thread_time if clock == "thread" else time.perf_counter
     for _ in range(3):
         fn()
     ts = []
     for _ in range(runs):
-        t0 = time.perf_counter()
+        t0 = now()
         fn()
-        ts.append((time.perf_counter() - t0) * 1e3)
+        ts.append((now() - t0) * 1e3)
     return sorted(ts)[len(ts) // 2]
 
 
@@ -108,8 +109,15 @@ def main() -> None:
     ap.add_argument("--runs", type=int, default=11, help="timed runs per measurement (median)")
     ap.add_argument("--include-dir", default="/usr/include", help="where dnnl.hpp is")
     ap.add_argument("--lib-dir", default=None, help="where libdnnl.so is (default: the linker's path)")
+    ap.add_argument("--clock", choices=["wall", "thread"], default="wall",
+                    help="thread: each side's CPU time on its one thread (needs --threads 1); "
+                         "robust to other load on a shared machine")
+    ap.add_argument("--shapes", default=None,
+                    help="semicolon list of T,B,I,H to run instead of the table's (e.g. '32,1,1024,1024;32,4,1024,1024')")
     ap.add_argument("--out", default=None, help="JSON path (default benchmarks/results/onednn_<cpu>_<N>threads.json)")
     args = ap.parse_args()
+    if args.clock == "thread" and args.threads != 1:
+        ap.error("--clock thread measures one thread: use it with --threads 1")
 
     with tempfile.TemporaryDirectory(prefix="onednn_bench_") as work:
         exe = build(args.include_dir, args.lib_dir, work)
@@ -121,20 +129,23 @@ def main() -> None:
 
         torch.set_num_threads(args.threads)
         rows = []
-        for shape in SHAPES:
-            one, ref, ours, x = check_and_time_onednn(exe, shape, args.runs, args.threads, work)
+        shapes = [tuple(int(v) for v in s.split(",")) for s in args.shapes.split(";")] if args.shapes else SHAPES
+        for shape in shapes:
+            one, ref, ours, x = check_and_time_onednn(exe, shape, args.runs, args.threads, work, args.clock)
             row = {"shape": list(shape), "onednn_infer_ms": one["infer_ms"], "onednn_train_ms": one["train_ms"],
                    "max_rel_err": one["max_rel_err"],
-                   "nn_rnn_infer_ms": median_ms(inference_step(ref, x), args.runs),
-                   "fastrnn_infer_ms": median_ms(inference_step(ours, x), args.runs),
-                   "nn_rnn_train_ms": median_ms(training_step(ref, x), args.runs),
-                   "fastrnn_train_ms": median_ms(training_step(ours, x), args.runs)}
+                   "nn_rnn_infer_ms": median_ms(inference_step(ref, x), args.runs, args.clock),
+                   "fastrnn_infer_ms": median_ms(inference_step(ours, x), args.runs, args.clock),
+                   "nn_rnn_train_ms": median_ms(training_step(ref, x), args.runs, args.clock),
+                   "fastrnn_train_ms": median_ms(training_step(ours, x), args.runs, args.clock)}
             rows.append(row)
             print(f"{shape}: checked (max rel err {max(one['max_rel_err'].values()):.1e}), timed", flush=True)
 
     meta = machine_metadata()
-    meta.update(onednn=one["onednn"], runs=args.runs, onednn_threads_env={"OMP_NUM_THREADS": args.threads})
-    print(f"\n{meta['cpu_model']}, {args.threads} threads, oneDNN {one['onednn']}, fp32, medians of {args.runs} (ms)\n")
+    meta.update(onednn=one["onednn"], runs=args.runs, onednn_threads_env={"OMP_NUM_THREADS": args.threads},
+                clock=args.clock)
+    print(f"\n{meta['cpu_model']}, {args.threads} threads, {args.clock} clock, oneDNN {one['onednn']}, "
+          f"fp32, medians of {args.runs} (ms)\n")
     print("| T,B,I,H | oneDNN inf | nn.RNN inf | fastrnn inf | fastrnn/oneDNN inf "
           "| oneDNN train | nn.RNN train | fastrnn train | fastrnn/oneDNN train |")
     print("|---|---|---|---|---|---|---|---|---|")

@@ -36,8 +36,11 @@ void run_typed(Isa isa, const at::Tensor& a, const at::Tensor& m, int64_t N,
   const T* mp = m.data_ptr<T>();
   // A block of a's rows takes a quarter of the L2 (the rest: the panel streaming through
   // and the output tile), at least one register tile's rows.
-  const int64_t row_block =
-      std::max<int64_t>(8, caches().l2_bytes / 4 / std::max<int64_t>(1, K * int64_t(sizeof(T))));
+  // And at most an equal share of the rows per thread, so that every thread gets some.
+  const int64_t threads = std::max(1, at::get_num_threads());
+  const int64_t row_block = std::max<int64_t>(
+      8, std::min(caches().l2_bytes / 4 / std::max<int64_t>(1, K * int64_t(sizeof(T))),
+                  (R + threads - 1) / threads));
   const T* ap = a.data_ptr<T>();
   const T* bp = bias.defined() ? bias.data_ptr<T>() : nullptr;
   T* cp = out.data_ptr<T>();
@@ -68,7 +71,7 @@ void own_gemm(Isa isa, const at::Tensor& a, const at::Tensor& w, bool transpose,
               out);
 }
 
-bool prefer_own_gemm(Isa isa) {
+bool prefer_own_gemm(Isa isa, int64_t R, int64_t K, int64_t N) {
   const char* forced = std::getenv("FASTRNN_CPU_GEMM");
   if (forced != nullptr && *forced != '\0') {
     const std::string_view v(forced);
@@ -77,7 +80,12 @@ bool prefer_own_gemm(Isa isa) {
     TORCH_CHECK(v == "auto", "fastrnn: FASTRNN_CPU_GEMM='", v,
                 "' is unknown; expected one of auto|own|library");
   }
-  return costs(isa).own_gemm_speedup > 1.0;
+  const Costs& c = costs(isa);
+  // Both sides on torch's threads (the packing splits panels, the GEMM rows).
+  const double threads = double(std::max(1, at::get_num_threads()));
+  const double own_ns = double(R) * double(K) * double(N) / (c.madd_per_ns * threads);
+  const double pack_ns = double(K) * double(N) * c.pack_ns_per_element / threads;
+  return own_ns * (c.own_gemm_speedup - 1.0) > pack_ns;
 }
 
 }  // namespace fastrnn::cpu

@@ -22,8 +22,11 @@ at::Tensor pack_for_gemm(Isa isa, const at::Tensor& w, bool transpose);
 void packed_gemm(Isa isa, const at::Tensor& a, const at::Tensor& m, int64_t N,
                  const at::Tensor& bias, at::Tensor& out);
 
-// True when the batched GEMMs should run on own_gemm: FASTRNN_CPU_GEMM=own|library|auto
-// (read at every call) forces one; auto asks the measurement.
-bool prefer_own_gemm(Isa isa);
+// True when the batched GEMM out [R, N] = a [R, K] w should run on own_gemm:
+// FASTRNN_CPU_GEMM=own|library|auto (read at every call) forces one; auto asks the
+// measurement (machine.h own_gemm_speedup) whether the time fastrnn's kernel saves on the
+// R K N multiply-adds exceeds its packing pass over w's K N elements (paid on every call;
+// few rows, e.g. batch 1, do not amortise it).
+bool prefer_own_gemm(Isa isa, int64_t R, int64_t K, int64_t N);
 
 }  // namespace fastrnn::cpu

@@ -27,6 +27,7 @@ template <typename T>
 struct ForwardArgs {
   int64_t T_, B, I, H;
   const T* m;              // [W_ih^T; W_hh^T] packed (two pack() calls, transpose=true)
+  const T* w_hh;           // [H, H] row-major, unpacked: read by forward_gemv_step only
   const T* x;              // [T, B, I]  (I = 0: none, see y_holds_pre)
   const T* h0;             // [B, H]
   const T* bias;           // [H] b_ih + b_hh, or nullptr
@@ -46,6 +47,7 @@ template <typename T>
 struct BackwardArgs {
   int64_t T_, B, H;
   const T* m;              // W_hh packed by pack(isa, W_hh, transpose=false)
+  const T* w_hh;           // [H, H] row-major, unpacked: read by backward_gemv_carry only
   const T* dy;             // [T, B, H]
   const T* y;              // [T, B, H]
   T* dz;                   // [T, B, H] out: gradient of the pre-activations
@@ -96,6 +98,27 @@ void backward_carry(Isa isa, const BackwardArgs<float>& a, int64_t s, int64_t b0
 void backward_carry(Isa isa, const BackwardArgs<double>& a, int64_t s, int64_t b0, int64_t b1,
                     int64_t c0, int64_t c1);
 
+// The gemv path (few rows, weights read unpacked): forward_step for y_holds_pre with
+// a.w_hh (row-major) instead of a.m; any column range [c0, c1).
+void forward_gemv_step(Isa isa, const ForwardArgs<float>& a, int64_t s, int64_t b0, int64_t b1,
+                       int64_t c0, int64_t c1);
+void forward_gemv_step(Isa isa, const ForwardArgs<double>& a, int64_t s, int64_t b0,
+                       int64_t b1, int64_t c0, int64_t c1);
+// backward_carry of the gemv path: W_hh read in place (a.w_hh) instead of a.m.
+void backward_gemv_carry(Isa isa, const BackwardArgs<float>& a, int64_t s, int64_t b0,
+                         int64_t b1, int64_t c0, int64_t c1);
+void backward_gemv_carry(Isa isa, const BackwardArgs<double>& a, int64_t s, int64_t b0,
+                         int64_t b1, int64_t c0, int64_t c1);
+// c [r, :N] = bias + a [r, :K] w^T for rows r in [r0, r1), w [N, K] row-major (row stride
+// ldw) read as it is (no packing): the dot form of the gemv path's input projection. Rows
+// go row_block at a time (a block of a that stays in L2, sized by the caller).
+void gemm_nt(Isa isa, const float* a, int64_t lda, int64_t K, const float* w, int64_t ldw,
+             const float* bias, float* c, int64_t ldc, int64_t N, int64_t r0, int64_t r1,
+             int64_t row_block);
+void gemm_nt(Isa isa, const double* a, int64_t lda, int64_t K, const double* w, int64_t ldw,
+             const double* bias, double* c, int64_t ldc, int64_t N, int64_t r0, int64_t r1,
+             int64_t row_block);
+
 // c [r, :N] = bias + a [r, :K] M for rows r in [r0, r1): M [K, N] packed by pack(); bias [N]
 // or nullptr. The project-first input projection (x W_ih^T + b over all T*B rows) and BPTT's
 // dx = dz W_ih as one GEMM on this ISA's register tiles. Rows go row_block at a time, every
@@ -129,6 +152,15 @@ const char* isa_name(Isa isa);
   template <typename T>                                                                       \
   void gemm_packed(const T* a, int64_t lda, int64_t K, const T* m, const T* bias, T* c,       \
                    int64_t ldc, int64_t N, int64_t r0, int64_t r1, int64_t row_block);        \
+  template <typename T>                                                                       \
+  void gemm_nt(const T* a, int64_t lda, int64_t K, const T* w, int64_t ldw, const T* bias,    \
+               T* c, int64_t ldc, int64_t N, int64_t r0, int64_t r1, int64_t row_block);      \
+  template <typename T>                                                                       \
+  void backward_gemv_carry(const BackwardArgs<T>& a, int64_t s, int64_t b0, int64_t b1,       \
+                           int64_t c0, int64_t c1);                                           \
+  template <typename T>                                                                       \
+  void forward_gemv_step(const ForwardArgs<T>& a, int64_t s, int64_t b0, int64_t b1,          \
+                         int64_t c0, int64_t c1);                                             \
   template <typename T>                                                                       \
   void pack(const T* w, bool transpose, int64_t K, int64_t N, int64_t Ktotal, int64_t k0,     \
             T* out, int64_t p0, int64_t p1);                                                  \

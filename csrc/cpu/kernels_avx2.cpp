@@ -76,6 +76,11 @@ struct Ops<float> {
   static V tanh(V x) { return simd::tanh_poly<TanhOps>(x); }
   static V relu(V x) { return _mm256_max_ps(zero(), x); }
   static V relu_grad(V g, V y) { return _mm256_and_ps(_mm256_cmp_ps(y, zero(), _CMP_GT_OQ), g); }
+  static T reduce_add(V v) {  // 8 -> 4 -> 2 -> 1 lanes
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    return _mm_cvtss_f32(_mm_add_ss(s, _mm_movehdup_ps(s)));
+  }
 };
 
 template <>
@@ -101,6 +106,10 @@ struct Ops<double> {
   }
   static V relu(V x) { return _mm256_max_pd(zero(), x); }
   static V relu_grad(V g, V y) { return _mm256_and_pd(_mm256_cmp_pd(y, zero(), _CMP_GT_OQ), g); }
+  static T reduce_add(V v) {  // 4 -> 2 -> 1 lanes
+    const __m128d s = _mm_add_pd(_mm256_castpd256_pd128(v), _mm256_extractf128_pd(v, 1));
+    return _mm_cvtsd_f64(_mm_add_sd(s, _mm_unpackhi_pd(s, s)));
+  }
 };
 
 }  // namespace

@@ -70,6 +70,7 @@ struct Ops<float> {
   static V relu_grad(V g, V y) {
     return _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(y, zero(), _CMP_GT_OQ), g);
   }
+  static T reduce_add(V v) { return _mm512_reduce_add_ps(v); }
 };
 
 template <>
@@ -99,6 +100,7 @@ struct Ops<double> {
   static V relu_grad(V g, V y) {
     return _mm512_maskz_mov_pd(_mm512_cmp_pd_mask(y, zero(), _CMP_GT_OQ), g);
   }
+  static T reduce_add(V v) { return _mm512_reduce_add_pd(v); }
 };
 
 }  // namespace

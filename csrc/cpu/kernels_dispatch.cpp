@@ -99,6 +99,16 @@ FASTRNN_GEMM_ENTRY(float)
 FASTRNN_GEMM_ENTRY(double)
 #undef FASTRNN_GEMM_ENTRY
 
+#define FASTRNN_GEMM_NT_ENTRY(T)                                                              \
+  void gemm_nt(Isa isa, const T* a, int64_t lda, int64_t K, const T* w, int64_t ldw,          \
+               const T* bias, T* c, int64_t ldc, int64_t N, int64_t r0, int64_t r1,           \
+               int64_t row_block) {                                                           \
+    FASTRNN_ISA_DISPATCH(gemm_nt, a, lda, K, w, ldw, bias, c, ldc, N, r0, r1, row_block)      \
+  }
+FASTRNN_GEMM_NT_ENTRY(float)
+FASTRNN_GEMM_NT_ENTRY(double)
+#undef FASTRNN_GEMM_NT_ENTRY
+
 #define FASTRNN_PACK_ENTRY(T)                                                              \
   void pack(Isa isa, const T* w, bool transpose, int64_t K, int64_t N, int64_t Ktotal,     \
             int64_t k0, T* out, int64_t p0, int64_t p1) {                                  \
@@ -125,10 +135,14 @@ FASTRNN_ROWS_ENTRY(backward_rows, BackwardArgs<double>)
   }
 FASTRNN_STEP_ENTRY(forward_step, ForwardArgs<float>)
 FASTRNN_STEP_ENTRY(forward_step, ForwardArgs<double>)
+FASTRNN_STEP_ENTRY(forward_gemv_step, ForwardArgs<float>)
+FASTRNN_STEP_ENTRY(forward_gemv_step, ForwardArgs<double>)
 FASTRNN_STEP_ENTRY(backward_dz, BackwardArgs<float>)
 FASTRNN_STEP_ENTRY(backward_dz, BackwardArgs<double>)
 FASTRNN_STEP_ENTRY(backward_carry, BackwardArgs<float>)
 FASTRNN_STEP_ENTRY(backward_carry, BackwardArgs<double>)
+FASTRNN_STEP_ENTRY(backward_gemv_carry, BackwardArgs<float>)
+FASTRNN_STEP_ENTRY(backward_gemv_carry, BackwardArgs<double>)
 #undef FASTRNN_STEP_ENTRY
 #undef FASTRNN_ISA_DISPATCH
 

@@ -6,7 +6,8 @@
 //   T, V (vector of W lanes), W, NVMAX (vectors per tile row), MBMAX (rows per tile),
 //   zero(), set1(T), load(p), load_n(p, n), store(p, v), store_n(p, v, n) (n < W lanes),
 //   fma(a, b, c) = a*b + c, add(a, b), mul(a, b), one_minus_sq(y) = 1 - y*y,
-//   tanh(v), relu(v), relu_grad(g, y) = y > 0 ? g : 0  (tanh/relu keep NaN).
+//   tanh(v), relu(v), relu_grad(g, y) = y > 0 ? g : 0  (tanh/relu keep NaN),
+//   reduce_add(v) = the sum of v's lanes.
 // This header has no include guard on purpose: it is meant to be included once per ISA.
 #ifndef FASTRNN_ISA
 #error "define FASTRNN_ISA (the ISA namespace) before including kernels_impl.h"
@@ -37,16 +38,17 @@ struct Operand {
   int64_t lda, K;
 };
 
-// acc[r][v] += a[r, :] m[0:K, v*W : v*W + W], m a panel of P = NV*W columns (row stride P).
+// acc[r][v] += a[r, :] m[0:K, v*W : v*W + W], m a panel of NV*W columns, row stride ldm
+// (P when packed, the matrix's row length when read in place).
 // Each load of m feeds MB FMAs; each broadcast of a feeds NV FMAs.
-template <class O, int MB, int NV, int P>
+template <class O, int MB, int NV>
 inline void accumulate(typename O::V (&acc)[MB][NV], Operand<typename O::T> op,
-                       const typename O::T* m) {
+                       const typename O::T* m, int64_t ldm) {
   using V = typename O::V;
   for (int64_t k = 0; k < op.K; ++k) {
     V w[NV];
 #pragma GCC unroll 16
-    for (int v = 0; v < NV; ++v) w[v] = O::load(m + k * P + v * O::W);
+    for (int v = 0; v < NV; ++v) w[v] = O::load(m + k * ldm + v * O::W);
 #pragma GCC unroll 16
     for (int r = 0; r < MB; ++r) {
       const V av = O::set1(op.a[r * op.lda + k]);
@@ -66,10 +68,11 @@ struct Init {
 
 // One register tile: MB rows x NV vectors of output columns, ncols in (NV-1)*W+1 .. NV*W:
 //   c [MB, ncols] = epi(init + a1 [MB, K1] m[0:K1] + a2 [MB, K2] m[K1:K1+K2])
-// m [K1 + K2, P] is one column panel (zero-padded), c row stride ldc (init may alias c).
-template <class O, int MB, int NV, int P, Epi E>
+// m [K1 + K2, NV*W] is one column panel of row stride ldm (packed: zero-padded to P columns;
+// in place: every loaded column exists), c row stride ldc (init may alias c).
+template <class O, int MB, int NV, Epi E>
 void tile(Operand<typename O::T> a1, Operand<typename O::T> a2, const typename O::T* m,
-          Init<typename O::T> init, typename O::T* c, int64_t ldc, int64_t ncols) {
+          int64_t ldm, Init<typename O::T> init, typename O::T* c, int64_t ldc, int64_t ncols) {
   using V = typename O::V;
   constexpr int W = O::W;
   V acc[MB][NV];
@@ -81,8 +84,8 @@ void tile(Operand<typename O::T> a1, Operand<typename O::T> a2, const typename O
                                     : load_cols<O>(init.p + r * init.ld + v * W, ncols - v * W);
     }
   }
-  accumulate<O, MB, NV, P>(acc, a1, m);
-  accumulate<O, MB, NV, P>(acc, a2, m + a1.K * P);
+  accumulate<O, MB, NV>(acc, a1, m, ldm);
+  accumulate<O, MB, NV>(acc, a2, m + a1.K * ldm, ldm);
 #pragma GCC unroll 16
   for (int r = 0; r < MB; ++r) {
 #pragma GCC unroll 16
@@ -97,31 +100,40 @@ void tile(Operand<typename O::T> a1, Operand<typename O::T> a2, const typename O
 
 template <class O>
 using TileFn = void (*)(Operand<typename O::T>, Operand<typename O::T>, const typename O::T*,
-                        Init<typename O::T>, typename O::T*, int64_t, int64_t);
+                        int64_t, Init<typename O::T>, typename O::T*, int64_t, int64_t);
 
-// TileTable<O, E, seq>::fns[(mb - 1) * NVMAX + (nv - 1)] = tile<O, mb, nv, P, E>
+// TileTable<O, E, seq>::fns[(mb - 1) * NVMAX + (nv - 1)] = tile<O, mb, nv, E>
 template <class O, Epi E, class Seq>
 struct TileTable;
 template <class O, Epi E, int... I>
 struct TileTable<O, E, std::integer_sequence<int, I...>> {
   static constexpr TileFn<O> fns[] = {
-      &tile<O, I / O::NVMAX + 1, I % O::NVMAX + 1, O::NVMAX * O::W, E>...};
+      &tile<O, I / O::NVMAX + 1, I % O::NVMAX + 1, E>...};
 };
 
-// c [R, N] = epi(init + a1 [R, K1] M1 + a2 [R, K2] M2) in register tiles, where m holds
-// [M1; M2] ([K1 + K2, N]) packed in panels of P = NVMAX*W columns (see pack_impl). The
-// panel is the outer loop so that it stays in cache while every row block uses it.
+// Where the column panels of M [K, N] (P = NVMAX*W columns each) lie: panel p at
+// m + p * panel_stride, its row k at + k * ldm. Packed by pack_impl: {K * P, P}; read in
+// place from a row-major M: {P, N's row stride}.
+template <typename T>
+struct Panels {
+  const T* m;
+  int64_t panel_stride, ldm;
+};
+
+// c [R, N] = epi(init + a1 [R, K1] M1 + a2 [R, K2] M2) in register tiles, M = [M1; M2]
+// ([K1 + K2, N]) in column panels (see Panels). The panel is the outer loop so that it
+// stays in cache while every row block uses it. Read in place, M has no zero padding, so
+// N must then be a multiple of W (the caller does the last N % W columns).
 template <class O, Epi E>
-void gemm_rows(Operand<typename O::T> a1, Operand<typename O::T> a2, const typename O::T* m,
+void gemm_rows(Operand<typename O::T> a1, Operand<typename O::T> a2, Panels<typename O::T> m,
                Init<typename O::T> init, typename O::T* c, int64_t ldc, int64_t R, int64_t N) {
   constexpr int W = O::W, NVMAX = O::NVMAX, MBMAX = O::MBMAX;
   constexpr int64_t P = NVMAX * W;
   const TileFn<O>* table = TileTable<O, E, std::make_integer_sequence<int, MBMAX * NVMAX>>::fns;
-  const int64_t K = a1.K + a2.K;
   for (int64_t c0 = 0; c0 < N; c0 += P) {
     const int64_t ncols = min64(P, N - c0);
     const int64_t nv = (ncols + W - 1) / W;
-    const typename O::T* panel = m + (c0 / P) * K * P;  // [K, P]
+    const typename O::T* panel = m.m + (c0 / P) * m.panel_stride;  // [K, P], row stride ldm
     // Balanced row blocks (8 rows = 4 + 4, not 6 + 2: a thin tile wastes its loads).
     const int64_t blocks = (R + MBMAX - 1) / MBMAX;
     for (int64_t blk = 0, r0 = 0; blk < blocks; ++blk) {
@@ -129,8 +141,114 @@ void gemm_rows(Operand<typename O::T> a1, Operand<typename O::T> a2, const typen
       const Operand<typename O::T> b1{a1.a + r0 * a1.lda, a1.lda, a1.K};
       const Operand<typename O::T> b2{a2.a + r0 * a2.lda, a2.lda, a2.K};
       const Init<typename O::T> in{init.p ? init.p + r0 * init.ld + c0 : nullptr, init.ld};
-      table[(mb - 1) * NVMAX + (nv - 1)](b1, b2, panel, in, c + r0 * ldc + c0, ldc, ncols);
+      table[(mb - 1) * NVMAX + (nv - 1)](b1, b2, panel, m.ldm, in, c + r0 * ldc + c0, ldc, ncols);
       r0 += mb;
+    }
+  }
+}
+
+// ---- The dot form: weights read in their own row-major layout, nothing packed ----------
+// c [R, N] = init + a [R, K] w^T with w [N, K] row-major: every output is the dot product of
+// a row of a with a row of w, both contiguous along k, so a weight row streams straight from
+// where the caller holds it. For few rows (a GEMV) this is what the step is bound by: each
+// weight element is read once per step and feeds RB FMAs, with no per-call packing pass.
+
+// One tile: RB rows of a x JR rows of w, K in vectors of W (the tail masked, zero-filled),
+// each sum reduced across its lanes once at the end.
+template <class O, int RB, int JR>
+void tile_nt(const typename O::T* a, int64_t lda, const typename O::T* w, int64_t ldw,
+             int64_t K, Init<typename O::T> init, typename O::T* c, int64_t ldc) {
+  using V = typename O::V;
+  constexpr int W = O::W;
+  V acc[RB][JR];
+#pragma GCC unroll 16
+  for (int r = 0; r < RB; ++r) {
+#pragma GCC unroll 16
+    for (int j = 0; j < JR; ++j) acc[r][j] = O::zero();
+  }
+  const auto step = [&](int64_t k, int n) {
+    V wv[JR];
+#pragma GCC unroll 16
+    for (int j = 0; j < JR; ++j) wv[j] = n == W ? O::load(w + j * ldw + k) : O::load_n(w + j * ldw + k, n);
+#pragma GCC unroll 16
+    for (int r = 0; r < RB; ++r) {
+      const V av = n == W ? O::load(a + r * lda + k) : O::load_n(a + r * lda + k, n);
+#pragma GCC unroll 16
+      for (int j = 0; j < JR; ++j) acc[r][j] = O::fma(av, wv[j], acc[r][j]);
+    }
+  };
+  int64_t k = 0;
+  for (; k + W <= K; k += W) step(k, W);
+  if (k < K) step(k, static_cast<int>(K - k));
+#pragma GCC unroll 16
+  for (int r = 0; r < RB; ++r) {
+#pragma GCC unroll 16
+    for (int j = 0; j < JR; ++j) {
+      const typename O::T start = init.p == nullptr ? typename O::T(0) : init.p[r * init.ld + j];
+      c[r * ldc + j] = start + O::reduce_add(acc[r][j]);
+    }
+  }
+}
+
+template <class O>
+using TileNtFn = void (*)(const typename O::T*, int64_t, const typename O::T*, int64_t, int64_t,
+                          Init<typename O::T>, typename O::T*, int64_t);
+
+// Rows per dot-form tile (at most), and w rows per tile for rb rows: as many independent
+// accumulators as 16 vector registers allow next to the w vectors (8 for one row, whose w
+// loads fold into the FMAs; 8 or 12 otherwise), and more w rows means more weight rows
+// streaming at once (more loads in flight from L3).
+constexpr int kNtRows = 4;
+constexpr int nt_cols(int rb) { return rb == 1 ? 8 : rb == 4 ? 3 : 4; }
+// Weight rows per chunk: a multiple of every nt_cols, small enough that the chunk stays in
+// L2 while each row block passes over it (24 rows of K <= 4096 floats: <= 384 KiB).
+constexpr int64_t kNtChunk = 24;
+
+template <class O>
+TileNtFn<O> tile_nt_fn(int64_t rb, bool full) {
+  switch (rb) {
+    case 1: return full ? &tile_nt<O, 1, nt_cols(1)> : &tile_nt<O, 1, 1>;
+    case 2: return full ? &tile_nt<O, 2, nt_cols(2)> : &tile_nt<O, 2, 1>;
+    case 3: return full ? &tile_nt<O, 3, nt_cols(3)> : &tile_nt<O, 3, 1>;
+    default: return full ? &tile_nt<O, 4, nt_cols(4)> : &tile_nt<O, 4, 1>;
+  }
+}
+
+// c [R, N] = init + a [R, K] w^T (see tile_nt). Chunks of kNtChunk weight rows are the outer
+// loop, so a chunk read from beyond L2 by the first row block stays in cache for the others;
+// row blocks are balanced (5 rows = 2 + 3, not 4 + 1: a thin tile wastes its weight loads).
+template <class O>
+void gemm_nt_rows(const typename O::T* a, int64_t lda, int64_t K, const typename O::T* w,
+                  int64_t ldw, Init<typename O::T> init, typename O::T* c, int64_t ldc, int64_t R,
+                  int64_t N) {
+  if (R <= 0 || N <= 0) return;
+  const int64_t blocks = (R + kNtRows - 1) / kNtRows;
+  for (int64_t q0 = 0; q0 < N; q0 += kNtChunk) {
+    const int64_t q1 = min64(N, q0 + kNtChunk);
+    for (int64_t blk = 0, r0 = 0; blk < blocks; ++blk) {
+      const int64_t mb = (R - r0) / (blocks - blk);
+      const int64_t jr = nt_cols(static_cast<int>(mb));
+      for (int64_t j0 = q0; j0 < q1;) {
+        const bool full = j0 + jr <= q1;  // whole tiles while they last, then one row at a time
+        const Init<typename O::T> in{init.p ? init.p + r0 * init.ld + j0 : nullptr, init.ld};
+        tile_nt_fn<O>(mb, full)(a + r0 * lda, lda, w + j0 * ldw, ldw, K, in, c + r0 * ldc + j0,
+                                ldc);
+        j0 += full ? jr : 1;
+      }
+      r0 += mb;
+    }
+  }
+}
+
+// Applies the activation to y [R, N] (row stride ld) in place.
+template <class O>
+void activate_rows(typename O::T* y, int64_t ld, int64_t R, int64_t N, Act act) {
+  for (int64_t r = 0; r < R; ++r) {
+    typename O::T* row = y + r * ld;
+    for (int64_t j = 0; j < N; j += O::W) {
+      const int64_t left = N - j;
+      const auto v = load_cols<O>(row + j, left);
+      store_cols<O>(row + j, act == Act::Tanh ? O::tanh(v) : O::relu(v), left);
     }
   }
 }
@@ -214,7 +332,7 @@ void forward_step_impl(const ForwardArgs<typename O::T>& a, int64_t s, int64_t b
   const T* x = a.x + (t * a.B + b0) * I;                         // [R, I]
   T* out = a.y + (t * a.B + b0) * H;                             // [R, H]
   const Operand<T> xs{x, I, I}, hs{hp, H, H};
-  const T* m = a.m + (c0 / P) * (I + H) * P;  // the first panel of the column range
+  const Panels<T> m{a.m + (c0 / P) * (I + H) * P, (I + H) * P, P};  // from the range's first panel
   const Init<T> init = a.y_holds_pre ? Init<T>{out + c0, H}
                                      : Init<T>{a.bias ? a.bias + c0 : nullptr, 0};
   // Inactive rows of a sorted batch are not computed; the loop below copies their state.
@@ -227,6 +345,29 @@ void forward_step_impl(const ForwardArgs<typename O::T>& a, int64_t s, int64_t b
   if (a.lengths != nullptr) {
     for (int64_t r = 0; r < R; ++r) {
       if (!active(a.lengths, b0 + r, t)) copy_row<O>(out + r * H + c0, hp + r * H + c0, N);
+    }
+  }
+}
+
+// forward_step_impl in the dot form (the gemv path): y_t [rows, c0:c1) holds the
+// pre-activation (x_t W_ih^T + b, computed beforehand); it gets += h_prev W_hh[c0:c1]^T with
+// W_hh read row-major as the caller holds it (a.w_hh), then the activation. Any c0, c1.
+template <class O>
+void forward_gemv_step_impl(const ForwardArgs<typename O::T>& a, int64_t s, int64_t b0,
+                            int64_t b1, int64_t c0, int64_t c1) {
+  using T = typename O::T;
+  const int64_t H = a.H, R = b1 - b0, N = c1 - c0;
+  if (R <= 0 || N <= 0) return;
+  const int64_t t = a.reverse ? a.T_ - 1 - s : s;
+  const int64_t tp = a.reverse ? t + 1 : t - 1;
+  const T* hp = (s == 0 ? a.h0 : a.y + tp * a.B * H) + b0 * H;  // [R, H]
+  T* out = a.y + (t * a.B + b0) * H + c0;                        // [R, N] of row stride H
+  const int64_t rc = rows_to_compute(a.lengths, a.active_prefix, b0, b1, t);
+  gemm_nt_rows<O>(hp, H, H, a.w_hh + c0 * H, H, Init<T>{out, H}, out, H, rc, N);
+  activate_rows<O>(out, H, rc, N, a.act);
+  if (a.lengths != nullptr) {
+    for (int64_t r = 0; r < R; ++r) {
+      if (!active(a.lengths, b0 + r, t)) copy_row<O>(out + r * H, hp + r * H + c0, N);
     }
   }
 }
@@ -271,8 +412,68 @@ void backward_carry_impl(const BackwardArgs<typename O::T>& a, int64_t s, int64_
   const int64_t rc = rows_to_compute(a.lengths, a.active_prefix, b0, b1, t);
   if (rc > 0) {  // inactive rows of a sorted batch: only the copy below
     gemm_rows<O, Epi::None>(Operand<T>{dz, H, H}, Operand<T>{nullptr, 0, 0},
-                            a.m + (c0 / P) * H * P, Init<T>{nullptr, 0}, carry + c0, H, rc, N);
+                            Panels<T>{a.m + (c0 / P) * H * P, H * P, P}, Init<T>{nullptr, 0},
+                            carry + c0, H, rc, N);
   }
+  if (a.lengths != nullptr) {
+    for (int64_t b = b0; b < b1; ++b) {
+      if (!active(a.lengths, b, t)) copy_row<O>(a.carry + b * H + c0, a.scratch + b * H + c0, N);
+    }
+  }
+}
+
+// c [R, N] = a [R, K] M with M [K, N] row-major (row stride ldm) read in place, no packing:
+// the register tiles over every whole vector of columns, the last N % W columns one dot
+// product at a time (a panel read in place has no zero padding to load past its end).
+template <class O>
+void gemm_in_place(const typename O::T* a, int64_t lda, int64_t K, const typename O::T* m,
+                   int64_t ldm, typename O::T* c, int64_t ldc, int64_t R, int64_t N) {
+  using T = typename O::T;
+  constexpr int64_t P = O::NVMAX * O::W;
+  const int64_t nv = N - N % O::W;
+  if (R <= 0) return;
+  // One or two rows (a GEMV): tiles wider than the packed ones, 12 accumulator vectors of
+  // one row or 6 of two, so that a weight row contributes 12 vectors at once (12 FMA
+  // chains in flight, several cache lines per row streaming together).
+  int64_t j = 0;
+  const Operand<T> none{nullptr, 0, 0};
+  if (R == 1) {
+    for (; j + 12 * O::W <= nv; j += 12 * O::W) {
+      tile<O, 1, 12, Epi::None>(Operand<T>{a, lda, K}, none, m + j, ldm, Init<T>{nullptr, 0},
+                                c + j, ldc, 12 * O::W);
+    }
+  } else if (R == 2) {
+    for (; j + 6 * O::W <= nv; j += 6 * O::W) {
+      tile<O, 2, 6, Epi::None>(Operand<T>{a, lda, K}, none, m + j, ldm, Init<T>{nullptr, 0},
+                               c + j, ldc, 6 * O::W);
+    }
+  }
+  if (nv > j) {
+    gemm_rows<O, Epi::None>(Operand<T>{a, lda, K}, none, Panels<T>{m + j, P, ldm},
+                            Init<T>{nullptr, 0}, c + j, ldc, R, nv - j);
+  }
+  for (int64_t r = 0; r < R; ++r) {
+    for (int64_t j = nv; j < N; ++j) {
+      T sum = 0;
+      for (int64_t k = 0; k < K; ++k) sum += a[r * lda + k] * m[k * ldm + j];
+      c[r * ldc + j] = sum;
+    }
+  }
+}
+
+// backward_carry_impl on W_hh read in place (a.w_hh, row-major), the gemv path's BPTT step:
+// no packed copy of W_hh. c0 a multiple of P (or of W), any c1.
+template <class O>
+void backward_gemv_carry_impl(const BackwardArgs<typename O::T>& a, int64_t s, int64_t b0,
+                              int64_t b1, int64_t c0, int64_t c1) {
+  using T = typename O::T;
+  const int64_t H = a.H, R = b1 - b0, N = c1 - c0;
+  if (R <= 0 || N <= 0) return;
+  const int64_t t = a.reverse ? s : a.T_ - 1 - s;
+  const T* dz = a.dz + t * a.B * H + b0 * H;  // [R, H]
+  T* carry = a.carry + b0 * H;                // [R, H]
+  const int64_t rc = rows_to_compute(a.lengths, a.active_prefix, b0, b1, t);
+  gemm_in_place<O>(dz, H, H, a.w_hh + c0, H, carry + c0, H, rc, N);
   if (a.lengths != nullptr) {
     for (int64_t b = b0; b < b1; ++b) {
       if (!active(a.lengths, b, t)) copy_row<O>(a.carry + b * H + c0, a.scratch + b * H + c0, N);
@@ -293,12 +494,47 @@ void backward_impl(const BackwardArgs<typename O::T>& a, int64_t b0, int64_t b1)
 }  // namespace
 
 template <typename T>
+void gemm_nt(const T* a, int64_t lda, int64_t K, const T* w, int64_t ldw, const T* bias, T* c,
+             int64_t ldc, int64_t N, int64_t r0, int64_t r1, int64_t row_block) {
+  const int64_t step = row_block < 1 ? 1 : row_block;
+  for (int64_t rb = r0; rb < r1; rb += step) {
+    gemm_nt_rows<Ops<T>>(a + rb * lda, lda, K, w, ldw, Init<T>{bias, 0}, c + rb * ldc, ldc,
+                         min64(step, r1 - rb), N);
+  }
+}
+template void gemm_nt<float>(const float*, int64_t, int64_t, const float*, int64_t, const float*,
+                             float*, int64_t, int64_t, int64_t, int64_t, int64_t);
+template void gemm_nt<double>(const double*, int64_t, int64_t, const double*, int64_t,
+                              const double*, double*, int64_t, int64_t, int64_t, int64_t,
+                              int64_t);
+template <typename T>
+void backward_gemv_carry(const BackwardArgs<T>& a, int64_t s, int64_t b0, int64_t b1, int64_t c0,
+                         int64_t c1) {
+  backward_gemv_carry_impl<Ops<T>>(a, s, b0, b1, c0, c1);
+}
+template void backward_gemv_carry<float>(const BackwardArgs<float>&, int64_t, int64_t, int64_t,
+                                         int64_t, int64_t);
+template void backward_gemv_carry<double>(const BackwardArgs<double>&, int64_t, int64_t, int64_t,
+                                          int64_t, int64_t);
+template <typename T>
+void forward_gemv_step(const ForwardArgs<T>& a, int64_t s, int64_t b0, int64_t b1, int64_t c0,
+                       int64_t c1) {
+  forward_gemv_step_impl<Ops<T>>(a, s, b0, b1, c0, c1);
+}
+template void forward_gemv_step<float>(const ForwardArgs<float>&, int64_t, int64_t, int64_t,
+                                       int64_t, int64_t);
+template void forward_gemv_step<double>(const ForwardArgs<double>&, int64_t, int64_t, int64_t,
+                                        int64_t, int64_t);
+
+template <typename T>
 void gemm_packed(const T* a, int64_t lda, int64_t K, const T* m, const T* bias, T* c,
                  int64_t ldc, int64_t N, int64_t r0, int64_t r1, int64_t row_block) {
   const int64_t step = row_block < 1 ? 1 : row_block;
   for (int64_t rb = r0; rb < r1; rb += step) {
-    gemm_rows<Ops<T>, Epi::None>(Operand<T>{a + rb * lda, lda, K}, Operand<T>{nullptr, 0, 0}, m,
-                                 Init<T>{bias, 0}, c + rb * ldc, ldc, min64(step, r1 - rb), N);
+    constexpr int64_t P = Ops<T>::NVMAX * Ops<T>::W;
+    gemm_rows<Ops<T>, Epi::None>(Operand<T>{a + rb * lda, lda, K}, Operand<T>{nullptr, 0, 0},
+                                 Panels<T>{m, K * P, P}, Init<T>{bias, 0}, c + rb * ldc, ldc,
+                                 min64(step, r1 - rb), N);
   }
 }
 template void gemm_packed<float>(const float*, int64_t, int64_t, const float*, const float*,

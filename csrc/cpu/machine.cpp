@@ -185,6 +185,20 @@ Costs measure_costs(Isa isa) {
     }
     c.own_gemm_speedup = lib / std::max(own, 1.0);
   }
+  // Streaming a weight from beyond L2 through the gemv kernel: [N, 1024] floats of twice
+  // the L2, one pass to fault the pages in and fill the outer caches, then best of 3.
+  {
+    const int64_t K = 1024, N = std::max<int64_t>(16, 2 * caches().l2_bytes / (K * 4));
+    std::vector<float> w(N * K, 0.01f), a(K, 0.01f), out(N);
+    const auto pass = [&] { gemm_nt(isa, a.data(), K, K, w.data(), K, nullptr, out.data(), N, N, 0, 1, 1); };
+    pass();
+    const double ns = best_of(3, [&] {
+      const double t0 = thread_ns();
+      pass();
+      return thread_ns() - t0;
+    });
+    c.stream_bytes_per_ns = double(N * K * 4) / std::max(ns, 1.0);
+  }
   // A fork-join or barrier round of a few threads costs 1-20 us on current x86 servers;
   // a best-of-several above 50 us means the OS kept a thread descheduled in every run
   // (an oversubscribed machine), which says nothing about the cost on a free machine.
@@ -309,16 +323,16 @@ namespace {
 
 // (isa, l1d, l2, l3, cache source, threads, panel columns,
 //  madd/ns per core, pack ns/element, step call ns, parallel region ns, barrier ns,
-//  own GEMM speedup over the library's)
+//  own GEMM speedup over the library's, streaming bytes/ns)
 std::tuple<std::string, int64_t, int64_t, int64_t, std::string, int64_t, int64_t, double, double,
-           double, double, double, double>
+           double, double, double, double, double>
 cpu_machine() {
   const Isa isa = current_isa();
   const Caches& c = caches();
   const Costs& k = costs(isa);
   return {isa_name(isa), c.l1d_bytes, c.l2_bytes, c.l3_bytes, c.source, at::get_num_threads(),
           panel_cols(isa, false), k.madd_per_ns, k.pack_ns_per_element, k.step_call_ns,
-          k.parallel_ns, k.barrier_ns, k.own_gemm_speedup};
+          k.parallel_ns, k.barrier_ns, k.own_gemm_speedup, k.stream_bytes_per_ns};
 }
 
 std::tuple<double, double> cpu_fma_peak(double seconds, int64_t threads) {
@@ -334,7 +348,7 @@ std::tuple<double, double> cpu_fma_peak(double seconds, int64_t threads) {
 
 TORCH_LIBRARY_FRAGMENT(fastrnn, m) {
   m.def("_cpu_machine() -> (str, int, int, int, str, int, int, float, float, float, float, float, "
-        "float)",
+        "float, float)",
         &cpu_machine);
   m.def("_cpu_fma_peak(float seconds, int threads) -> (float, float)", &cpu_fma_peak);
 }

@@ -34,6 +34,9 @@ struct Costs {
   // at::mm time / packed_gemm time (batched_gemm.h) of a [256 x 512] x [512 x 512] product
   // on torch's threads, the weight pre-packed: > 1 when fastrnn's kernel is faster here.
   double own_gemm_speedup;
+  // Bytes per ns one core's gemv kernel (kernels.h gemm_nt, one row) reads a weight twice the
+  // size of its L2 at, i.e. from L3 or memory: the rate of a step whose weights do not fit.
+  double stream_bytes_per_ns;
 };
 const Costs& costs(Isa isa);
 

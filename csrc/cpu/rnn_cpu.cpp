@@ -80,11 +80,12 @@ void fill_panels(cpu::Isa isa, const std::vector<PackPart<T>>& parts, int64_t K,
 // [c0, c1) its own columns (panels [p0, p1) of P columns), sync() the team's barrier,
 // which every thread must reach equally often. The panels are divided by the team size
 // the region actually got (nested region, OMP limits), so a smaller team still computes
-// every column and the barrier waits only for threads that exist.
+// every column and the barrier waits only for threads that exist. threads: the team to ask
+// for (at most one per panel).
 template <typename Body>
-void run_columns(int64_t H, int64_t P, const Body& body) {
+void run_columns(int64_t H, int64_t P, int64_t threads, const Body& body) {
   const int64_t panels = (H + P - 1) / P;
-  const int want = static_cast<int>(std::min<int64_t>(at::get_num_threads(), panels));
+  const int want = static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(threads, panels)));
   cpu::SpinBarrier barrier;
 #pragma omp parallel num_threads(want)
   {
@@ -94,6 +95,12 @@ void run_columns(int64_t H, int64_t P, const Body& body) {
     body(std::min(p0 * P, H), std::min(p1 * P, H), p0, p1,
          [&] { barrier.wait(static_cast<int>(team), sense); });
   }
+}
+#else
+// Without OpenMP one thread owns every column and never waits.
+template <typename Body>
+void run_columns(int64_t H, int64_t P, int64_t, const Body& body) {
+  body(int64_t(0), H, int64_t(0), (H + P - 1) / P, [] {});
 }
 #endif
 
@@ -178,22 +185,31 @@ bool project_first(int64_t I, int64_t H, int64_t elem_size) {
   return (I + H) * H * elem_size > cpu::caches().l2_bytes / 2;
 }
 
-enum class Path { Stepwise, Rows, Columns };
+enum class Path { Stepwise, Rows, Columns, Gemv };
 
 // The path for a recurrence of T steps, B rows, K = rows of M, H columns:
 //   Stepwise (stepwise.h): a sequence too short to pay for packing the weights (the time
 //     saved per fused step times T below the packing time, both from machine.h), or weights
 //     too large for the threads' L2s while the batch cannot be split by rows (each core
 //     would stream its weights at every step, where the BLAS splits each GEMM).
-//   Columns: fewer rows than threads and enough work per step to pay a barrier; each
-//     thread keeps only its 1/n of the panels, so its share of the weights must fit its L2.
+//   Gemv: threads split the columns (each reads only its 1/n of the weights, in the layout
+//     the caller holds them: no packing pass) and meet at a barrier every step; the forward's
+//     input projection runs first in the same region, each thread on its own columns. Taken
+//     when a split pays (cost model below: its step time plus a barrier against one thread's,
+//     all terms measured in machine.h) and there are fewer rows than threads, and where the
+//     weights exceed half a core's L2 (read from beyond it at every step) when the model
+//     finds it faster than the rows split; *gemv_team says on how many threads (1 where a
+//     split does not pay).
+//   Columns: Gemv on packed panels (each thread's share packed in its L2); forced only, since
+//     Gemv does the same split without the packing pass.
 //   Rows: otherwise (every thread its own rows, no synchronisation).
 Path choose_path(cpu::Isa isa, int64_t T, int64_t B, int64_t K, int64_t H, int64_t elem_size,
-                 int64_t P) {
-  // FASTRNN_CPU_PATH=auto|fused|fused_inline|project_first|columns|stepwise (read at every
-  // call) forces a path, so that the tests reach each at any size; `columns` needs an
+                 int64_t P, int64_t* gemv_team) {
+  // FASTRNN_CPU_PATH=auto|fused|fused_inline|project_first|columns|gemv|stepwise (read at
+  // every call) forces a path, so that the tests reach each at any size; `columns` needs an
   // OpenMP build (else it is `fused`); fused_inline / project_first are `fused` with the
-  // input projection inside the step / first as one GEMM.
+  // input projection inside the step / first as one GEMM; `gemv` without OpenMP runs on one
+  // thread.
   const int64_t threads = at::get_num_threads();
 #ifdef _OPENMP
   const bool have_openmp = true;
@@ -209,19 +225,47 @@ Path choose_path(cpu::Isa isa, int64_t T, int64_t B, int64_t K, int64_t H, int64
     if (path == "stepwise") return Path::Stepwise;
     // Forced, it runs even on one thread (a team of one never waits at its barrier).
     if (path == "columns") return have_openmp ? Path::Columns : Path::Rows;
+    if (path == "gemv") {  // on every thread it can use, whatever the model says
+      *gemv_team = have_openmp ? std::min(threads, panels) : 1;
+      return Path::Gemv;
+    }
     TORCH_CHECK(path == "auto", "fastrnn: FASTRNN_CPU_PATH='", path,
                 "' is unknown; expected one of "
-                "auto|fused|fused_inline|project_first|columns|stepwise");
+                "auto|fused|fused_inline|project_first|columns|gemv|stepwise");
   }
   const cpu::Costs& cost = cpu::costs(isa);
   const int64_t l2 = cpu::caches().l2_bytes;
   const int64_t packed_elements = K * H;
   const bool rows_for_every_thread = B >= threads;
-  const bool columns = columns_possible && !rows_for_every_thread && panels >= 2 &&
-                       double(B * K * H) >= cost.barrier_ns * cost.madd_per_ns;
-  // The column split packs in parallel.
-  const double pack_ns = double(packed_elements) * cost.pack_ns_per_element /
-                         double(columns ? std::min(threads, panels) : 1);
+  // The gemv path's cost per call, ns, on a team of n: per step the larger of reading its
+  // 1/n of the weights (free while that sits in half a core's L2; else at the measured
+  // streaming rate: the weights come from L3 or memory at every step) and its 1/n of the
+  // multiply-adds, plus a barrier when n > 1.
+  const double bytes = double(packed_elements * elem_size);
+  const double madds = double(B * packed_elements);
+  const auto gemv_step_ns = [&](double share_bytes, int64_t n) {
+    const double read = share_bytes <= double(l2) / 2 ? 0.0 : share_bytes / cost.stream_bytes_per_ns;
+    return std::max(read, madds / (double(n) * cost.madd_per_ns));
+  };
+  const int64_t sharers = std::min(threads, panels);
+  const bool can_split = columns_possible && panels >= 2;
+  const double gemv_one = double(T) * gemv_step_ns(bytes, 1);
+  const double gemv_split = can_split ? double(T) * (gemv_step_ns(bytes / double(sharers), sharers) +
+                                                     cost.barrier_ns)
+                                      : 1e300;
+  const bool split_pays = gemv_split < gemv_one;
+  *gemv_team = split_pays ? sharers : 1;
+  // Fewer rows than threads: the split where it pays (the rows split would idle threads).
+  if (split_pays && !rows_for_every_thread) return Path::Gemv;
+  // Weights beyond half a core's L2: against the rows split, whose every thread reads all
+  // of them at every step after a packing pass. On one thread (or a split that does not
+  // pay) only the packing pass is between them, so the gemv path takes those cases.
+  if (bytes > double(l2) / 2) {
+    const double rows_ns = double(packed_elements) * cost.pack_ns_per_element +
+                           double(T) * gemv_step_ns(bytes, std::min(threads, B));
+    if (std::min(gemv_one, gemv_split) < rows_ns) return Path::Gemv;
+  }
+  const double pack_ns = double(packed_elements) * cost.pack_ns_per_element;
   // A fused step saves the stepwise step's library calls and, where fastrnn's packed GEMM
   // measured faster than the library's (own_gemm_speedup > 1), that fraction of the step's
   // multiply-adds (B K H of them on `threads` cores).
@@ -230,13 +274,15 @@ Path choose_path(cpu::Isa isa, int64_t T, int64_t B, int64_t K, int64_t H, int64
       cost.step_call_ns + std::max(0.0, cost.own_gemm_speedup - 1.0) * step_ns;
   if (double(T) * saved_per_step < pack_ns) return Path::Stepwise;
   if (rows_for_every_thread) return Path::Rows;
-  const int64_t sharers = columns ? std::min(threads, panels) : 1;
-  if (packed_elements * elem_size / sharers > l2) return Path::Stepwise;
-  return columns ? Path::Columns : Path::Rows;
+  // Fewer rows than threads and a split that does not pay: one thread, whose packed
+  // weights must fit its L2 (else the library's GEMM, split by the BLAS, does better).
+  if (packed_elements * elem_size > l2) return Path::Stepwise;
+  return Path::Rows;
 }
 
 // Notes the path a call takes for fastrnn.backends.last_cpu_plan() (last_plan.h).
-// threads: batch blocks for Rows, the team run_columns asks for, torch's team for Stepwise.
+// chunks: batch blocks for Rows, the team for Gemv; Columns: the team run_columns asks for,
+// Stepwise: torch's team.
 void record_path(const char* op, Path path, cpu::Isa isa, int64_t chunks, int64_t H, int64_t P,
                  bool pre, bool prefix) {
   cpu::LastPlan plan;
@@ -250,9 +296,54 @@ void record_path(const char* op, Path path, cpu::Isa isa, int64_t chunks, int64_
       plan.path = "columns";
       plan.threads = std::min<int64_t>(at::get_num_threads(), (H + P - 1) / P);
       break;
+    case Path::Gemv: plan.path = "gemv"; plan.threads = chunks; break;
     case Path::Stepwise: plan.path = "stepwise"; plan.threads = at::get_num_threads(); break;
   }
   cpu::record_plan(plan);
+}
+
+// Rows of a per pass of the dot-form projection (kernels.h gemm_nt): a block of a that
+// takes half of the L2, while the thread's weight rows stream past it.
+int64_t nt_row_block(int64_t K, int64_t elem_size) {
+  return std::max<int64_t>(8, cpu::caches().l2_bytes / 2 / std::max<int64_t>(1, K * elem_size));
+}
+
+// The gemv path's forward (choose_path): each thread owns columns [c0, c1) of y, computes
+// their input projection y[:, :, c0:c1) = x W_ih[c0:c1]^T + b for every step first, then
+// the steps on the same columns with W_hh[c0:c1] read in place; step s reads all columns of
+// y_{s-1}, so the team meets once per step (as run_columns explains).
+template <typename Scalar>
+void forward_gemv(cpu::Isa isa, const at::Tensor& x, const at::Tensor& w_ih,
+                  const at::Tensor& w_hh, const at::Tensor& bias, const at::Tensor& h0,
+                  at::Tensor& y, const at::Tensor& lengths, bool prefix, bool reverse,
+                  Activation act, int64_t P, int64_t team) {
+  const int64_t T = y.size(0), B = y.size(1), I = x.size(2), H = y.size(2);
+  cpu::ForwardArgs<Scalar> a{};
+  a.T_ = T;
+  a.B = B;
+  a.I = 0;
+  a.H = H;
+  a.w_hh = w_hh.data_ptr<Scalar>();
+  a.x = x.data_ptr<Scalar>();
+  a.h0 = h0.data_ptr<Scalar>();
+  a.bias = bias.defined() ? bias.data_ptr<Scalar>() : nullptr;
+  a.y_holds_pre = true;
+  a.y = y.data_ptr<Scalar>();
+  a.lengths = lengths.defined() ? lengths.data_ptr<int64_t>() : nullptr;
+  a.active_prefix = prefix;
+  a.reverse = reverse;
+  a.act = act == Activation::Tanh ? cpu::Act::Tanh : cpu::Act::Relu;
+  const Scalar* wih = w_ih.data_ptr<Scalar>();  // [H, I]
+  const int64_t row_block = nt_row_block(I, sizeof(Scalar));
+  run_columns(H, P, team, [&](int64_t c0, int64_t c1, int64_t, int64_t, const auto& sync) {
+    if (c1 <= c0) return;  // (a smaller team than panels never leaves a thread without any)
+    cpu::gemm_nt(isa, a.x, I, I, wih + c0 * I, I, a.bias ? a.bias + c0 : nullptr, a.y + c0, H,
+                 c1 - c0, 0, T * B, row_block);
+    for (int64_t s = 0; s < T; ++s) {
+      cpu::forward_gemv_step(isa, a, s, 0, B, c0, c1);
+      if (s + 1 < T) sync();
+    }
+  });
 }
 
 template <typename Scalar>
@@ -262,15 +353,21 @@ void forward_recurrence(cpu::Isa isa, const at::Tensor& x, const at::Tensor& w_i
   const int64_t T = y.size(0), B = y.size(1), I = x.size(2), H = y.size(2);
   const bool pre = project_first(I, H, sizeof(Scalar));
   const int64_t P = cpu::panel_cols(isa, std::is_same_v<Scalar, double>);
-  const Path path = choose_path(isa, T, B, pre ? H : I + H, H, sizeof(Scalar), P);
+  int64_t team = 1;
+  const Path path = choose_path(isa, T, B, pre ? H : I + H, H, sizeof(Scalar), P, &team);
   const int64_t chunks = batch_chunks(isa, /*backward=*/false, T, B, (pre ? 0 : I) + H, H);
   const bool prefix = lengths_nonincreasing(lengths, T);
-  record_path("forward", path, isa, chunks, H, P, pre, prefix);
+  record_path("forward", path, isa, path == Path::Gemv ? team : chunks, H, P,
+              pre || path == Path::Gemv, prefix);
   if (path == Path::Stepwise) {
     cpu::forward_stepwise(x, w_ih, w_hh, bias, h0, y, lengths, reverse, act);
     return;
   }
-  const bool own = pre && cpu::prefer_own_gemm(isa);
+  if (path == Path::Gemv) {
+    forward_gemv<Scalar>(isa, x, w_ih, w_hh, bias, h0, y, lengths, prefix, reverse, act, P, team);
+    return;
+  }
+  const bool own = pre && cpu::prefer_own_gemm(isa, T * B, I, H);
   cpu::note_own_gemm(own);
   if (own && prefix) {
     // Only the active rows' projections: step t's rows [0, n_t) of the sorted batch.
@@ -325,7 +422,8 @@ void forward_recurrence(cpu::Isa isa, const at::Tensor& x, const at::Tensor& w_i
     // barrier per step orders it: after it, every column of y_s is written, and nobody
     // writes y_s again. A thread uses only the panels it packed itself (first touch
     // places them near its core), so packing needs no barrier of its own.
-    run_columns(H, P, [&](int64_t c0, int64_t c1, int64_t p0, int64_t p1, const auto& sync) {
+    run_columns(H, P, at::get_num_threads(), [&](int64_t c0, int64_t c1, int64_t p0, int64_t p1,
+                                                 const auto& sync) {
       fill_panels<Scalar>(isa, parts, K, N, packed, p0, p1);
       for (int64_t s = 0; s < T; ++s) {
         cpu::forward_step(isa, a, s, 0, B, c0, c1);
@@ -346,24 +444,27 @@ void backward_recurrence(cpu::Isa isa, const at::Tensor& w_hh, const at::Tensor&
                          const at::Tensor& lengths, bool reverse, Activation act) {
   const int64_t H = y.size(2);
   const int64_t P = cpu::panel_cols(isa, std::is_same_v<T, double>);
-  const Path path = choose_path(isa, y.size(0), y.size(1), H, H, sizeof(T), P);
+  int64_t team = 1;
+  const Path path = choose_path(isa, y.size(0), y.size(1), H, H, sizeof(T), P, &team);
   const int64_t chunks = batch_chunks(isa, /*backward=*/true, y.size(0), y.size(1), H, H);
   const bool prefix = lengths_nonincreasing(lengths, y.size(0));
-  record_path("backward", path, isa, chunks, H, P, false, prefix);
+  record_path("backward", path, isa, path == Path::Gemv ? team : chunks, H, P, false, prefix);
   if (path == Path::Stepwise) {
     cpu::backward_stepwise(w_hh, dy, y, dz, carry, lengths, reverse, act);
     return;
   }
   int64_t K = 0, N = 0;
   const auto parts = pack_parts<T>({{&w_hh, false}}, &K, &N);  // W_hh
-  at::Tensor m = at::empty({cpu::packed_size(isa, K, N, std::is_same_v<T, double>)},
-                           y.options());  // [ceil(H/P) * H * P]
+  // The gemv path reads W_hh in place; the others pack it.
+  const int64_t packed = cpu::packed_size(isa, K, N, std::is_same_v<T, double>);
+  at::Tensor m = at::empty({path == Path::Gemv ? 0 : packed}, y.options());  // [ceil(H/P) * H * P]
   at::Tensor scratch = at::empty_like(carry);                    // [B, H]
   cpu::BackwardArgs<T> a{};
   a.T_ = y.size(0);
   a.B = y.size(1);
   a.H = H;
   a.m = m.data_ptr<T>();
+  a.w_hh = w_hh.data_ptr<T>();
   a.dy = dy.data_ptr<T>();
   a.y = y.data_ptr<T>();
   a.dz = dz.data_ptr<T>();
@@ -373,18 +474,28 @@ void backward_recurrence(cpu::Isa isa, const at::Tensor& w_hh, const at::Tensor&
   a.active_prefix = prefix;
   a.reverse = reverse;
   a.act = act == Activation::Tanh ? cpu::Act::Tanh : cpu::Act::Relu;
-  T* packed = m.data_ptr<T>();
+  // Columns and Gemv: carry (zeroed by the caller) and scratch are private per column:
+  // backward_dz reads and writes only its own columns of them, and so does backward_carry.
+  // The one shared thing is dz_t, written in own columns by backward_dz and read in all
+  // columns by backward_carry, hence the barrier between the two. None is needed after
+  // backward_carry: the next step's backward_dz writes dz of another time step (dz is
+  // [T, B, H]) and only own columns of carry/scratch, so a thread running ahead cannot
+  // touch what a slower one still reads, and it cannot pass the next barrier alone.
+  if (path == Path::Gemv) {
+    run_columns(H, P, team, [&](int64_t c0, int64_t c1, int64_t, int64_t, const auto& sync) {
+      for (int64_t s = 0; s < a.T_; ++s) {
+        cpu::backward_dz(isa, a, s, 0, a.B, c0, c1);
+        sync();
+        cpu::backward_gemv_carry(isa, a, s, 0, a.B, c0, c1);
+      }
+    });
+    return;
+  }
 #ifdef _OPENMP
   if (path == Path::Columns) {
-    // carry (zeroed by the caller) and scratch are private per column: backward_dz reads
-    // and writes only its own columns of them, and so does backward_carry. The one shared
-    // thing is dz_t, written in own columns by backward_dz and read in all columns by
-    // backward_carry, hence the barrier between the two. None is needed after
-    // backward_carry: the next step's backward_dz writes dz of another time step (dz is
-    // [T, B, H]) and only own columns of carry/scratch, so a thread running ahead cannot
-    // touch what a slower one still reads, and it cannot pass the next barrier alone.
-    run_columns(H, P, [&](int64_t c0, int64_t c1, int64_t p0, int64_t p1, const auto& sync) {
-      fill_panels<T>(isa, parts, K, N, packed, p0, p1);
+    run_columns(H, P, at::get_num_threads(), [&](int64_t c0, int64_t c1, int64_t p0, int64_t p1,
+                                                 const auto& sync) {
+      fill_panels<T>(isa, parts, K, N, m.data_ptr<T>(), p0, p1);
       for (int64_t s = 0; s < a.T_; ++s) {
         cpu::backward_dz(isa, a, s, 0, a.B, c0, c1);
         sync();
@@ -394,7 +505,7 @@ void backward_recurrence(cpu::Isa isa, const at::Tensor& w_hh, const at::Tensor&
     return;
   }
 #endif
-  fill_panels<T>(isa, parts, K, N, packed, 0, m.numel() / (K * P));
+  fill_panels<T>(isa, parts, K, N, m.data_ptr<T>(), 0, m.numel() / (K * P));
   for_batch_blocks(row_bounds(chunks, a.B, lengths, a.T_, prefix),
                    [&](int64_t b0, int64_t b1) { cpu::backward_rows(isa, a, b0, b1); });
 }
@@ -460,14 +571,17 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> rnn_backw
   } else {
     dz.zero_();
   }
-  // dx = dz W_ih on fastrnn's packed GEMM where it is the faster one (batched_gemm.h); the
-  // weight gradients stay with the library (their reduction runs over T*B).
-  const bool own_dx = output_mask[0] && B > 0 && H > 0 && input.size(2) > 0 &&
-                      cpu::prefer_own_gemm(isa);
+  // dx = dz W_ih on fastrnn's packed GEMM where batched_gemm.h finds it the faster one,
+  // its packing pass over W_ih included; the weight gradients stay with the library (their
+  // reduction runs over T*B; fastrnn's kernel, tried for them, measured slower at T*B = 32
+  // on one thread). (W_ih read in place, as the gemv recurrence reads W_hh, measured slower
+  // for dx at T*B = 32: its panels' rows lie a weight row apart.)
+  const int64_t I = input.size(2);
+  const bool own_dx = output_mask[0] && B > 0 && H > 0 && I > 0 &&
+                      cpu::prefer_own_gemm(isa, T * B, H, I);
   cpu::note_own_gemm(own_dx);
   if (!own_dx) return backward_gemms(dz, carry, input, hx, weight_ih, y, reverse, output_mask);
   auto grads = backward_gemms(dz, carry, input, hx, weight_ih, y, reverse, {false, output_mask[1]});
-  const int64_t I = input.size(2);
   at::Tensor dx = at::empty({T * B, I}, y.options());  // [T*B, I]
   cpu::own_gemm(isa, dz.view({T * B, H}), as_compute(weight_ih, ct), /*transpose=*/false,
                 at::Tensor(), dx);
