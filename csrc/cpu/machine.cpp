@@ -199,6 +199,19 @@ Costs measure_costs(Isa isa) {
     });
     c.stream_bytes_per_ns = double(N * K * 4) / std::max(ns, 1.0);
   }
+  // The same kernel's arithmetic rate: 16 rows against a [128, 256] weight (128 KiB, in L2).
+  {
+    constexpr int64_t R = 16, K = 256, N = 128;
+    std::vector<float> w(N * K, 0.01f), a(R * K, 0.01f), out(R * N);
+    const auto pass = [&] { gemm_nt(isa, a.data(), K, K, w.data(), K, nullptr, out.data(), N, N, 0, R, R); };
+    pass();
+    const double ns = best_of(3, [&] {
+      const double t0 = thread_ns();
+      for (int i = 0; i < 8; ++i) pass();
+      return thread_ns() - t0;
+    });
+    c.gemv_madd_per_ns = std::min(c.madd_per_ns, double(8 * R * K * N) / std::max(ns, 1.0));
+  }
   // A fork-join or barrier round of a few threads costs 1-20 us on current x86 servers;
   // a best-of-several above 50 us means the OS kept a thread descheduled in every run
   // (an oversubscribed machine), which says nothing about the cost on a free machine.
@@ -323,16 +336,17 @@ namespace {
 
 // (isa, l1d, l2, l3, cache source, threads, panel columns,
 //  madd/ns per core, pack ns/element, step call ns, parallel region ns, barrier ns,
-//  own GEMM speedup over the library's, streaming bytes/ns)
+//  own GEMM speedup over the library's, streaming bytes/ns, gemv madd/ns)
 std::tuple<std::string, int64_t, int64_t, int64_t, std::string, int64_t, int64_t, double, double,
-           double, double, double, double, double>
+           double, double, double, double, double, double>
 cpu_machine() {
   const Isa isa = current_isa();
   const Caches& c = caches();
   const Costs& k = costs(isa);
   return {isa_name(isa), c.l1d_bytes, c.l2_bytes, c.l3_bytes, c.source, at::get_num_threads(),
           panel_cols(isa, false), k.madd_per_ns, k.pack_ns_per_element, k.step_call_ns,
-          k.parallel_ns, k.barrier_ns, k.own_gemm_speedup, k.stream_bytes_per_ns};
+          k.parallel_ns, k.barrier_ns, k.own_gemm_speedup, k.stream_bytes_per_ns,
+          k.gemv_madd_per_ns};
 }
 
 std::tuple<double, double> cpu_fma_peak(double seconds, int64_t threads) {
@@ -348,7 +362,7 @@ std::tuple<double, double> cpu_fma_peak(double seconds, int64_t threads) {
 
 TORCH_LIBRARY_FRAGMENT(fastrnn, m) {
   m.def("_cpu_machine() -> (str, int, int, int, str, int, int, float, float, float, float, float, "
-        "float, float)",
+        "float, float, float)",
         &cpu_machine);
   m.def("_cpu_fma_peak(float seconds, int threads) -> (float, float)", &cpu_fma_peak);
 }

@@ -37,6 +37,10 @@ struct Costs {
   // Bytes per ns one core's gemv kernel (kernels.h gemm_nt, one row) reads a weight twice the
   // size of its L2 at, i.e. from L3 or memory: the rate of a step whose weights do not fit.
   double stream_bytes_per_ns;
+  // One core's multiply-adds per ns through the gemv path's dot-form kernel (kernels.h
+  // gemm_nt, weights unpacked) on 16 rows with an L2-resident weight: its compute rate where
+  // a step is bound by arithmetic, not by reading the weights (lower than the packed kernels').
+  double gemv_madd_per_ns;
 };
 const Costs& costs(Isa isa);
 

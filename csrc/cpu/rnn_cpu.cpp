@@ -237,15 +237,19 @@ Path choose_path(cpu::Isa isa, int64_t T, int64_t B, int64_t K, int64_t H, int64
   const int64_t l2 = cpu::caches().l2_bytes;
   const int64_t packed_elements = K * H;
   const bool rows_for_every_thread = B >= threads;
-  // The gemv path's cost per call, ns, on a team of n: per step the larger of reading its
-  // 1/n of the weights (free while that sits in half a core's L2; else at the measured
-  // streaming rate: the weights come from L3 or memory at every step) and its 1/n of the
-  // multiply-adds, plus a barrier when n > 1.
+  // A step's time, ns, on a team of n each reading share_bytes of the weights: the larger of
+  // that read (free while it sits in half a core's L2; else at the measured streaming rate:
+  // the weights come from L3 or memory at every step) and its 1/n of the multiply-adds at
+  // the kernel's rate (the gemv kernel's dot form, unpacked, is measured separately: with
+  // many rows it is compute-bound and slower than the packed rows kernels).
   const double bytes = double(packed_elements * elem_size);
   const double madds = double(B * packed_elements);
-  const auto gemv_step_ns = [&](double share_bytes, int64_t n) {
+  const auto step_ns_at = [&](double share_bytes, int64_t n, double madd_per_ns) {
     const double read = share_bytes <= double(l2) / 2 ? 0.0 : share_bytes / cost.stream_bytes_per_ns;
-    return std::max(read, madds / (double(n) * cost.madd_per_ns));
+    return std::max(read, madds / (double(n) * madd_per_ns));
+  };
+  const auto gemv_step_ns = [&](double share_bytes, int64_t n) {
+    return step_ns_at(share_bytes, n, cost.gemv_madd_per_ns);
   };
   const int64_t sharers = std::min(threads, panels);
   const bool can_split = columns_possible && panels >= 2;
@@ -262,7 +266,7 @@ Path choose_path(cpu::Isa isa, int64_t T, int64_t B, int64_t K, int64_t H, int64
   // pay) only the packing pass is between them, so the gemv path takes those cases.
   if (bytes > double(l2) / 2) {
     const double rows_ns = double(packed_elements) * cost.pack_ns_per_element +
-                           double(T) * gemv_step_ns(bytes, std::min(threads, B));
+                           double(T) * step_ns_at(bytes, std::min(threads, B), cost.madd_per_ns);
     if (std::min(gemv_one, gemv_split) < rows_ns) return Path::Gemv;
   }
   const double pack_ns = double(packed_elements) * cost.pack_ns_per_element;
