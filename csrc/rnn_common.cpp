@@ -28,15 +28,27 @@ at::Tensor combined_bias(const std::optional<at::Tensor>& bias_ih,
 
 namespace {
 
-// h_prev of every step, [T*B, H] in y's (the compute) type: y of the previously visited
-// step, h0 for the first visited one; row t*B + b goes with dz's. dW_hh = dz^T h_prev.
-at::Tensor previous_states(const at::Tensor& y, const at::Tensor& hx, bool reverse) {
+// dW_hh = sum_t dz_t^T h_prev_t, h_prev = y of the previously visited step (h0 for the
+// first visited one), in dz's (the compute) type.
+at::Tensor grad_weight_hh(const at::Tensor& dz, const at::Tensor& y, const at::Tensor& hx,
+                          bool reverse) {
   const int64_t T = y.size(0), B = y.size(1), H = y.size(2);
-  const at::Tensor h0 = as_compute(hx, y.scalar_type()).unsqueeze(0);  // [1, B, H]
-  const at::Tensor h_prev =
-      T == 1 ? h0
-             : (reverse ? at::cat({y.narrow(0, 1, T - 1), h0}) : at::cat({h0, y.narrow(0, 0, T - 1)}));
-  return h_prev.reshape({T * B, H}).contiguous();  // [T*B, H]
+  const at::Tensor h0 = as_compute(hx, y.scalar_type());  // [B, H]
+  const int64_t first = reverse ? T - 1 : 0;              // the step h0 feeds
+  // Few rows (T*B <= H, e.g. batch 1): one GEMM over h_prev gathered into a [T*B, H] copy,
+  // rather than a rank-B product plus a second full pass over the [H, H] result. Otherwise
+  // the copy (as large as y) would cost more than that pass: the two GEMMs on views.
+  if (T == 1 || T * B <= H) {
+    const at::Tensor h_prev =
+        T == 1 ? h0.unsqueeze(0)
+               : (reverse ? at::cat({y.narrow(0, 1, T - 1), h0.unsqueeze(0)})
+                          : at::cat({h0.unsqueeze(0), y.narrow(0, 0, T - 1)}));  // [T, B, H]
+    return at::mm(dz.view({T * B, H}).t(), h_prev.reshape({T * B, H}));
+  }
+  at::Tensor g = at::mm(dz.select(0, first).t(), h0);  // [H, H]
+  const at::Tensor dz_rest = dz.narrow(0, reverse ? 0 : 1, T - 1).reshape({(T - 1) * B, H});
+  const at::Tensor h_rest = y.narrow(0, reverse ? 1 : 0, T - 1).reshape({(T - 1) * B, H});
+  return g.addmm_(dz_rest.t(), h_rest);
 }
 
 }  // namespace
@@ -62,10 +74,7 @@ Grads backward_gemms(const at::Tensor& dz, const at::Tensor& grad_hx, const at::
   if (output_mask[1]) {
     const at::Tensor x = as_compute(input, ct);  // [T, B, I]
     grad_w_ih = back(at::mm(dz2d.t(), x.view({T * B, I})));  // [H, I]
-    // One GEMM over all T*B rows (h_prev gathered, T*B*H elements) rather than a rank-B
-    // product plus a second pass over the [H, H] result: at batch 1 each pass is a full
-    // write of it.
-    grad_w_hh = back(at::mm(dz2d.t(), previous_states(y, hx, reverse)));  // [H, H]
+    grad_w_hh = back(grad_weight_hh(dz, y, hx, reverse));  // [H, H]
     grad_bias = back(at::sum(dz2d, {0}));  // [H]
   }
   return {grad_input, back(grad_hx), grad_w_ih, grad_w_hh, grad_bias};

@@ -41,7 +41,7 @@ from collections.abc import Callable, Iterator
 import torch
 from torch import Tensor
 
-from . import _ops
+from . import _op_glue, _ops
 
 # The cost model's candidate order (cost_model.h Candidate); tiled_mma: the tiled family on
 # tensor cores, float16/bfloat16 models only.
@@ -488,5 +488,9 @@ default_chooser = Chooser()
 
 def rnn_forward(input, hx, weight_ih, weight_hh, bias_ih, bias_hh, lengths, reverse, nonlinearity):
     """rnn_forward's contract (csrc/rnn.h) on a CUDA device, through the chosen candidate."""
+    out = _op_glue.forward_mode_call(input, hx, weight_ih, weight_hh, bias_ih, bias_hh, lengths,
+                                     reverse, nonlinearity)
+    if out is not None:  # forward-mode AD: no candidate has a jvp
+        return out
     return default_chooser.run(LayerCall(input, hx, weight_ih, weight_hh, bias_ih, bias_hh,
                                          lengths, bool(reverse), nonlinearity))

@@ -96,12 +96,14 @@ def register_autograd(forward_op, backward: BackwardCall) -> Callable[..., Tenso
     """Makes ``forward_op`` (a custom op with rnn_forward's signature) differentiable, and
     returns the differentiable entry point that functional.py calls.
 
-    Two registrations, one backward:
+    One backward, three ways in:
     * the op's own autograd (``torch.library.register_autograd``), used by torch.compile /
       torch.export, ``torch.jit.trace`` and anyone calling the op directly;
-    * an ``autograd.Function`` with ``setup_context`` for torch.func transforms, and its twin
-      whose forward calls the op below autograd for plain eager calls (``_fast_eager``). The first
-      cannot serve them: torch.library builds an old-style Function (``forward(ctx, ...)``)
+    * an ``autograd.Function`` with ``setup_context`` for torch.func transforms;
+    * its twin in the ``forward(ctx, ...)`` form, whose forward calls the op below autograd,
+      for plain eager calls (``_fast_eager``).
+    Forward-mode AD (dual tensors, torch.func.jvp / jacfwd) runs the reference instead
+    (``forward_mode_call``). The op's own registration cannot serve torch.func: torch.library builds an old-style Function (``forward(ctx, ...)``)
       that it applies *inside* the Autograd kernel, where functorch has already unwrapped
       its level, so ``torch.func.grad`` fails ("must override the setup_context
       staticmethod") for every Python-registered op autograd in this torch (2.14), its own
@@ -145,15 +147,13 @@ def register_autograd(forward_op, backward: BackwardCall) -> Callable[..., Tenso
 
     def rnn_forward(input, hx, weight_ih, weight_hh, bias_ih, bias_hh, lengths, reverse, nonlinearity):
         # A constant under torch.compile (dynamo folds this query), so compiled graphs hold the op.
+        out = forward_mode_call(input, hx, weight_ih, weight_hh, bias_ih, bias_hh, lengths, reverse,
+                                nonlinearity)
+        if out is not None:
+            return out
         if torch._C._are_functorch_transforms_active():
-            if _under_functorch_jvp():  # torch.func.jvp / jacfwd / hessian's outer jacfwd
-                return _forward_mode(input, hx, weight_ih, weight_hh, bias_ih, bias_hh, lengths,
-                                     reverse, nonlinearity)
             return function.apply(input, hx, weight_ih, weight_hh, bias_ih, bias_hh, lengths, reverse,
                                   nonlinearity)
-        if _has_forward_tangent(input, hx, weight_ih, weight_hh, bias_ih, bias_hh):
-            return _forward_mode(input, hx, weight_ih, weight_hh, bias_ih, bias_hh, lengths, reverse,
-                                 nonlinearity)
         if _fast_eager(input, hx, weight_ih, weight_hh, bias_ih, bias_hh, lengths):
             if torch.is_grad_enabled() and torch._C._any_requires_grad(
                     input, hx, weight_ih, weight_hh, bias_ih, bias_hh):
@@ -167,6 +167,18 @@ def register_autograd(forward_op, backward: BackwardCall) -> Callable[..., Tenso
 
 
 _below_autograd = torch._C._AutoDispatchBelowAutograd
+
+
+def forward_mode_call(input, hx, weight_ih, weight_hh, bias_ih, bias_hh, lengths, reverse,
+                      nonlinearity) -> Tensor | None:
+    """The layer's output through the reference when forward-mode AD is on for these
+    arguments (``_forward_mode``), else None. Every differentiable entry point asks this
+    first: the ops' own (``register_autograd``'s ``rnn_forward``) and the CUDA choice's."""
+    if (_has_forward_tangent(input, hx, weight_ih, weight_hh, bias_ih, bias_hh)
+            or (torch._C._are_functorch_transforms_active() and _under_functorch_jvp())):
+        return _forward_mode(input, hx, weight_ih, weight_hh, bias_ih, bias_hh, lengths, reverse,
+                             nonlinearity)
+    return None
 
 
 def _forward_mode(input, hx, weight_ih, weight_hh, bias_ih, bias_hh, lengths, reverse, nonlinearity):
@@ -226,7 +238,9 @@ def _make_backward(backward: BackwardCall):
                 ctx.reverse, ctx.nonlinearity, needs)
         need_input = needs[0]
         need_weights = any(needs[2:6])
-        with _below_autograd():  # grad is off here: the backward op's autograd kernel only forbids
+        # Grad is off here, so the backward op's autograd kernel would only forbid double
+        # backward (handled above): call the op below it.
+        with _below_autograd():
             gx, ghx, gw_ih, gw_hh, gb = backward(
                 grad_output, input, hx, weight_ih, weight_hh, output, lengths,
                 ctx.reverse, ctx.nonlinearity, [need_input, need_weights],

@@ -20,7 +20,8 @@ def last_cpu_plan() -> dict | None:
     """What the last CPU ``rnn_forward`` / ``rnn_backward`` call on this thread ran, or None.
 
     Keys: ``op`` ("forward" | "backward"), ``path`` ("rows": threads split the batch;
-    "columns": threads split the weight panels and meet once per step; "stepwise": ATen
+    "gemv": threads split the output columns, reading the weights unpacked, and meet once per
+    step; "columns": the same split on packed weight panels (forced only); "stepwise": ATen
     GEMMs one step at a time), ``isa`` ("portable" | "avx2" | "avx512"), ``threads``, and
     ``project_first`` (the forward ran x W_ih^T + b as one GEMM before the steps), and
     ``active_rows`` (sorted lengths, e.g. a PackedSequence: each step computed only its

@@ -135,3 +135,24 @@ def test_jacfwd_of_the_input_matches_nn_rnn():
     ref, ours = twin_rnn(3, 4, dtype=F64)
     x = torch.randn(4, 1, 3, dtype=F64)
     assert_close(torch.func.jacfwd(lambda v: ours(v)[1])(x), torch.func.jacfwd(lambda v: ref(v)[1])(x))
+
+
+def test_forward_mode_ad_is_routed_before_the_cuda_choice():
+    # On CUDA, backend="auto" layers go through the measured choice (_cuda_choice), whose
+    # fastrnn candidates have no jvp: dual tensors must take the reference there as well.
+    # The routing happens before any device work, so CPU tensors exercise it here.
+    import torch.autograd.forward_ad as fwAD
+
+    from fastrnn import _cuda_choice, reference
+
+    T, B, I, H = 4, 2, 3, 5
+    args = [torch.randn(T, B, I, dtype=F64), torch.randn(B, H, dtype=F64),
+            torch.randn(H, I, dtype=F64, requires_grad=True), torch.randn(H, H, dtype=F64, requires_grad=True),
+            torch.randn(H, dtype=F64), torch.randn(H, dtype=F64)]
+    tangent = torch.randn(T, B, I, dtype=F64)
+    _, expected = torch.func.jvp(
+        lambda x: reference.rnn_forward(x, *args[1:], None, False, "tanh"), (args[0],), (tangent,))
+    with fwAD.dual_level():
+        out = _cuda_choice.rnn_forward(fwAD.make_dual(args[0], tangent), *args[1:], None, False, "tanh")
+        got = fwAD.unpack_dual(out).tangent
+    assert_close(got, expected)

@@ -340,11 +340,15 @@ void forward_gemv(cpu::Isa isa, const at::Tensor& x, const at::Tensor& w_ih,
   const Scalar* wih = w_ih.data_ptr<Scalar>();  // [H, I]
   const int64_t row_block = nt_row_block(I, sizeof(Scalar));
   run_columns(H, P, team, [&](int64_t c0, int64_t c1, int64_t, int64_t, const auto& sync) {
-    if (c1 <= c0) return;  // (a smaller team than panels never leaves a thread without any)
-    cpu::gemm_nt(isa, a.x, I, I, wih + c0 * I, I, a.bias ? a.bias + c0 : nullptr, a.y + c0, H,
-                 c1 - c0, 0, T * B, row_block);
+    // A thread without columns still meets the team at every barrier (a smaller team than
+    // panels never leaves one without, but a return here would deadlock the others).
+    const bool work = c1 > c0;
+    if (work) {
+      cpu::gemm_nt(isa, a.x, I, I, wih + c0 * I, I, a.bias ? a.bias + c0 : nullptr, a.y + c0, H,
+                   c1 - c0, 0, T * B, row_block);
+    }
     for (int64_t s = 0; s < T; ++s) {
-      cpu::forward_gemv_step(isa, a, s, 0, B, c0, c1);
+      if (work) cpu::forward_gemv_step(isa, a, s, 0, B, c0, c1);
       if (s + 1 < T) sync();
     }
   });
@@ -359,7 +363,9 @@ void forward_recurrence(cpu::Isa isa, const at::Tensor& x, const at::Tensor& w_i
   const int64_t P = cpu::panel_cols(isa, std::is_same_v<Scalar, double>);
   int64_t team = 1;
   const Path path = choose_path(isa, T, B, pre ? H : I + H, H, sizeof(Scalar), P, &team);
-  const int64_t chunks = batch_chunks(isa, /*backward=*/false, T, B, (pre ? 0 : I) + H, H);
+  // Batch blocks of the rows path (measured step times: only worth measuring for it).
+  const int64_t chunks =
+      path == Path::Rows ? batch_chunks(isa, /*backward=*/false, T, B, (pre ? 0 : I) + H, H) : 1;
   const bool prefix = lengths_nonincreasing(lengths, T);
   record_path("forward", path, isa, path == Path::Gemv ? team : chunks, H, P,
               pre || path == Path::Gemv, prefix);
@@ -450,7 +456,8 @@ void backward_recurrence(cpu::Isa isa, const at::Tensor& w_hh, const at::Tensor&
   const int64_t P = cpu::panel_cols(isa, std::is_same_v<T, double>);
   int64_t team = 1;
   const Path path = choose_path(isa, y.size(0), y.size(1), H, H, sizeof(T), P, &team);
-  const int64_t chunks = batch_chunks(isa, /*backward=*/true, y.size(0), y.size(1), H, H);
+  const int64_t chunks =
+      path == Path::Rows ? batch_chunks(isa, /*backward=*/true, y.size(0), y.size(1), H, H) : 1;
   const bool prefix = lengths_nonincreasing(lengths, y.size(0));
   record_path("backward", path, isa, path == Path::Gemv ? team : chunks, H, P, false, prefix);
   if (path == Path::Stepwise) {
