@@ -40,6 +40,29 @@
 
 namespace fastrnn::plan {
 
+// Whether a tiled block of `smem` bytes (either family) can run on `dev`: within the opt-in
+// per-block limit, at least one block per SM (regs: the kernels' registers per thread, 0: the
+// __launch_bounds__ cap), and, with several column tiles, every block co-resident for
+// grid.sync() (cooperative launch). Sets p.smem_bytes and p.blocks_per_sm.
+inline bool fit_tiled(Plan& p, int64_t smem, const Device& dev, int regs) {
+  const int smem_limit = dev.smem_optin > dev.smem_per_block ? dev.smem_optin : dev.smem_per_block;
+  if (smem > smem_limit) return false;
+  p.smem_bytes = int(smem);
+  p.blocks_per_sm = blocks_per_sm(regs > 0 ? regs : kTiledMaxRegsPerThread, p.smem_bytes, dev);
+  if (p.blocks_per_sm < 1) return false;
+  return p.col_tiles == 1 ||
+         (dev.cooperative_launch && int64_t(p.grid) <= int64_t(p.blocks_per_sm) * dev.sm_count);
+}
+
+// The argmin of the configurations' predicted steps: keeps p if it is the first or cheaper
+// (ties: the earlier one).
+inline void keep_cheaper(const Plan& p, double cost, Plan& best, double& best_cost) {
+  if (best_cost < 0 || cost < best_cost) {
+    best_cost = cost;
+    best = p;
+  }
+}
+
 // The cheapest tiled plan for B x H that fits (shared memory up to the opt-in limit,
 // co-resident blocks when a grid barrier is needed); path kGemmFallback if none does.
 // Ranked by the cost model's predicted step (cost_model.h tiled_cost) on `spec`'s device.
@@ -50,7 +73,6 @@ inline Plan make_tiled_plan(const cost::Shape& s, int elem_size, const cost::Dev
   Plan best;
   const Device& dev = spec.dev;
   const int64_t B = s.B, H = s.H;
-  const int smem_limit = dev.smem_optin > dev.smem_per_block ? dev.smem_optin : dev.smem_per_block;
   const int stride = tiled_stride(H);
   // Each warp's K share, a multiple of 4 so that warps start on aligned k.
   const int k_chunk = int(ceil_div(ceil_div(H, kWarps), 4) * 4);
@@ -79,20 +101,11 @@ inline Plan make_tiled_plan(const cost::Shape& s, int elem_size, const cost::Dev
       p.k_chunk = k_chunk;
       p.resident = p.col_tiles == 1 ? 1 : 0;
       p.rows_per_tile = tile_rows;
-      const int64_t smem = tiled_smem_bytes(tile_rows, tile_cols, stride, p.resident, elem_size);
-      if (smem > smem_limit) continue;
-      p.smem_bytes = int(smem);
-      p.blocks_per_sm = blocks_per_sm(regs > 0 ? regs : kTiledMaxRegsPerThread, p.smem_bytes, dev);
-      if (p.blocks_per_sm < 1) continue;
-      if (p.col_tiles > 1 && (!dev.cooperative_launch ||
-                              int64_t(p.grid) > int64_t(p.blocks_per_sm) * dev.sm_count)) {
-        continue;  // grid.sync() needs every block resident at once
+      if (!fit_tiled(p, tiled_smem_bytes(tile_rows, tile_cols, stride, p.resident, elem_size),
+                     dev, regs)) {
+        continue;
       }
-      const double cost = cost::tiled_cost(spec, s, p).total;
-      if (best_cost < 0 || cost < best_cost) {
-        best_cost = cost;
-        best = p;
-      }
+      keep_cheaper(p, cost::tiled_cost(spec, s, p).total, best, best_cost);
     }
   }
   return best;
@@ -101,16 +114,16 @@ inline Plan make_tiled_plan(const cost::Shape& s, int elem_size, const cost::Dev
 // The cheapest tensor-core plan for s.B x s.H (shared memory as make_tiled_plan; the mma
 // accumulates in float, so the compute type is float32), ranked by the cost model's predicted
 // step (cost_model.h tiled_mma_cost) on `spec`'s device; path kGemmFallback if none fits or
-// the model is not float16/bfloat16 (mma: its MmaType).
+// the model is not bfloat16 (mma: its MmaType; float16 breaks the contract,
+// plan_types.h mma_keeps_contract).
 inline Plan make_tiled_mma_plan(const cost::Shape& s, int mma, const cost::DeviceSpec& spec,
                                 int regs = 0) {
   Plan best;
   const Device& dev = spec.dev;
   const int64_t B = s.B, H = s.H;
-  if (B <= 0 || H <= 0 || (mma != kMmaF16 && mma != kMmaBF16)) return best;
-  const int smem_limit = dev.smem_optin > dev.smem_per_block ? dev.smem_optin : dev.smem_per_block;
+  if (B <= 0 || H <= 0 || !mma_keeps_contract(mma)) return best;
   const int stride = tiled_mma_stride(H);
-  const int k_chunk = int(ceil_div(ceil_div((H + 7) / 8 * 8, kWarps), 8) * 8);  // words
+  const int k_chunk = int(ceil_div(ceil_div(mma_k_words(H), kWarps), 8) * 8);  // words
   double best_cost = -1;
   for (const auto& t : kMmaTiles) {
     Plan p;
@@ -129,20 +142,11 @@ inline Plan make_tiled_mma_plan(const cost::Shape& s, int mma, const cost::Devic
     p.k_chunk = k_chunk;
     p.resident = p.col_tiles == 1 ? 1 : 0;
     p.rows_per_tile = p.tile_rows;
-    const int64_t smem = tiled_smem_bytes(p.tile_rows, p.tile_cols, stride, p.resident, 4);
-    if (smem > smem_limit) continue;
-    p.smem_bytes = int(smem);
-    p.blocks_per_sm = blocks_per_sm(regs > 0 ? regs : kTiledMaxRegsPerThread, p.smem_bytes, dev);
-    if (p.blocks_per_sm < 1) continue;
-    if (p.col_tiles > 1 && (!dev.cooperative_launch ||
-                            int64_t(p.grid) > int64_t(p.blocks_per_sm) * dev.sm_count)) {
-      continue;  // grid.sync() needs every block resident at once
+    if (!fit_tiled(p, tiled_smem_bytes(p.tile_rows, p.tile_cols, stride, p.resident, 4), dev,
+                   regs)) {
+      continue;
     }
-    const double cost = cost::tiled_mma_cost(spec, s, p).total;
-    if (best_cost < 0 || cost < best_cost) {
-      best_cost = cost;
-      best = p;
-    }
+    keep_cheaper(p, cost::tiled_mma_cost(spec, s, p).total, best, best_cost);
   }
   return best;
 }
@@ -217,24 +221,13 @@ inline Plan make_plan(const cost::Shape& s, const Device& dev,
     p.smem_bytes = smem;
     p.blocks_per_sm = bps;
     p.resident = resident ? 1 : 0;
-    const double cost = cost::persistent_cost(spec, s, p).total;
-    if (best_cost < 0 || cost < best_cost) {
-      best_cost = cost;
-      best = p;
-    }
+    keep_cheaper(p, cost::persistent_cost(spec, s, p).total, best, best_cost);
   }
   if (force == kAuto) {
     const Plan tiled = make_tiled_plan(s, elem_size, spec, tiled_regs);
-    if (tiled.path == kTiled &&
-        (best_cost < 0 || cost::tiled_cost(spec, s, tiled).total < best_cost)) {
-      best_cost = cost::tiled_cost(spec, s, tiled).total;
-      best = tiled;
-    }
+    if (tiled.path == kTiled) keep_cheaper(tiled, cost::tiled_cost(spec, s, tiled).total, best, best_cost);
     const Plan tc = make_tiled_mma_plan(s, tc_mma, spec, tiled_regs);
-    if (tc.path == kTiled &&
-        (best_cost < 0 || cost::tiled_mma_cost(spec, s, tc).total < best_cost)) {
-      return tc;
-    }
+    if (tc.path == kTiled) keep_cheaper(tc, cost::tiled_mma_cost(spec, s, tc).total, best, best_cost);
   }
   return best;
 }

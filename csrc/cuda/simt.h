@@ -87,8 +87,10 @@ __device__ __forceinline__ U* reinterpret(T* p) {
 // A declaration, not a function: taking the address of the extern array inside an inlined
 // helper changed nvcc's loop code for the staging loops (same registers, other
 // instructions); declared in the kernel, the PTX is the pre-simulation kernels' exactly.
-#define FASTRNN_DYNAMIC_SMEM(T, name)                                 \
-  extern __shared__ __align__(16) unsigned char fastrnn_smem_raw[]; \
+// 128-byte aligned: wmma's load/store_matrix_sync need 32-byte aligned tile pointers, and the
+// tiles' offsets from the base are multiples of 32 (plan_types.h tiled_mma_stride).
+#define FASTRNN_DYNAMIC_SMEM(T, name)                                  \
+  extern __shared__ __align__(128) unsigned char fastrnn_smem_raw[]; \
   T* name = reinterpret_cast<T*>(fastrnn_smem_raw)
 
 #elif defined(FASTRNN_SIMT_HOST)

@@ -7,6 +7,7 @@
 
 #include "sim_kernels.h"
 
+#include <stdexcept>
 #include <string>
 #include <type_traits>
 
@@ -48,8 +49,8 @@ simt::LaunchConfig tiled_config(const char* kernel, const plan::Plan& p) {
   return c;
 }
 
-std::string mma_name(const plan::Plan& p, const char* kernel) {
-  return std::string(kernel) + (p.mma == plan::kMmaBF16 ? "[bf16]" : "[f16]");
+std::string mma_name(const plan::Plan& /*p*/, const char* kernel) {
+  return std::string(kernel) + "[bf16]";
 }
 
 template <typename T>
@@ -69,21 +70,18 @@ size_t bytes(int64_t n) {
 
 }  // namespace
 
-// The tensor-core path (plan.mma): T = float, weights in the model's 16-bit type.
+// The tensor-core path (plan.mma, bfloat16 only: plan_types.h mma_keeps_contract): T = float,
+// weights in the model's bfloat16.
 template <bool kBwd, class Args>
 void launch_tiled_mma(const Args& a, const plan::Plan& p, simt::Launch& launch) {
-  const auto run = [&](auto wt) {
-    using WT = decltype(wt);
-    launch.add_buffer("w_hh_mma", a.w_hh_mma, bytes<WT>(a.hidden * a.hidden), false);
-    cuda_kernels::dispatch_fragments(p.micro_r, p.micro_c, [&](auto fr, auto fc) {
-      launch.run([&] {
-        tiled_kernel<float, decltype(fr)::value, decltype(fc)::value, Args, WT>(
-            a, cuda_kernels::tiled_shape(p));
-      });
+  if (p.mma != plan::kMmaBF16) throw std::logic_error("fastrnn: tensor-core tiles are bfloat16 only");
+  launch.add_buffer("w_hh_mma", a.w_hh_mma, bytes<simt::bf16>(a.hidden * a.hidden), false);
+  cuda_kernels::dispatch_fragments(p.micro_r, p.micro_c, [&](auto fr, auto fc) {
+    launch.run([&] {
+      tiled_kernel<float, decltype(fr)::value, decltype(fc)::value, Args, simt::bf16>(
+          a, cuda_kernels::tiled_shape(p));
     });
-  };
-  if (p.mma == plan::kMmaBF16) run(simt::bf16{});
-  else run(simt::f16{});
+  });
 }
 
 template <typename T>
