@@ -58,6 +58,9 @@ namespace {
 // and the other arguments replace its properties, as the host reads them on a GPU. mma: the
 // model's 16-bit type (launch_plan.h MmaType: 1 float16, 2 bfloat16) with elem_size 4, whose
 // tensor-core tiles the plan weighs (a float16/bfloat16 model, as the host plans it).
+// occupancy_smem_limit: plan with a measured occupancy of the tiled configurations (what
+// CudaTarget::plan re-plans with when the model's figure proved optimistic) in which no block
+// above this many bytes of shared memory fits; 0: the model's occupancy.
 std::vector<int64_t> cuda_launch_plan(int64_t B, int64_t H, int64_t elem_size, int64_t sm_count,
                                       int64_t smem_per_block,
                                       at::OptionalIntArrayRef regs_per_kpt,
@@ -65,7 +68,8 @@ std::vector<int64_t> cuda_launch_plan(int64_t B, int64_t H, int64_t elem_size, i
                                       bool cooperative_launch, bool backward,
                                       int64_t smem_optin, int64_t T, std::string_view device,
                                       bool packed, int64_t clock_khz, int64_t cc_major,
-                                      int64_t cc_minor, int64_t l2_bytes, int64_t mma) {
+                                      int64_t cc_minor, int64_t l2_bytes, int64_t mma,
+                                      int64_t occupancy_smem_limit) {
   TORCH_CHECK_VALUE(elem_size == 4 || elem_size == 8,
                     "fastrnn: elem_size must be 4 (float32 compute) or 8 (float64), got ",
                     elem_size);
@@ -114,8 +118,18 @@ std::vector<int64_t> cuda_launch_plan(int64_t B, int64_t H, int64_t elem_size, i
   s.elem_size = mma != plan::kMmaNone && elem_size == 4 ? 2 : int(elem_size);
   s.backward = backward;
   s.packed = packed;
+  TORCH_CHECK_VALUE(occupancy_smem_limit >= 0, "fastrnn: occupancy_smem_limit must be >= 0, got ",
+                    occupancy_smem_limit);
+  // The runtime's occupancy as CudaTarget::plan re-plans with it: here, 0 blocks for a tiled
+  // block above the limit (a driver that refuses it), the model's blocks per SM otherwise.
+  const plan::MeasuredOccupancy measured = [&](const plan::Plan& q) {
+    return q.smem_bytes > occupancy_smem_limit
+               ? 0
+               : plan::blocks_per_sm(plan::kTiledMaxRegsPerThread, q.smem_bytes, dev);
+  };
   const plan::Plan p = plan::make_plan(s, dev, regs.empty() ? nullptr : regs.data(), f,
-                                       /*tiled_regs=*/0, int(mma));
+                                       /*tiled_regs=*/0, int(mma),
+                                       occupancy_smem_limit > 0 ? &measured : nullptr);
   return {p.path, p.grid, p.threads, p.kpt, p.ks, p.rows_per_tile, p.smem_bytes,
           p.blocks_per_sm, p.resident, p.tile_rows, p.tile_cols, p.lanes_r, p.micro_r,
           p.row_tiles, p.col_tiles, p.stride, p.k_chunk, p.micro_c, p.mma};
@@ -230,7 +244,7 @@ TORCH_LIBRARY_FRAGMENT(fastrnn, m) {
       "int[]? regs_per_kpt=None, str force='auto', int regs_per_sm=65536, "
       "bool cooperative_launch=True, bool backward=False, int smem_optin=0, int T=1, "
       "str device='h100', bool packed=False, int clock_khz=0, int cc_major=0, int cc_minor=0, "
-      "int l2_bytes=0, int mma=0) -> int[]",
+      "int l2_bytes=0, int mma=0, int occupancy_smem_limit=0) -> int[]",
       &cuda_launch_plan);
   m.def("_cuda_kernel_kpts(int elem_size) -> int[]", &cuda_kernel_kpts);
   // [target, backward, path, blocks, threads_per_block, tiles_per_step, kpt, ks,

@@ -478,6 +478,31 @@ def test_the_choice_predicts_with_the_gpus_properties(monkeypatch):
         cc.predict(_OTHER_GPU_NAME, 8, 4, 16, torch.float32, gpu=[1, 2, 3])
 
 
+def test_a_refused_tiled_plan_replans_with_the_measured_occupancy():
+    """CudaTarget::plan (rnn_cuda.cpp): when the runtime's occupancy calculator refuses the
+    model's tiled plan, it re-plans with the measured occupancy of every tiled configuration
+    and runs the next best plan -- not straight to gemm. Here the measured occupancy refuses
+    every block above the chosen plan's shared memory (occupancy_smem_limit); the re-plan is
+    then exactly the plan of a device whose opt-in limit is that much."""
+    d = _PLAN_DEVICES["h100"]
+    replanned_tiled = 0
+    for B, H in [(64, 1024), (64, 512), (16, 256), (256, 128), (16, 1024)]:
+        def plan(**kw):
+            return torch.ops.fastrnn._cuda_launch_plan(B, H, 4, d["sm_count"], d["smem_per_block"],
+                                                       T=128, **kw)
+        first = plan(smem_optin=d["smem_optin"])
+        assert first[0] == 3, first  # tiled
+        limit = first[6] - 1  # its block no longer fits
+        again = plan(smem_optin=d["smem_optin"], occupancy_smem_limit=limit)
+        where = (B, H, first, again)
+        assert again[0] != 2 and again != first, where
+        assert again[0] != 3 or again[6] <= limit, where
+        if limit >= d["smem_per_block"]:  # else the default per-block limit still admits more
+            assert again == plan(smem_optin=limit), where
+            replanned_tiled += again[0] == 3
+    assert replanned_tiled >= 2  # the next best tiled plan, where one fits
+
+
 def test_packed_prediction_credits_the_live_rows():
     """Packed input, sorted lengths: the tiled step is predicted for the mean live rows per step
     (its blocks of finished rows skip the multiply) on the plan the host launches (planned for

@@ -34,6 +34,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 
 #include "cost_model.h"
 #include "plan_types.h"
@@ -43,12 +44,17 @@ namespace fastrnn::plan {
 // Whether a tiled block of `smem` bytes (either family) can run on `dev`: within the opt-in
 // per-block limit, at least one block per SM (regs: the kernels' registers per thread, 0: the
 // __launch_bounds__ cap), and, with several column tiles, every block co-resident for
-// grid.sync() (cooperative launch). Sets p.smem_bytes and p.blocks_per_sm.
-inline bool fit_tiled(Plan& p, int64_t smem, const Device& dev, int regs) {
+// grid.sync() (cooperative launch). Sets p.smem_bytes and p.blocks_per_sm. measured: the blocks
+// per SM the runtime's occupancy calculator gives for p's kernel (on a GPU, when the model's
+// figure proved optimistic: CudaTarget::plan re-plans with it), or nullptr for the model's.
+using MeasuredOccupancy = std::function<int(const Plan&)>;
+inline bool fit_tiled(Plan& p, int64_t smem, const Device& dev, int regs,
+                      const MeasuredOccupancy* measured) {
   const int smem_limit = dev.smem_optin > dev.smem_per_block ? dev.smem_optin : dev.smem_per_block;
   if (smem > smem_limit) return false;
   p.smem_bytes = int(smem);
-  p.blocks_per_sm = blocks_per_sm(regs > 0 ? regs : kTiledMaxRegsPerThread, p.smem_bytes, dev);
+  p.blocks_per_sm = measured ? (*measured)(p)
+                             : blocks_per_sm(regs > 0 ? regs : kTiledMaxRegsPerThread, p.smem_bytes, dev);
   if (p.blocks_per_sm < 1) return false;
   return p.col_tiles == 1 ||
          (dev.cooperative_launch && int64_t(p.grid) <= int64_t(p.blocks_per_sm) * dev.sm_count);
@@ -69,7 +75,7 @@ inline void keep_cheaper(const Plan& p, double cost, Plan& best, double& best_co
 // elem_size: the compute type (4 or 8). regs: registers per thread of the tiled kernels
 // (0: the __launch_bounds__ cap, kTiledMaxRegsPerThread).
 inline Plan make_tiled_plan(const cost::Shape& s, int elem_size, const cost::DeviceSpec& spec,
-                            int regs = 0) {
+                            int regs = 0, const MeasuredOccupancy* measured = nullptr) {
   Plan best;
   const Device& dev = spec.dev;
   const int64_t B = s.B, H = s.H;
@@ -102,7 +108,7 @@ inline Plan make_tiled_plan(const cost::Shape& s, int elem_size, const cost::Dev
       p.resident = p.col_tiles == 1 ? 1 : 0;
       p.rows_per_tile = tile_rows;
       if (!fit_tiled(p, tiled_smem_bytes(tile_rows, tile_cols, stride, p.resident, elem_size),
-                     dev, regs)) {
+                     dev, regs, measured)) {
         continue;
       }
       keep_cheaper(p, cost::tiled_cost(spec, s, p).total, best, best_cost);
@@ -117,7 +123,7 @@ inline Plan make_tiled_plan(const cost::Shape& s, int elem_size, const cost::Dev
 // the model is not bfloat16 (mma: its MmaType; float16 breaks the contract,
 // plan_types.h mma_keeps_contract).
 inline Plan make_tiled_mma_plan(const cost::Shape& s, int mma, const cost::DeviceSpec& spec,
-                                int regs = 0) {
+                                int regs = 0, const MeasuredOccupancy* measured = nullptr) {
   Plan best;
   const Device& dev = spec.dev;
   const int64_t B = s.B, H = s.H;
@@ -143,7 +149,7 @@ inline Plan make_tiled_mma_plan(const cost::Shape& s, int mma, const cost::Devic
     p.resident = p.col_tiles == 1 ? 1 : 0;
     p.rows_per_tile = p.tile_rows;
     if (!fit_tiled(p, tiled_smem_bytes(p.tile_rows, p.tile_cols, stride, p.resident, 4), dev,
-                   regs)) {
+                   regs, measured)) {
       continue;
     }
     keep_cheaper(p, cost::tiled_mma_cost(spec, s, p).total, best, best_cost);
@@ -164,9 +170,12 @@ inline Plan make_tiled_mma_plan(const cost::Shape& s, int mma, const cost::Devic
 // mma: a float16/bfloat16 model's 16-bit type (MmaType; s.elem_size 2): its tensor-core tiles
 // (make_tiled_mma_plan) are one more family of configurations, ranked on the same scale
 // (cost_model.h tiled_mma_cost); kForceTiledMma takes only them (gemm for any other model).
+// tiled_occupancy: the runtime's blocks per SM of a tiled configuration instead of the model's
+// (fit_tiled; nullptr: the model's).
 inline Plan make_plan(const cost::Shape& s, const Device& dev,
                       const int* regs_per_kpt = nullptr, Force force = kAuto,
-                      int tiled_regs = 0, int mma = kMmaNone) {
+                      int tiled_regs = 0, int mma = kMmaNone,
+                      const MeasuredOccupancy* tiled_occupancy = nullptr) {
   Plan best;
   best.path = kGemmFallback;
   const int64_t B = s.B, H = s.H;
@@ -179,8 +188,10 @@ inline Plan make_plan(const cost::Shape& s, const Device& dev,
   const cost::DeviceSpec spec = cost::device_spec(dev);
   // The tensor-core tiles: a 16-bit model's own W_hh, float accumulation.
   const int tc_mma = s.elem_size == 2 ? mma : kMmaNone;
-  if (force == kForceTiled) return make_tiled_plan(s, elem_size, spec, tiled_regs);
-  if (force == kForceTiledMma) return make_tiled_mma_plan(s, tc_mma, spec, tiled_regs);
+  if (force == kForceTiled) return make_tiled_plan(s, elem_size, spec, tiled_regs, tiled_occupancy);
+  if (force == kForceTiledMma) {
+    return make_tiled_mma_plan(s, tc_mma, spec, tiled_regs, tiled_occupancy);
+  }
   double best_cost = -1;
   for (int i = 0; i < num_kpt(elem_size); ++i) {
     const int kpt = kpt_at(elem_size, i);
@@ -224,9 +235,9 @@ inline Plan make_plan(const cost::Shape& s, const Device& dev,
     keep_cheaper(p, cost::persistent_cost(spec, s, p).total, best, best_cost);
   }
   if (force == kAuto) {
-    const Plan tiled = make_tiled_plan(s, elem_size, spec, tiled_regs);
+    const Plan tiled = make_tiled_plan(s, elem_size, spec, tiled_regs, tiled_occupancy);
     if (tiled.path == kTiled) keep_cheaper(tiled, cost::tiled_cost(spec, s, tiled).total, best, best_cost);
-    const Plan tc = make_tiled_mma_plan(s, tc_mma, spec, tiled_regs);
+    const Plan tc = make_tiled_mma_plan(s, tc_mma, spec, tiled_regs, tiled_occupancy);
     if (tc.path == kTiled) keep_cheaper(tc, cost::tiled_mma_cost(spec, s, tc).total, best, best_cost);
   }
   return best;

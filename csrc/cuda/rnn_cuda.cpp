@@ -106,14 +106,23 @@ struct CudaTarget {
     const bool backward = shape.backward;
     const plan::HostDevice host = host_device(elem_size, backward);
     const plan::Device& dev = host.dev;
-    plan::Plan p = plan::make_plan(shape, dev, host.kpt_regs, cuda_host::forced_path(),
-                                   host.tiled_regs, mma);
+    const plan::Force force = cuda_host::forced_path();
+    plan::Plan p = plan::make_plan(shape, dev, host.kpt_regs, force, host.tiled_regs, mma);
+    // A plain launch (one column tile) needs one block per SM; a cooperative one all.
+    const auto tiled_runs = [&](const plan::Plan& q) {
+      const int occ = ck::tiled_occupancy(elem_size, backward, q);
+      return occ >= 1 && (q.col_tiles == 1 || int64_t(occ) * dev.sm_count >= q.grid);
+    };
+    if (p.path == plan::kTiled && !tiled_runs(p)) {
+      // The model's blocks per SM were optimistic for this kernel: re-plan with the runtime's
+      // occupancy of every tiled configuration (the next best plan, not straight to gemm).
+      const plan::MeasuredOccupancy measured = [&](const plan::Plan& q) {
+        return ck::tiled_occupancy(elem_size, backward, q);
+      };
+      p = plan::make_plan(shape, dev, host.kpt_regs, force, host.tiled_regs, mma, &measured);
+    }
     if (p.path == plan::kTiled) {
-      // A plain launch (one column tile) needs one block per SM; a cooperative one all.
-      const int occ = ck::tiled_occupancy(elem_size, backward, p);
-      if (occ < 1 || (p.col_tiles > 1 && int64_t(occ) * dev.sm_count < p.grid)) {
-        p = plan::Plan{};  // kGemmFallback
-      }
+      if (!tiled_runs(p)) p = plan::Plan{};  // kGemmFallback
     } else if (p.path != plan::kGemmFallback) {
       const int occ = backward ? ck::bwd_occupancy(elem_size, p) : ck::fwd_occupancy(elem_size, p);
       if (occ < 1 || (p.grid > 1 && int64_t(occ) * dev.sm_count < p.grid)) {
