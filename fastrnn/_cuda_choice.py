@@ -44,7 +44,7 @@ from torch import Tensor
 from . import _ops
 
 # The cost model's candidate order (cost_model.h Candidate); tiled_mma: the tiled family on
-# tensor cores, float16/bfloat16 models only.
+# tensor cores, bfloat16 models only (csrc/cuda/plan_types.h mma_keeps_contract).
 CANDIDATES = ("single", "grid", "tiled", "gemm", "cudnn", "tiled_mma")
 FASTRNN_PATHS = tuple(c for c in CANDIDATES if c != "cudnn")
 ENV_AUTOTUNE = "FASTRNN_CUDA_AUTOTUNE"

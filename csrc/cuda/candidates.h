@@ -1,5 +1,5 @@
 // Every candidate of the measured choice (fastrnn/_cuda_choice.py) with its predicted time
-// per step: fastrnn's persistent paths (tiled_mma: a float16/bfloat16 model's tensor-core
+// per step: fastrnn's persistent paths (tiled_mma: a bfloat16 model's tensor-core
 // tiles; it does not fit for other types) as the plan make_plan returns with that path forced
 // (exactly what would launch), the per-step cuBLAS path and cuDNN, all from cost_model.h --
 // the scale make_plan's own unforced ranking uses, so its `auto` plan is the argmin of the

@@ -29,7 +29,7 @@
 // B x H still spreads over every SM). When one column tile covers all of H (col_tiles == 1) blocks only
 // split the batch: the state stays in shared memory and no grid barrier exists (a plain
 // launch of any size); otherwise one grid.sync() per step (cooperative launch). For a
-// float16/bfloat16 model the same family also runs on tensor cores (make_tiled_mma_plan:
+// bfloat16 model the same family also runs on tensor cores (make_tiled_mma_plan:
 // block tiles of 16 x 16 wmma fragments), ranked with the rest on the same model.
 #pragma once
 

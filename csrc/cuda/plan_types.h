@@ -18,7 +18,7 @@ enum Path : int {
 // What the caller may force (tests exercise every path at small sizes).
 enum Force : int {
   kAuto = 0, kForceSingle = 1, kForceGrid = 2, kForceGemm = 3, kForceTiled = 4,
-  kForceTiledMma = 5,  // the tiled family on tensor cores (float16/bfloat16 models only)
+  kForceTiledMma = 5,  // the tiled family on tensor cores (bfloat16 models only)
 };
 inline constexpr const char* kForceNames[] = {"auto", "single", "grid", "gemm", "tiled",
                                               "tiled_mma"};
