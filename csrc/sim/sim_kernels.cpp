@@ -49,9 +49,8 @@ simt::LaunchConfig tiled_config(const char* kernel, const plan::Plan& p) {
   return c;
 }
 
-std::string mma_name(const plan::Plan& /*p*/, const char* kernel) {
-  return std::string(kernel) + "[bf16]";
-}
+// The tensor-core kernels' name: bfloat16 operands (the only type they run).
+std::string mma_name(const char* kernel) { return std::string(kernel) + "[bf16]"; }
 
 template <typename T>
 simt::LaunchConfig pointwise_config(const char* kernel, int64_t n) {
@@ -119,7 +118,7 @@ void launch_fwd_tiled(const cuda_kernels::FwdArgs<T>& a, const plan::Plan& p) {
   const int64_t BH = a.batch * a.hidden;
   if constexpr (std::is_same_v<T, float>) {
     if (p.mma != 0) {
-      simt::Launch launch(tiled_config<T>(mma_name(p, "tiled_mma_fwd_kernel").c_str(), p));
+      simt::Launch launch(tiled_config<T>(mma_name("tiled_mma_fwd_kernel").c_str(), p));
       launch.add_buffer("y", a.y, bytes<T>(a.steps * BH), /*writable=*/true);
       launch.add_buffer("h0", a.h0, bytes<T>(BH), false);
       launch.add_buffer("w_hh", a.w_hh, bytes<T>(a.hidden * a.hidden), false);
@@ -146,7 +145,7 @@ void launch_bwd_tiled(const cuda_kernels::BwdArgs<T>& a, const plan::Plan& p) {
   const int64_t BH = a.batch * a.hidden;
   if constexpr (std::is_same_v<T, float>) {
     if (p.mma != 0) {
-      simt::Launch launch(tiled_config<T>(mma_name(p, "tiled_mma_bwd_kernel").c_str(), p));
+      simt::Launch launch(tiled_config<T>(mma_name("tiled_mma_bwd_kernel").c_str(), p));
       launch.add_buffer("dz", a.dz, bytes<T>(a.steps * BH), true);
       launch.add_buffer("carry", a.carry, bytes<T>(2 * BH), true);
       launch.add_buffer("dy", a.dy, bytes<T>(a.steps * BH), false);
