@@ -139,15 +139,19 @@ def measure_candidates(T, B, H, dtype, *, packed=False, reverse=False, iters=5):
     with torch.no_grad():
         truth = fastrnn.reference.rnn_forward(*(t.double() for t in (x, h0, w_ih, w_hh, b_ih, b_hh)),
                                               lengths, reverse, "tanh")
-    device = cc.model_device(torch.cuda.get_device_name())
+    # The plans predicted on this GPU's own properties (what would launch), the estimates of
+    # the tabled GPU its name matches.
+    gpu = {bw: cc.host_device(x.device, dtype, bw) for bw in (False, True)}
+    gpu_name = torch.cuda.get_device_name()
+    device = gpu_name if gpu[False] is not None else cc.model_device(gpu_name)
     live = cc.mean_live_rows(lengths, T)  # packed: the model credits the live rows
     predicted = {bw: {p["name"]: p for p in cc.predict(device, T, B, H, dtype, backward=bw, packed=packed,
-                                                       live_rows=live)}
+                                                       live_rows=live, gpu=gpu[bw])}
                  for bw in (False, True)}
     out = []
     for name in cc.CANDIDATES:
-        if name == "tiled_mma" and dtype not in (torch.float16, torch.bfloat16):
-            continue  # tensor cores only for 16-bit models (forced, a float32 one runs gemm)
+        if name == "tiled_mma" and dtype != torch.bfloat16:
+            continue  # tensor cores only for bfloat16 models (forced, any other runs gemm)
         row = {"T": T, "B": B, "H": H, "dtype": str(dtype).split(".")[-1], "packed": packed,
                "reverse": reverse, "candidate": name,
                "predicted_fwd_us_per_step": predicted[False][name]["total"] / 1e3,

@@ -11,6 +11,7 @@
 
 #include "cuda/candidates.h"
 #include "cuda/cost_model.h"
+#include "cuda/host_device.h"
 #include "cuda/last_plan.h"
 #include "cuda/launch_plan.h"
 #include "cuda/path_override.h"
@@ -57,6 +58,9 @@ namespace {
 // and the other arguments replace its properties, as the host reads them on a GPU. mma: the
 // model's 16-bit type (launch_plan.h MmaType: 1 float16, 2 bfloat16) with elem_size 4, whose
 // tensor-core tiles the plan weighs (a float16/bfloat16 model, as the host plans it).
+// occupancy_smem_limit: plan with a measured occupancy of the tiled configurations (what
+// CudaTarget::plan re-plans with when the model's figure proved optimistic) in which no block
+// above this many bytes of shared memory fits; 0: the model's occupancy.
 std::vector<int64_t> cuda_launch_plan(int64_t B, int64_t H, int64_t elem_size, int64_t sm_count,
                                       int64_t smem_per_block,
                                       at::OptionalIntArrayRef regs_per_kpt,
@@ -64,7 +68,8 @@ std::vector<int64_t> cuda_launch_plan(int64_t B, int64_t H, int64_t elem_size, i
                                       bool cooperative_launch, bool backward,
                                       int64_t smem_optin, int64_t T, std::string_view device,
                                       bool packed, int64_t clock_khz, int64_t cc_major,
-                                      int64_t cc_minor, int64_t l2_bytes, int64_t mma) {
+                                      int64_t cc_minor, int64_t l2_bytes, int64_t mma,
+                                      int64_t occupancy_smem_limit) {
   TORCH_CHECK_VALUE(elem_size == 4 || elem_size == 8,
                     "fastrnn: elem_size must be 4 (float32 compute) or 8 (float64), got ",
                     elem_size);
@@ -113,8 +118,18 @@ std::vector<int64_t> cuda_launch_plan(int64_t B, int64_t H, int64_t elem_size, i
   s.elem_size = mma != plan::kMmaNone && elem_size == 4 ? 2 : int(elem_size);
   s.backward = backward;
   s.packed = packed;
+  TORCH_CHECK_VALUE(occupancy_smem_limit >= 0, "fastrnn: occupancy_smem_limit must be >= 0, got ",
+                    occupancy_smem_limit);
+  // The runtime's occupancy as CudaTarget::plan re-plans with it: here, 0 blocks for a tiled
+  // block above the limit (a driver that refuses it), the model's blocks per SM otherwise.
+  const plan::MeasuredOccupancy measured = [&](const plan::Plan& q) {
+    return q.smem_bytes > occupancy_smem_limit
+               ? 0
+               : plan::blocks_per_sm(plan::kTiledMaxRegsPerThread, q.smem_bytes, dev);
+  };
   const plan::Plan p = plan::make_plan(s, dev, regs.empty() ? nullptr : regs.data(), f,
-                                       /*tiled_regs=*/0, int(mma));
+                                       /*tiled_regs=*/0, int(mma),
+                                       occupancy_smem_limit > 0 ? &measured : nullptr);
   return {p.path, p.grid, p.threads, p.kpt, p.ks, p.rows_per_tile, p.smem_bytes,
           p.blocks_per_sm, p.resident, p.tile_rows, p.tile_cols, p.lanes_r, p.micro_r,
           p.row_tiles, p.col_tiles, p.stride, p.k_chunk, p.micro_c, p.mma};
@@ -148,18 +163,43 @@ std::string set_cuda_path_override(std::string_view path) {
 // candidate (single, grid, tiled, gemm, cudnn, tiled_mma) 16 numbers, [candidate, fits,
 // recorded_path, grid, kpt, ks, rows_per_tile, tiles_per_step, compute, smem, latency, barrier,
 // launch, total (ns/step), tile_cols, grid_barrier (tiled)]. live_rows: packed, the mean live
-// rows per step (0: B).
+// rows per step (0: B). mma: a 16-bit model's type (launch_plan.h MmaType: 1 float16, 2
+// bfloat16; 0 none) with elem_size 2. gpu: the device as the host plans on it on a GPU
+// (host_device.h fields, from _cuda_host_device): then `device` is that GPU's name, which only
+// picks the estimates (cost_model.h match_device), and every property is the GPU's own;
+// without it `device` is a modelled GPU (h100, h200, a100) with its sim_device.h properties.
 std::vector<double> cuda_cost_model(std::string_view device, int64_t T, int64_t B, int64_t H,
                                     int64_t elem_size, bool backward, bool packed,
-                                    double live_rows) {
+                                    double live_rows, int64_t mma,
+                                    at::OptionalIntArrayRef gpu) {
   const cost::DeviceEstimates* e = cost::find_device(device);
-  TORCH_CHECK_VALUE(e != nullptr, "fastrnn: device must be one of h100, h200, a100, got '",
-                    std::string(device), "'");
+  TORCH_CHECK_VALUE(e != nullptr || gpu.has_value(),
+                    "fastrnn: device must be one of h100, h200, a100 (or a GPU's name with gpu), "
+                    "got '", std::string(device), "'");
   TORCH_CHECK_VALUE(T > 0 && B > 0 && H > 0, "fastrnn: T, B and H must be positive, got ", T,
                     ", ", B, ", ", H);
   TORCH_CHECK_VALUE(elem_size == 2 || elem_size == 4 || elem_size == 8,
                     "fastrnn: elem_size must be 2, 4 or 8, got ", elem_size);
-  const cost::DeviceSpec d = cost::device_spec(cost::plan_device(*e));
+  TORCH_CHECK_VALUE(mma >= plan::kMmaNone && mma <= plan::kMmaBF16,
+                    "fastrnn: mma must be 0 (none), 1 (float16) or 2 (bfloat16), got ", mma);
+  TORCH_CHECK_VALUE(mma == plan::kMmaNone || elem_size == 2,
+                    "fastrnn: mma needs elem_size 2 (a 16-bit model), got ", elem_size);
+  const std::string device_name(device);
+  plan::HostDevice host;
+  if (gpu.has_value()) {
+    TORCH_CHECK_VALUE(int64_t(gpu->size()) == plan::kHostDeviceFields, "fastrnn: gpu must have ",
+                      plan::kHostDeviceFields, " entries (host_device.h), got ", gpu->size());
+    host = plan::host_device_from_fields(gpu->data(), device_name.c_str());
+    TORCH_CHECK_VALUE(host.dev.sm_count > 0 && host.dev.regs_per_sm > 0,
+                      "fastrnn: gpu's sm_count and regs_per_sm must be positive");
+  } else {
+    host.dev = cost::plan_device(*e);
+  }
+  cost::DeviceSpec d = cost::device_spec(host.dev);
+  if (gpu.has_value()) {  // 0: not read (make_plan's model of the registers)
+    d.kpt_regs = host.kpt_regs[0] > 0 ? host.kpt_regs : nullptr;
+    d.tiled_regs = host.tiled_regs;
+  }
   cost::Shape s;
   s.T = T;
   s.B = B;
@@ -167,6 +207,7 @@ std::vector<double> cuda_cost_model(std::string_view device, int64_t T, int64_t 
   s.elem_size = int(elem_size);
   s.backward = backward;
   s.packed = packed;
+  s.mma = int(mma);
   TORCH_CHECK_VALUE(live_rows >= 0 && live_rows <= double(B),
                     "fastrnn: live_rows must be in [0, B] (0: all rows), got ", live_rows);
   s.live_rows = live_rows;
@@ -203,7 +244,7 @@ TORCH_LIBRARY_FRAGMENT(fastrnn, m) {
       "int[]? regs_per_kpt=None, str force='auto', int regs_per_sm=65536, "
       "bool cooperative_launch=True, bool backward=False, int smem_optin=0, int T=1, "
       "str device='h100', bool packed=False, int clock_khz=0, int cc_major=0, int cc_minor=0, "
-      "int l2_bytes=0, int mma=0) -> int[]",
+      "int l2_bytes=0, int mma=0, int occupancy_smem_limit=0) -> int[]",
       &cuda_launch_plan);
   m.def("_cuda_kernel_kpts(int elem_size) -> int[]", &cuda_kernel_kpts);
   // [target, backward, path, blocks, threads_per_block, tiles_per_step, kpt, ks,
@@ -213,7 +254,7 @@ TORCH_LIBRARY_FRAGMENT(fastrnn, m) {
   m.def("_set_cuda_path_override(str path) -> str", &set_cuda_path_override);
   m.def(
       "_cuda_cost_model(str device, int T, int B, int H, int elem_size, bool backward=False, "
-      "bool packed=False, float live_rows=0) -> float[]",
+      "bool packed=False, float live_rows=0, int mma=0, int[]? gpu=None) -> float[]",
       &cuda_cost_model);
   m.def("_cuda_cost_devices() -> str[]", &cuda_cost_devices);
   m.def("_cuda_model_device(str device_name) -> str", &cuda_model_device);

@@ -44,7 +44,7 @@ from torch import Tensor
 from . import _op_glue, _ops
 
 # The cost model's candidate order (cost_model.h Candidate); tiled_mma: the tiled family on
-# tensor cores, float16/bfloat16 models only.
+# tensor cores, bfloat16 models only (csrc/cuda/plan_types.h mma_keeps_contract).
 CANDIDATES = ("single", "grid", "tiled", "gemm", "cudnn", "tiled_mma")
 FASTRNN_PATHS = tuple(c for c in CANDIDATES if c != "cudnn")
 ENV_AUTOTUNE = "FASTRNN_CUDA_AUTOTUNE"
@@ -54,6 +54,8 @@ _COST_FIELDS = ("candidate", "fits", "recorded_path", "grid", "kpt", "ks", "rows
                 "tile_cols", "grid_barrier")
 _RECORDED = {0: "resident", 1: "single", 2: "grid", 3: "gemm", 4: "tiled", -1: "cudnn"}
 _ELEM = {torch.float64: 8, torch.float32: 4, torch.float16: 2, torch.bfloat16: 2}
+# A 16-bit model's type for the tensor-core tiles (launch_plan.h MmaType: bfloat16 only fits).
+_MMA = {torch.float16: 1, torch.bfloat16: 2}
 
 
 class LaunchRefused(RuntimeError):
@@ -106,8 +108,20 @@ def mean_live_rows(lengths: Tensor | None, T: int) -> float:
     return float(n.sum()) / T
 
 
+def host_device(device: torch.device, dtype: torch.dtype, backward: bool) -> list[int] | None:
+    """The GPU ``device`` as CudaTarget::plan plans on it (csrc/cuda/host_device.h fields: SMs,
+    shared memory with and without opt-in, registers, the kernels' register counts, clock, L2,
+    compute capability, cooperative launch), or None without a CUDA build or a CUDA device."""
+    if device.type != "cuda" or not hasattr(torch.ops.fastrnn, "_cuda_host_device"):
+        return None
+    with torch.cuda.device(device):
+        return list(torch.ops.fastrnn._cuda_host_device(8 if dtype == torch.float64 else 4,
+                                                        backward))
+
+
 def predict(device: str, T: int, B: int, H: int, dtype: torch.dtype, *, backward: bool = False,
-            packed: bool = False, live_rows: float = 0.0) -> list[dict]:
+            packed: bool = False, live_rows: float = 0.0,
+            gpu: list[int] | None = None) -> list[dict]:
     """The cost model's prediction per candidate, ns per time step, with its breakdown.
 
     One dict per candidate of CANDIDATES: ``name``, ``fits``, ``path`` (what
@@ -115,13 +129,15 @@ def predict(device: str, T: int, B: int, H: int, dtype: torch.dtype, *, backward
     ``kpt``, ``ks``, ``rows_per_tile``, ``tiles_per_step`` (tiled: ``rows_per_tile`` x
     ``tile_cols`` per block, ``grid_barrier``), and ``compute`` / ``smem`` /
     ``latency`` / ``barrier`` / ``launch`` summing to ``total``. ``live_rows``: packed, the
-    mean live rows per step (mean_live_rows; 0: all B). Unmeasured constants:
+    mean live rows per step (mean_live_rows; 0: all B). ``gpu``: the GPU's own properties
+    (host_device) -- then ``device`` is its name, which only picks the estimates; without it
+    ``device`` is a modelled GPU (h100, h200, a100). Unmeasured constants:
     csrc/cuda/cost_model.h.
     """
     if dtype not in _ELEM:
         raise ValueError(f"fastrnn: dtype must be float64, float32, float16 or bfloat16, got {dtype}")
     flat = torch.ops.fastrnn._cuda_cost_model(device, T, B, H, _ELEM[dtype], backward, packed,
-                                              float(live_rows))
+                                              float(live_rows), _MMA.get(dtype, 0), gpu)
     n = len(_COST_FIELDS)
     out = []
     for i in range(0, len(flat), n):
@@ -366,12 +382,16 @@ class Chooser:
     def __init__(self, *, timer: Callable[[Callable[[], None]], float] | None = None,
                  runner: Callable[[str, LayerCall], Tensor] | None = None,
                  environment: Callable[[torch.device], tuple[str, str, str]] | None = None,
-                 cudnn_available: Callable[[], bool] | None = None) -> None:
+                 cudnn_available: Callable[[], bool] | None = None,
+                 device_properties: Callable[[torch.device, torch.dtype, bool], list[int] | None]
+                 | None = None) -> None:
         self.timer = timer or cuda_event_timer
         self.runner = runner or run_candidate
         self.environment = environment or gpu_environment
         self.cudnn_available = cudnn_available or (
             lambda: torch.backends.cudnn.enabled and torch.backends.cudnn.is_available())
+        # The GPU as the plan sees it (host_device), for predictions of what would launch.
+        self.device_properties = device_properties or host_device
         self.choices: dict[Key, Choice] = {}
         self._lock = threading.Lock()
 
@@ -380,12 +400,15 @@ class Chooser:
     def _model_ranking(self, c: LayerCall, device_name: str, allow_cudnn: bool) -> tuple[list[str], dict]:
         T, B, _ = c.input.shape
         H = c.weight_hh.shape[0]
-        dev = model_device(device_name)
         live = mean_live_rows(c.lengths, T)
         total = {name: 0.0 for name in CANDIDATES if name != "cudnn" or allow_cudnn}
         for backward in ((False, True) if c.training else (False,)):
+            # On a GPU its own properties (the plan CudaTarget::plan launches), the tabled
+            # GPU's estimates; elsewhere the tabled GPU whole.
+            gpu = self.device_properties(c.input.device, c.input.dtype, backward)
+            dev = device_name if gpu is not None else model_device(device_name)
             for p in predict(dev, T, B, H, c.input.dtype, backward=backward,
-                             packed=c.lengths is not None, live_rows=live):
+                             packed=c.lengths is not None, live_rows=live, gpu=gpu):
                 if p["name"] in total:
                     if p["fits"]:
                         total[p["name"]] += p["total"]

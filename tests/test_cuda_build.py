@@ -206,12 +206,13 @@ def test_tiled_plan_invariants(elem_size, device):
             assert p["grid"] <= p["blocks_per_sm"] * device["sm_count"], where
 
 
-@pytest.mark.parametrize("mma", [1, 2], ids=["f16", "bf16"])
 @pytest.mark.parametrize("device", [H100_OPTIN, A100_OPTIN, H100], ids=["H100", "A100", "H100-no-optin"])
-def test_tensor_core_plan_invariants(mma, device):
+def test_tensor_core_plan_invariants(device):
     # launch_plan.h make_tiled_mma_plan: tiles of 16 x 16 fragments (kMmaTiles), shared memory
     # in 4-byte words (a 16-bit pair per k) with the float layout's sizes, wmma's rules.
+    # bfloat16 only (plan_types.h mma_keeps_contract; float16: test_cuda_choice.py).
     limit = max(device.get("smem_optin", 0), device["smem_per_block"])
+    mma = 2
     for H, B in itertools.product([1, 9, 16, 17, 33, 100, 256, 513, 1024, 2048], [1, 16, 17, 64, 256]):
         p = plan(B, H, 4, device, force="tiled_mma", mma=mma)
         if p["path"] == GEMM:
@@ -241,10 +242,11 @@ def test_tensor_core_plan_invariants(mma, device):
 def test_auto_weighs_the_tensor_cores_only_for_16_bit_models():
     # The tensor-core tiles are one more candidate of make_plan's ranking (cost_model.h
     # tiled_mma_cost, the one scale; tests/test_cuda_choice.py checks the argmin over a grid):
-    # ahead of the FMA tiles at B = 64, H = 512 (bfloat16 and float16 alike), behind at B = 8
-    # (a fragment's 16 rows half padding), never for a float32 model or float64 compute.
+    # ahead of the FMA tiles at B = 64, H = 512 for bfloat16, behind at B = 8 (a fragment's 16
+    # rows half padding), never for a float16 model (plan_types.h mma_keeps_contract), a float32
+    # model or float64 compute.
     assert plan(64, 512, 4, H100_OPTIN, mma=2)["mma"] == 2
-    assert plan(64, 512, 4, H100_OPTIN, mma=1)["mma"] == 1
+    assert plan(64, 512, 4, H100_OPTIN, mma=1)["mma"] == 0
     assert plan(64, 512, 4, H100_OPTIN)["mma"] == 0
     assert plan(64, 512, 8, H100_OPTIN, mma=2)["mma"] == 0
     assert plan(8, 512, 4, H100_OPTIN, mma=2)["mma"] == 0
@@ -389,6 +391,7 @@ TILED_MAX_REGS = 255  # launch_plan.h kTiledMaxRegsPerThread (__launch_bounds__(
 def test_every_tiled_kernel_is_built_without_spills():
     # Every micro tile of launch_plan.h, fwd and bwd, float and double, on both architectures.
     usage = {}
+    problems = []
     arch, name = None, None
     for line in _run_cuobjdump("--dump-resource-usage").splitlines():
         m = re.search(r"arch = (sm_\d+)", line)
@@ -408,8 +411,9 @@ def test_every_tiled_kernel_is_built_without_spills():
             if k:
                 mma = "bf16" if "bfloat16" in name else "f16"
                 usage[(arch, mma) + k.groups()] = fields
+                if mma != "bf16":
+                    problems.append(f"{arch}: a float16 tensor-core kernel was built: {name}")
             name = None
-    problems = []
     for arch in ARCHS:
         for tag, mr, mc, direction in itertools.product("fd", "124", "14", ("Fwd", "Bwd")):
             r = usage.get((arch, tag, mr, mc, direction))
@@ -417,8 +421,8 @@ def test_every_tiled_kernel_is_built_without_spills():
                 problems.append(f"tiled {direction} {tag} {mr}x{mc} not built for {arch}")
             elif r["STACK"] or r["LOCAL"] or r["REG"] > TILED_MAX_REGS:
                 problems.append(f"tiled {direction} {tag} {mr}x{mc} {arch}: {r}")
-        # launch_plan.h kMmaTiles, both 16-bit types.
-        for mma, (fr, fc), direction in itertools.product(("f16", "bf16"), ((1, 1), (1, 2), (2, 1)),
+        # launch_plan.h kMmaTiles, bfloat16 only (plan_types.h mma_keeps_contract).
+        for mma, (fr, fc), direction in itertools.product(("bf16",), ((1, 1), (1, 2), (2, 1)),
                                                           ("Fwd", "Bwd")):
             r = usage.get((arch, mma, str(fr), str(fc), direction))
             if r is None:

@@ -386,6 +386,123 @@ def test_make_plan_reads_the_device_it_is_given():
         path("h100", 1, 64, clock_khz=-1)
 
 
+def test_a_float16_model_never_plans_the_tensor_cores():
+    """The tensor-core tiles split the fp32 state into hi + lo of the 16-bit type, which keeps
+    rnn.h's contract only with bfloat16's exponent range (plan_types.h mma_keeps_contract):
+    a float16 model (mma 1) never gets them, with auto or forced (which falls back to gemm,
+    like any forced path that cannot run), and the cost model says they do not fit."""
+    d = _PLAN_DEVICES["h100"]
+    bf16_took_mma = 0
+    for backward in (False, True):
+        for B, H in [(1, 512), (16, 256), (64, 512), (64, 1024), (8, 128), (256, 64)]:
+            def plan(mma, force="auto"):
+                return torch.ops.fastrnn._cuda_launch_plan(
+                    B, H, 4, d["sm_count"], d["smem_per_block"], force=force, backward=backward,
+                    smem_optin=d["smem_optin"], T=128, mma=mma)
+            where = (backward, B, H)
+            assert plan(1)[18] == 0, where
+            assert plan(1, "tiled_mma")[0] == 2 and plan(1, "tiled_mma")[18] == 0, where
+            forced = plan(2, "tiled_mma")
+            assert forced[0] == 3 and forced[18] == 2, where
+            bf16_took_mma += plan(2)[18] == 2
+            f16 = {p["name"]: p for p in cc.predict("h100", 128, B, H, torch.float16, backward=backward)}
+            bf16 = {p["name"]: p for p in cc.predict("h100", 128, B, H, torch.bfloat16, backward=backward)}
+            assert not f16["tiled_mma"]["fits"] and bf16["tiled_mma"]["fits"], where
+    assert bf16_took_mma > 0  # the same shapes do plan the tensor cores for bfloat16
+
+
+# A GPU that is not a tabled one: an RTX 4090-like part (sm_89) with the H100's name-less
+# estimates: 128 SMs, 99 KiB of opt-in shared memory per block (the H100: 227), 48 KiB without
+# (minus 1 KiB static), and the H100's per-SM limits (the ones _cuda_launch_plan takes from its
+# device). As host_device.h's fields: [sm_count, smem_per_block, smem_optin, smem_per_sm,
+# regs_per_sm, max_threads_per_sm, max_blocks_per_sm, cooperative_launch, clock_khz, cc_major,
+# cc_minor, l2_bytes, tiled_regs, kpt_regs x 5 (0: the model's)].
+_OTHER_GPU_NAME = "NVIDIA GeForce RTX 4090"
+_OTHER_GPU = dict(sm_count=128, smem_per_block=47 * 1024, smem_optin=98 * 1024, clock_khz=2520000,
+                  cc_major=8, cc_minor=9, l2_bytes=72 * 1024 * 1024)
+_OTHER_GPU_FIELDS = [128, 47 * 1024, 98 * 1024, 228 * 1024, 65536, 2048, 32, 1, 2520000, 8, 9,
+                     72 * 1024 * 1024, 0, 0, 0, 0, 0, 0]
+
+
+def test_predictions_plan_on_the_gpus_own_properties():
+    """On a GPU the predictions (the measured choice's ranking, FASTRNN_CUDA_AUTOTUNE=0 and
+    deterministic mode) must be of the plans make_plan launches there: the GPU's SMs and opt-in
+    shared memory, not the tabled H100's 132 SMs and 227 KiB. Each persistent candidate's
+    predicted plan is make_plan's, forced, on that device; and the tabled H100's prediction
+    differs at these shapes (it was what the choice used before)."""
+    differs = 0
+    for dtype, elem, mma in ((torch.float32, 4, 0), (torch.bfloat16, 4, 2)):
+        for backward in (False, True):
+            for B, H in [(64, 1024), (64, 512), (16, 256), (8, 128), (256, 64), (16, 2048)]:
+                preds = cc.predict(_OTHER_GPU_NAME, 128, B, H, dtype, backward=backward,
+                                   gpu=_OTHER_GPU_FIELDS)
+                tabled = cc.predict("h100", 128, B, H, dtype, backward=backward)
+                for p, q in zip(preds, tabled):
+                    if p["name"] not in ("single", "grid", "tiled", "tiled_mma"):
+                        continue
+                    plan = torch.ops.fastrnn._cuda_launch_plan(
+                        B, H, elem, force=p["name"], backward=backward, T=128,
+                        device=_OTHER_GPU_NAME, mma=mma, **_OTHER_GPU)
+                    where = (dtype, backward, B, H, p, plan)
+                    assert p["fits"] == (plan[0] != 2), where
+                    if not p["fits"]:
+                        continue
+                    assert plan[1] == p["grid"], where
+                    if p["name"] in ("tiled", "tiled_mma"):
+                        assert (plan[9], plan[10]) == (p["rows_per_tile"], p["tile_cols"]), where
+                    else:
+                        assert (plan[3], plan[4], plan[5]) == (p["kpt"], p["ks"], p["rows_per_tile"]), where
+                    differs += (p["fits"], p["grid"], p["tile_cols"]) != (q["fits"], q["grid"], q["tile_cols"])
+    assert differs > 0
+
+
+def test_the_choice_predicts_with_the_gpus_properties(monkeypatch):
+    """The chooser asks the GPU for its properties (host_device; injected here) and ranks with
+    them: its predictions are predict(gpu=...)'s, not the tabled H100's."""
+    monkeypatch.setenv(cc.ENV_AUTOTUNE, "0")
+    asked = []
+
+    def props(device, dtype, backward):
+        asked.append((dtype, backward))
+        return _OTHER_GPU_FIELDS
+
+    chooser = cc.Chooser(environment=lambda dev: (_OTHER_GPU_NAME, "drv", "ver"),
+                         device_properties=props, cudnn_available=lambda: False)
+    c = _call(T=128, B=64, I=8, H=1024)
+    choice = chooser.choose(c)
+    want = {p["name"]: p["total"] for p in cc.predict(_OTHER_GPU_NAME, 128, 64, 1024, torch.float32,
+                                                      gpu=_OTHER_GPU_FIELDS)
+            if p["fits"] and p["name"] != "cudnn"}
+    assert choice.predicted_ns_per_step == pytest.approx(want) and asked == [(torch.float32, False)]
+    with pytest.raises(ValueError, match="gpu must have 18 entries"):
+        cc.predict(_OTHER_GPU_NAME, 8, 4, 16, torch.float32, gpu=[1, 2, 3])
+
+
+def test_a_refused_tiled_plan_replans_with_the_measured_occupancy():
+    """CudaTarget::plan (rnn_cuda.cpp): when the runtime's occupancy calculator refuses the
+    model's tiled plan, it re-plans with the measured occupancy of every tiled configuration
+    and runs the next best plan -- not straight to gemm. Here the measured occupancy refuses
+    every block above the chosen plan's shared memory (occupancy_smem_limit); the re-plan is
+    then exactly the plan of a device whose opt-in limit is that much."""
+    d = _PLAN_DEVICES["h100"]
+    replanned_tiled = 0
+    for B, H in [(64, 1024), (64, 512), (16, 256), (256, 128), (16, 1024)]:
+        def plan(**kw):
+            return torch.ops.fastrnn._cuda_launch_plan(B, H, 4, d["sm_count"], d["smem_per_block"],
+                                                       T=128, **kw)
+        first = plan(smem_optin=d["smem_optin"])
+        assert first[0] == 3, first  # tiled
+        limit = first[6] - 1  # its block no longer fits
+        again = plan(smem_optin=d["smem_optin"], occupancy_smem_limit=limit)
+        where = (B, H, first, again)
+        assert again[0] != 2 and again != first, where
+        assert again[0] != 3 or again[6] <= limit, where
+        if limit >= d["smem_per_block"]:  # else the default per-block limit still admits more
+            assert again == plan(smem_optin=limit), where
+            replanned_tiled += again[0] == 3
+    assert replanned_tiled >= 2  # the next best tiled plan, where one fits
+
+
 def test_packed_prediction_credits_the_live_rows():
     """Packed input, sorted lengths: the tiled step is predicted for the mean live rows per step
     (its blocks of finished rows skip the multiply) on the plan the host launches (planned for
@@ -509,7 +626,8 @@ def test_cost_model_monotone_and_sane():
 
 
 def test_cost_model_errors_name_the_argument():
-    with pytest.raises(ValueError, match="device must be one of h100, h200, a100, got 'v100'"):
+    with pytest.raises(ValueError, match=r"device must be one of h100, h200, a100 \(or a GPU's "
+                                         r"name with gpu\), got 'v100'"):
         cc.predict("v100", 8, 4, 16, torch.float32)
     with pytest.raises(ValueError, match="T, B and H must be positive"):
         cc.predict("h100", 8, 0, 16, torch.float32)

@@ -383,8 +383,9 @@ def test_forced_path_that_cannot_run_falls_back(path):
     assert_close(out, ref(x)[0], torch.float32, "fallback output")
 
 
-# The tiled family on tensor cores (float16/bfloat16 only): one column tile (resident), a
-# grid barrier with odd H, and a shape of issue 12.
+# The tiled family on tensor cores (bfloat16 only: float16 runs the FMA tiles, forced
+# tiled_mma falls back to gemm): one column tile (resident), a grid barrier with odd H, and a
+# shape of issue 12.
 MMA_CASES = [
     pytest.param(4, 16, 5, 20, id="mma-B16-H20"),
     pytest.param(3, 33, 5, 129, id="mma-B33-H129"),
@@ -402,7 +403,11 @@ def test_tensor_core_tiles_match_cudnn(path, T, B, I, H, dtype):
     x = torch.randn(T, B, I, device="cuda", dtype=dtype)
     h0 = torch.randn(1, B, H, device="cuda", dtype=dtype)
     _check_twins(ref, ours, x, h0, dtype, "tiled_mma", "tiled_mma")
-    assert fastrnn.backends.last_cuda_plan()["mma"] == dtype
+    ran = fastrnn.backends.last_cuda_plan()
+    if dtype == torch.bfloat16:
+        assert ran["mma"] == dtype and ran["path"] == "tiled", ran
+    else:  # plan_types.h mma_keeps_contract
+        assert ran["mma"] is None and ran["path"] == "gemm", ran
 
 
 @needs_gpu_kernels

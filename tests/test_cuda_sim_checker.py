@@ -247,6 +247,14 @@ OTHER_RULES = [
     ("wmma_lane_skips_mma", r"lanes of warp 0 of block 0 are at different warp collectives: "
                             r"lane \d+ at wmma::\w+, lane \d+ at wmma::\w+"),
     ("wmma_bad_ldm", r"wmma::load_matrix_sync: ldm 12 must be a multiple of 8"),
+    # The tile at offset 0 of a buffer that is not 32-byte aligned: wmma checks the address.
+    ("wmma_unaligned_buffer", r"wmma::load_matrix_sync: ldm 16 must be a multiple of 8 and the "
+                              r"tile 32-byte aligned \(byte offset 0, address % 32 = 16\)"),
+    # Lane 3 loads B from another tile / with another ldm: both must be warp-uniform.
+    ("wmma_lane_pointer", r"wmma::load_matrix_sync: pointer and ldm must be warp-uniform: "
+                          r"lane 0 has address \d+ ldm 16, lane 3 address \d+ ldm 16"),
+    ("wmma_lane_ldm", r"wmma::load_matrix_sync: pointer and ldm must be warp-uniform: "
+                      r"lane 0 has address (\d+) ldm 16, lane 3 address \1 ldm 24"),
     # an overflow that ends in the stack's last bytes, above its guard page: the canary
     ("stack_canary_clobbered", r"block 0 thread 5 \(warp 0 lane 5\) overflowed its 65536-byte "
                                r"fiber stack"),

@@ -1,5 +1,5 @@
 // Every candidate of the measured choice (fastrnn/_cuda_choice.py) with its predicted time
-// per step: fastrnn's persistent paths (tiled_mma: a float16/bfloat16 model's tensor-core
+// per step: fastrnn's persistent paths (tiled_mma: a bfloat16 model's tensor-core
 // tiles; it does not fit for other types) as the plan make_plan returns with that path forced
 // (exactly what would launch), the per-step cuBLAS path and cuDNN, all from cost_model.h --
 // the scale make_plan's own unforced ranking uses, so its `auto` plan is the argmin of the
@@ -20,9 +20,9 @@ inline Prediction predict_plan(const DeviceSpec& d, const Shape& s, Candidate wh
   // memory), so it plans for every row; the prediction then credits the live rows.
   Shape host = s;
   host.live_rows = 0;
-  // A 16-bit model's tensor-core tiles: float16 and bfloat16 plan and cost the same.
-  const int mma = s.elem_size == 2 ? plan::kMmaBF16 : plan::kMmaNone;
-  const plan::Plan p = plan::make_plan(host, d.dev, nullptr, force, /*tiled_regs=*/0, mma);
+  // A 16-bit model's tensor-core tiles (bfloat16 only: make_tiled_mma_plan).
+  const int mma = s.elem_size == 2 ? s.mma : plan::kMmaNone;
+  const plan::Plan p = plan::make_plan(host, d.dev, d.kpt_regs, force, d.tiled_regs, mma);
   if (p.path == plan::kGemmFallback) {  // does not fit
     Prediction r;
     r.candidate = which;

@@ -132,6 +132,10 @@ struct DeviceSpec {
   int syncthreads_cycles;
   double launch_ns, gemm_efficiency, cudnn_persist_efficiency;  // DeviceEstimates
   int mma_fma_per_sm_clk;                                        // DeviceEstimates
+  // The compiled kernels' registers, as the host reads them on a GPU (host_device.h); nullptr /
+  // 0: launch_plan.h's model of them (the __launch_bounds__ caps).
+  const int* kpt_regs = nullptr;
+  int tiled_regs = 0;
 };
 
 inline DeviceSpec device_spec(const plan::Device& dev) {
@@ -167,6 +171,9 @@ struct Shape {
   int elem_size = 4;      // storage: 8 float64, 4 float32, 2 float16/bfloat16
   bool backward = false;  // the BPTT recurrence instead of the forward one
   bool packed = false;    // lengths given (PackedSequence)
+  // elem_size 2: the model's 16-bit type (plan::MmaType; kMmaNone: unknown / not 16-bit),
+  // whose tensor-core tiles (bfloat16 only, plan::mma_keeps_contract) are a candidate.
+  int mma = plan::kMmaNone;
   // Packed, lengths sorted non-increasing (PackedSequence order): the batch rows still live
   // per step, averaged over the steps (sum of min(length, T) / T); 0: all B (unknown, e.g.
   // lengths on the GPU). The tiled kernel multiplies and stages only a tile's live prefix.
@@ -254,6 +261,24 @@ inline Prediction persistent_cost(const DeviceSpec& d, const Shape& s, const pla
   return r;
 }
 
+// The busiest SM of a tiled plan (FMA or tensor-core tiles) per step. Packed input (sorted
+// lengths, live_rows): only the first ceil(live / tile_rows) row tiles are busy, and the busiest
+// block (the first) has min(tile_rows, live) live rows.
+struct BusiestSm {
+  double rows;     // live rows of the busiest block
+  double sharing;  // blocks whose steps it runs one after another: blocks sharing it x waves
+};
+inline BusiestSm busiest_sm(const plan::Device& dev, const Shape& s, const plan::Plan& p) {
+  const double live = live_rows(s);
+  const int64_t live_row_tiles = plan::ceil_div(int64_t(std::ceil(live)), p.tile_rows);
+  const int64_t busy = (live_row_tiles < p.row_tiles ? live_row_tiles : p.row_tiles) * p.col_tiles;
+  const int64_t per_wave = int64_t(p.blocks_per_sm) * dev.sm_count;
+  const int64_t waves = plan::ceil_div(busy, per_wave);
+  const int64_t on_sm = plan::ceil_div(busy, int64_t(dev.sm_count));
+  return {live < p.tile_rows ? live : double(p.tile_rows),
+          double(waves) * double(on_sm < p.blocks_per_sm ? on_sm : p.blocks_per_sm)};
+}
+
 // A plan of the tiled family (launch_plan.h make_tiled_plan, tiled_body.cuh).
 // Per step, on the busiest SM (blocks sharing it x waves of blocks):
 //   compute: every thread issues micro_r x micro_c FMAs per k of its warp's K share;
@@ -281,14 +306,8 @@ inline Prediction tiled_cost(const DeviceSpec& d, const Shape& s, const plan::Pl
   r.plan = p;
   r.recorded_path = 4;
   r.tiles_per_step = 1;
-  const double live = live_rows(s);
-  const int64_t live_row_tiles = plan::ceil_div(int64_t(std::ceil(live)), p.tile_rows);
-  const int64_t busy = (live_row_tiles < p.row_tiles ? live_row_tiles : p.row_tiles) * p.col_tiles;
-  const double rows = live < p.tile_rows ? live : double(p.tile_rows);  // the busiest block's
-  const int64_t per_wave = int64_t(p.blocks_per_sm) * dev.sm_count;
-  const int64_t waves = plan::ceil_div(busy, per_wave);
-  const int64_t on_sm = plan::ceil_div(busy, int64_t(dev.sm_count));
-  const double sharing = double(waves) * double(on_sm < p.blocks_per_sm ? on_sm : p.blocks_per_sm);
+  const BusiestSm sm = busiest_sm(dev, s, p);
+  const double rows = sm.rows, sharing = sm.sharing;
   const double fma_rate = ce == 8 ? d.fp32_fma_per_sm_clk / 2.0 : d.fp32_fma_per_sm_clk;
   const double fma = sharing * p.threads * p.micro_r * p.micro_c * p.k_chunk / fma_rate;
   // Shared-memory wavefronts (a 4-byte word per lane each; 8-byte types take two).
@@ -329,15 +348,9 @@ inline Prediction tiled_mma_cost(const DeviceSpec& d, const Shape& s, const plan
   r.plan = p;
   r.recorded_path = 4;
   r.tiles_per_step = 1;
-  const double live = live_rows(s);
-  const int64_t live_row_tiles = plan::ceil_div(int64_t(std::ceil(live)), p.tile_rows);
-  const int64_t busy = (live_row_tiles < p.row_tiles ? live_row_tiles : p.row_tiles) * p.col_tiles;
-  const double rows = live < p.tile_rows ? live : double(p.tile_rows);  // the busiest block's
-  const int64_t per_wave = int64_t(p.blocks_per_sm) * dev.sm_count;
-  const int64_t waves = plan::ceil_div(busy, per_wave);
-  const int64_t on_sm = plan::ceil_div(busy, int64_t(dev.sm_count));
-  const double sharing = double(waves) * double(on_sm < p.blocks_per_sm ? on_sm : p.blocks_per_sm);
-  const double k2 = 2.0 * double((s.H + 7) / 8 * 8);
+  const BusiestSm sm = busiest_sm(dev, s, p);
+  const double rows = sm.rows, sharing = sm.sharing;
+  const double k2 = 2.0 * double(plan::mma_k_words(s.H));
   const double mma = sharing * double(p.tile_rows) * p.tile_cols * k2 / d.mma_fma_per_sm_clk;
   const double k_steps = double(p.k_chunk / 8);
   double bytes = double(plan::kWarps) * k_steps * (p.micro_r + p.micro_c) * 512.0;

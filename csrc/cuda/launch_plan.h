@@ -29,16 +29,45 @@
 // B x H still spreads over every SM). When one column tile covers all of H (col_tiles == 1) blocks only
 // split the batch: the state stays in shared memory and no grid barrier exists (a plain
 // launch of any size); otherwise one grid.sync() per step (cooperative launch). For a
-// float16/bfloat16 model the same family also runs on tensor cores (make_tiled_mma_plan:
+// bfloat16 model the same family also runs on tensor cores (make_tiled_mma_plan:
 // block tiles of 16 x 16 wmma fragments), ranked with the rest on the same model.
 #pragma once
 
 #include <cstdint>
+#include <functional>
 
 #include "cost_model.h"
 #include "plan_types.h"
 
 namespace fastrnn::plan {
+
+// Whether a tiled block of `smem` bytes (either family) can run on `dev`: within the opt-in
+// per-block limit, at least one block per SM (regs: the kernels' registers per thread, 0: the
+// __launch_bounds__ cap), and, with several column tiles, every block co-resident for
+// grid.sync() (cooperative launch). Sets p.smem_bytes and p.blocks_per_sm. measured: the blocks
+// per SM the runtime's occupancy calculator gives for p's kernel (on a GPU, when the model's
+// figure proved optimistic: CudaTarget::plan re-plans with it), or nullptr for the model's.
+using MeasuredOccupancy = std::function<int(const Plan&)>;
+inline bool fit_tiled(Plan& p, int64_t smem, const Device& dev, int regs,
+                      const MeasuredOccupancy* measured) {
+  const int smem_limit = dev.smem_optin > dev.smem_per_block ? dev.smem_optin : dev.smem_per_block;
+  if (smem > smem_limit) return false;
+  p.smem_bytes = int(smem);
+  p.blocks_per_sm = measured ? (*measured)(p)
+                             : blocks_per_sm(regs > 0 ? regs : kTiledMaxRegsPerThread, p.smem_bytes, dev);
+  if (p.blocks_per_sm < 1) return false;
+  return p.col_tiles == 1 ||
+         (dev.cooperative_launch && int64_t(p.grid) <= int64_t(p.blocks_per_sm) * dev.sm_count);
+}
+
+// The argmin of the configurations' predicted steps: keeps p if it is the first or cheaper
+// (ties: the earlier one).
+inline void keep_cheaper(const Plan& p, double cost, Plan& best, double& best_cost) {
+  if (best_cost < 0 || cost < best_cost) {
+    best_cost = cost;
+    best = p;
+  }
+}
 
 // The cheapest tiled plan for B x H that fits (shared memory up to the opt-in limit,
 // co-resident blocks when a grid barrier is needed); path kGemmFallback if none does.
@@ -46,11 +75,10 @@ namespace fastrnn::plan {
 // elem_size: the compute type (4 or 8). regs: registers per thread of the tiled kernels
 // (0: the __launch_bounds__ cap, kTiledMaxRegsPerThread).
 inline Plan make_tiled_plan(const cost::Shape& s, int elem_size, const cost::DeviceSpec& spec,
-                            int regs = 0) {
+                            int regs = 0, const MeasuredOccupancy* measured = nullptr) {
   Plan best;
   const Device& dev = spec.dev;
   const int64_t B = s.B, H = s.H;
-  const int smem_limit = dev.smem_optin > dev.smem_per_block ? dev.smem_optin : dev.smem_per_block;
   const int stride = tiled_stride(H);
   // Each warp's K share, a multiple of 4 so that warps start on aligned k.
   const int k_chunk = int(ceil_div(ceil_div(H, kWarps), 4) * 4);
@@ -79,20 +107,11 @@ inline Plan make_tiled_plan(const cost::Shape& s, int elem_size, const cost::Dev
       p.k_chunk = k_chunk;
       p.resident = p.col_tiles == 1 ? 1 : 0;
       p.rows_per_tile = tile_rows;
-      const int64_t smem = tiled_smem_bytes(tile_rows, tile_cols, stride, p.resident, elem_size);
-      if (smem > smem_limit) continue;
-      p.smem_bytes = int(smem);
-      p.blocks_per_sm = blocks_per_sm(regs > 0 ? regs : kTiledMaxRegsPerThread, p.smem_bytes, dev);
-      if (p.blocks_per_sm < 1) continue;
-      if (p.col_tiles > 1 && (!dev.cooperative_launch ||
-                              int64_t(p.grid) > int64_t(p.blocks_per_sm) * dev.sm_count)) {
-        continue;  // grid.sync() needs every block resident at once
+      if (!fit_tiled(p, tiled_smem_bytes(tile_rows, tile_cols, stride, p.resident, elem_size),
+                     dev, regs, measured)) {
+        continue;
       }
-      const double cost = cost::tiled_cost(spec, s, p).total;
-      if (best_cost < 0 || cost < best_cost) {
-        best_cost = cost;
-        best = p;
-      }
+      keep_cheaper(p, cost::tiled_cost(spec, s, p).total, best, best_cost);
     }
   }
   return best;
@@ -101,16 +120,16 @@ inline Plan make_tiled_plan(const cost::Shape& s, int elem_size, const cost::Dev
 // The cheapest tensor-core plan for s.B x s.H (shared memory as make_tiled_plan; the mma
 // accumulates in float, so the compute type is float32), ranked by the cost model's predicted
 // step (cost_model.h tiled_mma_cost) on `spec`'s device; path kGemmFallback if none fits or
-// the model is not float16/bfloat16 (mma: its MmaType).
+// the model is not bfloat16 (mma: its MmaType; float16 breaks the contract,
+// plan_types.h mma_keeps_contract).
 inline Plan make_tiled_mma_plan(const cost::Shape& s, int mma, const cost::DeviceSpec& spec,
-                                int regs = 0) {
+                                int regs = 0, const MeasuredOccupancy* measured = nullptr) {
   Plan best;
   const Device& dev = spec.dev;
   const int64_t B = s.B, H = s.H;
-  if (B <= 0 || H <= 0 || (mma != kMmaF16 && mma != kMmaBF16)) return best;
-  const int smem_limit = dev.smem_optin > dev.smem_per_block ? dev.smem_optin : dev.smem_per_block;
+  if (B <= 0 || H <= 0 || !mma_keeps_contract(mma)) return best;
   const int stride = tiled_mma_stride(H);
-  const int k_chunk = int(ceil_div(ceil_div((H + 7) / 8 * 8, kWarps), 8) * 8);  // words
+  const int k_chunk = int(ceil_div(ceil_div(mma_k_words(H), kWarps), 8) * 8);  // words
   double best_cost = -1;
   for (const auto& t : kMmaTiles) {
     Plan p;
@@ -129,20 +148,11 @@ inline Plan make_tiled_mma_plan(const cost::Shape& s, int mma, const cost::Devic
     p.k_chunk = k_chunk;
     p.resident = p.col_tiles == 1 ? 1 : 0;
     p.rows_per_tile = p.tile_rows;
-    const int64_t smem = tiled_smem_bytes(p.tile_rows, p.tile_cols, stride, p.resident, 4);
-    if (smem > smem_limit) continue;
-    p.smem_bytes = int(smem);
-    p.blocks_per_sm = blocks_per_sm(regs > 0 ? regs : kTiledMaxRegsPerThread, p.smem_bytes, dev);
-    if (p.blocks_per_sm < 1) continue;
-    if (p.col_tiles > 1 && (!dev.cooperative_launch ||
-                            int64_t(p.grid) > int64_t(p.blocks_per_sm) * dev.sm_count)) {
-      continue;  // grid.sync() needs every block resident at once
+    if (!fit_tiled(p, tiled_smem_bytes(p.tile_rows, p.tile_cols, stride, p.resident, 4), dev,
+                   regs, measured)) {
+      continue;
     }
-    const double cost = cost::tiled_mma_cost(spec, s, p).total;
-    if (best_cost < 0 || cost < best_cost) {
-      best_cost = cost;
-      best = p;
-    }
+    keep_cheaper(p, cost::tiled_mma_cost(spec, s, p).total, best, best_cost);
   }
   return best;
 }
@@ -160,9 +170,12 @@ inline Plan make_tiled_mma_plan(const cost::Shape& s, int mma, const cost::Devic
 // mma: a float16/bfloat16 model's 16-bit type (MmaType; s.elem_size 2): its tensor-core tiles
 // (make_tiled_mma_plan) are one more family of configurations, ranked on the same scale
 // (cost_model.h tiled_mma_cost); kForceTiledMma takes only them (gemm for any other model).
+// tiled_occupancy: the runtime's blocks per SM of a tiled configuration instead of the model's
+// (fit_tiled; nullptr: the model's).
 inline Plan make_plan(const cost::Shape& s, const Device& dev,
                       const int* regs_per_kpt = nullptr, Force force = kAuto,
-                      int tiled_regs = 0, int mma = kMmaNone) {
+                      int tiled_regs = 0, int mma = kMmaNone,
+                      const MeasuredOccupancy* tiled_occupancy = nullptr) {
   Plan best;
   best.path = kGemmFallback;
   const int64_t B = s.B, H = s.H;
@@ -175,8 +188,10 @@ inline Plan make_plan(const cost::Shape& s, const Device& dev,
   const cost::DeviceSpec spec = cost::device_spec(dev);
   // The tensor-core tiles: a 16-bit model's own W_hh, float accumulation.
   const int tc_mma = s.elem_size == 2 ? mma : kMmaNone;
-  if (force == kForceTiled) return make_tiled_plan(s, elem_size, spec, tiled_regs);
-  if (force == kForceTiledMma) return make_tiled_mma_plan(s, tc_mma, spec, tiled_regs);
+  if (force == kForceTiled) return make_tiled_plan(s, elem_size, spec, tiled_regs, tiled_occupancy);
+  if (force == kForceTiledMma) {
+    return make_tiled_mma_plan(s, tc_mma, spec, tiled_regs, tiled_occupancy);
+  }
   double best_cost = -1;
   for (int i = 0; i < num_kpt(elem_size); ++i) {
     const int kpt = kpt_at(elem_size, i);
@@ -217,24 +232,13 @@ inline Plan make_plan(const cost::Shape& s, const Device& dev,
     p.smem_bytes = smem;
     p.blocks_per_sm = bps;
     p.resident = resident ? 1 : 0;
-    const double cost = cost::persistent_cost(spec, s, p).total;
-    if (best_cost < 0 || cost < best_cost) {
-      best_cost = cost;
-      best = p;
-    }
+    keep_cheaper(p, cost::persistent_cost(spec, s, p).total, best, best_cost);
   }
   if (force == kAuto) {
-    const Plan tiled = make_tiled_plan(s, elem_size, spec, tiled_regs);
-    if (tiled.path == kTiled &&
-        (best_cost < 0 || cost::tiled_cost(spec, s, tiled).total < best_cost)) {
-      best_cost = cost::tiled_cost(spec, s, tiled).total;
-      best = tiled;
-    }
-    const Plan tc = make_tiled_mma_plan(s, tc_mma, spec, tiled_regs);
-    if (tc.path == kTiled &&
-        (best_cost < 0 || cost::tiled_mma_cost(spec, s, tc).total < best_cost)) {
-      return tc;
-    }
+    const Plan tiled = make_tiled_plan(s, elem_size, spec, tiled_regs, tiled_occupancy);
+    if (tiled.path == kTiled) keep_cheaper(tiled, cost::tiled_cost(spec, s, tiled).total, best, best_cost);
+    const Plan tc = make_tiled_mma_plan(s, tc_mma, spec, tiled_regs, tiled_occupancy);
+    if (tc.path == kTiled) keep_cheaper(tc, cost::tiled_mma_cost(spec, s, tc).total, best, best_cost);
   }
   return best;
 }

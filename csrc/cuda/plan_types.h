@@ -18,7 +18,7 @@ enum Path : int {
 // What the caller may force (tests exercise every path at small sizes).
 enum Force : int {
   kAuto = 0, kForceSingle = 1, kForceGrid = 2, kForceGemm = 3, kForceTiled = 4,
-  kForceTiledMma = 5,  // the tiled family on tensor cores (float16/bfloat16 models only)
+  kForceTiledMma = 5,  // the tiled family on tensor cores (bfloat16 models only)
 };
 inline constexpr const char* kForceNames[] = {"auto", "single", "grid", "gemm", "tiled",
                                               "tiled_mma"};
@@ -26,6 +26,17 @@ inline constexpr const char* kForceNames[] = {"auto", "single", "grid", "gemm", 
 // The 16-bit type of a float16/bfloat16 model, whose W_hh the tensor-core path multiplies
 // as it is (tiled_body.cuh); kMmaNone for float32/float64 models.
 enum MmaType : int { kMmaNone = 0, kMmaF16 = 1, kMmaBF16 = 2 };
+
+// Whether the tensor-core tiles keep rnn.h's contract for this 16-bit type. They multiply
+// the fp32 state split as hi + lo in the 16-bit type (tiled_body.cuh split_word): that is
+// relative-accurate to ~u^2 only where hi and lo are normal numbers of the type. bfloat16
+// has float32's exponent range, so it is (for every state the fp32 kernels can hold).
+// float16 is not: below |s| ~ 2^-3 lo is subnormal and below 2^-14 hi is too, so a backward
+// carry of |dz| ~ 1e-5..1e-7 (e.g. loss = y.mean()) loses 0.2-7 % of its value, and above
+// 65504 hi = inf, lo = -inf give hi*w + lo*w = NaN (GradScaler's scaled gradients). float16
+// models therefore use the FMA tiles; a forced tiled_mma falls back like any forced path
+// that cannot run.
+inline bool mma_keeps_contract(int mma) { return mma == kMmaBF16; }
 
 // "auto" | "single" | "grid" | "gemm" | "tiled" | "tiled_mma"; false for anything else.
 inline bool parse_force(std::string_view s, Force* out) {
@@ -171,9 +182,13 @@ inline int64_t tiled_smem_bytes(int tile_rows, int tile_cols, int stride, bool r
 constexpr int kMmaTiles[][2] = {{1, 1}, {1, 2}, {2, 1}};
 constexpr int kNumMmaTiles = 3;
 
+// K of the tensor-core tiles in 4-byte state words (one k each): H rounded up to 8 words,
+// the 16 16-bit elements of one fragment K step (the rest are zero words).
+constexpr int64_t mma_k_words(int64_t H) { return (H + 7) / 8 * 8; }
+
 // Row stride in 4-byte words: H rounded up to 8 (a fragment's 16 elements), plus 4 words so
 // that the 8 rows a fragment load reads at once start in different banks; a multiple of 4
 // keeps every fragment 32-byte aligned (wmma's rule).
-inline int tiled_mma_stride(int64_t H) { return int((H + 7) / 8 * 8 + 4); }
+inline int tiled_mma_stride(int64_t H) { return int(mma_k_words(H) + 4); }
 
 }  // namespace fastrnn::plan

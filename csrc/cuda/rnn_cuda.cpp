@@ -9,7 +9,9 @@
 #include <array>
 #include <mutex>
 #include <unordered_map>
+#include <vector>
 
+#include "host_device.h"
 #include "kernels.h"
 #include "launch_plan.h"
 #include "recurrence_host.h"
@@ -51,6 +53,47 @@ KernelAttrs kernel_attrs(int device, int elem_size, bool backward) {
   return it->second;
 }
 
+// The device as the host plans for it (the one place: CudaTarget::plan launches on it, and
+// the measured choice's predictions read it through _cuda_host_device): the current device's
+// properties, the compiled kernels' registers and static shared memory for this compute type
+// and direction.
+plan::HostDevice host_device(int elem_size, bool backward) {
+  const cudaDeviceProp* prop = at::cuda::getCurrentDeviceProperties();
+  const int device = at::cuda::current_device();
+  const KernelAttrs attrs = kernel_attrs(device, elem_size, backward);
+  plan::HostDevice h;
+  plan::Device& dev = h.dev;
+  dev.sm_count = prop->multiProcessorCount;
+  // Dynamic shared memory up to the default per-block limit (no opt-in needed).
+  dev.smem_per_block = int(prop->sharedMemPerBlock) - attrs.static_smem;
+  // The tiled kernels opt in to the device's larger per-block limit (kernel_attrs set the
+  // attribute); dynamic memory is what their static shared memory leaves of it.
+  dev.smem_optin = int(prop->sharedMemPerBlockOptin) - attrs.tiled_static_smem;
+  dev.smem_per_sm = int(prop->sharedMemPerMultiprocessor);
+  dev.regs_per_sm = prop->regsPerMultiprocessor;
+  dev.max_threads_per_sm = prop->maxThreadsPerMultiProcessor;
+  dev.max_blocks_per_sm = prop->maxBlocksPerMultiProcessor;
+  dev.cooperative_launch = prop->cooperativeLaunch != 0;
+  // What the cost model (cost_model.h device_spec) ranks the plans with: the name picks its
+  // estimates; the clock, the compute capability and the L2 size are this device's.
+  dev.name = prop->name;
+  dev.clock_khz = attrs.clock_khz;
+  dev.l2_bytes = attrs.l2_bytes;
+  dev.cc_major = prop->major;
+  dev.cc_minor = prop->minor;
+  for (int i = 0; i < plan::kNumKptFloat; ++i) h.kpt_regs[i] = attrs.regs[i];
+  h.tiled_regs = attrs.tiled_regs;
+  return h;
+}
+
+// _cuda_host_device: host_device on the current GPU as host_device.h fields.
+std::vector<int64_t> cuda_host_device(int64_t elem_size, bool backward) {
+  TORCH_CHECK_VALUE(elem_size == 4 || elem_size == 8,
+                    "fastrnn: elem_size must be 4 (float32 compute) or 8 (float64), got ",
+                    elem_size);
+  return plan::host_device_fields(host_device(int(elem_size), backward));
+}
+
 struct CudaTarget {
   using Guard = c10::cuda::CUDAGuard;
   static constexpr int kTarget = 0;
@@ -61,36 +104,25 @@ struct CudaTarget {
   static plan::Plan plan(const cost::Shape& shape, int mma) {
     const int elem_size = cost::compute_elem(shape.elem_size);
     const bool backward = shape.backward;
-    const cudaDeviceProp* prop = at::cuda::getCurrentDeviceProperties();
-    const int device = at::cuda::current_device();
-    const KernelAttrs attrs = kernel_attrs(device, elem_size, backward);
-    plan::Device dev;
-    dev.sm_count = prop->multiProcessorCount;
-    // Dynamic shared memory up to the default per-block limit (no opt-in needed).
-    dev.smem_per_block = int(prop->sharedMemPerBlock) - attrs.static_smem;
-    // The tiled kernels opt in to the device's larger per-block limit (kernel_attrs set the
-    // attribute); dynamic memory is what their static shared memory leaves of it.
-    dev.smem_optin = int(prop->sharedMemPerBlockOptin) - attrs.tiled_static_smem;
-    dev.smem_per_sm = int(prop->sharedMemPerMultiprocessor);
-    dev.regs_per_sm = prop->regsPerMultiprocessor;
-    dev.max_threads_per_sm = prop->maxThreadsPerMultiProcessor;
-    dev.max_blocks_per_sm = prop->maxBlocksPerMultiProcessor;
-    dev.cooperative_launch = prop->cooperativeLaunch != 0;
-    // What the cost model ranks the plans with (cost_model.h device_spec): the name picks its
-    // estimates; the clock, the compute capability and the L2 size are this device's.
-    dev.name = prop->name;
-    dev.clock_khz = attrs.clock_khz;
-    dev.l2_bytes = attrs.l2_bytes;
-    dev.cc_major = prop->major;
-    dev.cc_minor = prop->minor;
-    plan::Plan p = plan::make_plan(shape, dev, attrs.regs.data(), cuda_host::forced_path(),
-                                   attrs.tiled_regs, mma);
+    const plan::HostDevice host = host_device(elem_size, backward);
+    const plan::Device& dev = host.dev;
+    const plan::Force force = cuda_host::forced_path();
+    plan::Plan p = plan::make_plan(shape, dev, host.kpt_regs, force, host.tiled_regs, mma);
+    // A plain launch (one column tile) needs one block per SM; a cooperative one all.
+    const auto tiled_runs = [&](const plan::Plan& q) {
+      const int occ = ck::tiled_occupancy(elem_size, backward, q);
+      return occ >= 1 && (q.col_tiles == 1 || int64_t(occ) * dev.sm_count >= q.grid);
+    };
+    if (p.path == plan::kTiled && !tiled_runs(p)) {
+      // The model's blocks per SM were optimistic for this kernel: re-plan with the runtime's
+      // occupancy of every tiled configuration (the next best plan, not straight to gemm).
+      const plan::MeasuredOccupancy measured = [&](const plan::Plan& q) {
+        return ck::tiled_occupancy(elem_size, backward, q);
+      };
+      p = plan::make_plan(shape, dev, host.kpt_regs, force, host.tiled_regs, mma, &measured);
+    }
     if (p.path == plan::kTiled) {
-      // A plain launch (one column tile) needs one block per SM; a cooperative one all.
-      const int occ = ck::tiled_occupancy(elem_size, backward, p);
-      if (occ < 1 || (p.col_tiles > 1 && int64_t(occ) * dev.sm_count < p.grid)) {
-        p = plan::Plan{};  // kGemmFallback
-      }
+      if (!tiled_runs(p)) p = plan::Plan{};  // kGemmFallback
     } else if (p.path != plan::kGemmFallback) {
       const int occ = backward ? ck::bwd_occupancy(elem_size, p) : ck::fwd_occupancy(elem_size, p);
       if (occ < 1 || (p.grid > 1 && int64_t(occ) * dev.sm_count < p.grid)) {
@@ -131,6 +163,11 @@ struct CudaTarget {
 };
 
 }  // namespace
+
+TORCH_LIBRARY_FRAGMENT(fastrnn, m) {
+  // CUDA builds only: the current GPU as the plan sees it (fastrnn/_cuda_choice.py).
+  m.def("_cuda_host_device(int elem_size, bool backward) -> int[]", &cuda_host_device);
+}
 
 TORCH_LIBRARY_IMPL(fastrnn, CUDA, m) {
   m.impl("rnn_forward", &cuda_host::rnn_forward<CudaTarget>);

@@ -19,16 +19,15 @@ const void* tiled_fn(int micro_r, int micro_c) {
   return fn;
 }
 
-// The tensor-core kernels (plan.mma): float accumulation, W_hh in the model's 16-bit type.
+// The tensor-core kernels (plan.mma): float accumulation, W_hh in the model's bfloat16 (the
+// only 16-bit type they keep the contract for: plan_types.h mma_keeps_contract).
 template <bool kBackward>
-const void* tiled_mma_fn(int mma, int frag_r, int frag_c) {
+const void* tiled_mma_fn(int frag_r, int frag_c) {
   using Args = std::conditional_t<kBackward, BwdArgs<float>, FwdArgs<float>>;
   const void* fn = nullptr;
   dispatch_fragments(frag_r, frag_c, [&](auto fr, auto fc) {
     constexpr int R = decltype(fr)::value, C = decltype(fc)::value;
-    fn = mma == plan::kMmaBF16
-             ? reinterpret_cast<const void*>(&tiled_kernel<float, R, C, Args, simt::bf16>)
-             : reinterpret_cast<const void*>(&tiled_kernel<float, R, C, Args, simt::f16>);
+    fn = reinterpret_cast<const void*>(&tiled_kernel<float, R, C, Args, simt::bf16>);
   });
   return fn;
 }
@@ -42,7 +41,7 @@ const void* tiled_fn(int elem_size, int micro_r, int micro_c) {
 // The kernel a plan names.
 template <bool kBackward>
 const void* plan_fn(int elem_size, const plan::Plan& p) {
-  return p.mma ? tiled_mma_fn<kBackward>(p.mma, p.micro_r, p.micro_c)
+  return p.mma ? tiled_mma_fn<kBackward>(p.micro_r, p.micro_c)
                : tiled_fn<kBackward>(elem_size, p.micro_r, p.micro_c);
 }
 
@@ -72,8 +71,8 @@ int tiled_kernel_attrs(int elem_size, bool backward, int smem_optin, int* regs) 
   int static_smem = 0;
   *regs = 0;
   const int n_fma = plan::kNumTiledMicroRows * plan::kNumTiledMicroCols;
-  // float32 compute: the tensor-core kernels too (fp16 and bf16 of every fragment tile).
-  const int n_mma = elem_size == 4 ? 2 * plan::kNumMmaTiles : 0;
+  // float32 compute: the tensor-core kernels too (bf16, every fragment tile).
+  const int n_mma = elem_size == 4 ? plan::kNumMmaTiles : 0;
   for (int i = 0; i < n_fma + n_mma; ++i) {
     const void* fn;
     if (i < n_fma) {
@@ -81,9 +80,8 @@ int tiled_kernel_attrs(int elem_size, bool backward, int smem_optin, int* regs) 
       const int mc = plan::kTiledMicroCols[i % plan::kNumTiledMicroCols];
       fn = backward ? tiled_fn<true>(elem_size, mr, mc) : tiled_fn<false>(elem_size, mr, mc);
     } else {
-      const int j = i - n_fma, mma = j < plan::kNumMmaTiles ? plan::kMmaF16 : plan::kMmaBF16;
-      const int* t = plan::kMmaTiles[j % plan::kNumMmaTiles];
-      fn = backward ? tiled_mma_fn<true>(mma, t[0], t[1]) : tiled_mma_fn<false>(mma, t[0], t[1]);
+      const int* t = plan::kMmaTiles[i - n_fma];
+      fn = backward ? tiled_mma_fn<true>(t[0], t[1]) : tiled_mma_fn<false>(t[0], t[1]);
     }
     cudaFuncAttributes attr;
     C10_CUDA_CHECK(cudaFuncGetAttributes(&attr, fn));
@@ -103,14 +101,12 @@ int tiled_occupancy(int elem_size, bool backward, const plan::Plan& p) {
 
 template <typename T>
 void launch_fwd_tiled(const FwdArgs<T>& a, const plan::Plan& p, cudaStream_t stream) {
-  launch(p.mma ? plan_fn<false>(sizeof(T), p) : tiled_fn<T, false>(p.micro_r, p.micro_c), a, p,
-         stream);
+  launch(plan_fn<false>(sizeof(T), p), a, p, stream);
 }
 
 template <typename T>
 void launch_bwd_tiled(const BwdArgs<T>& a, const plan::Plan& p, cudaStream_t stream) {
-  launch(p.mma ? plan_fn<true>(sizeof(T), p) : tiled_fn<T, true>(p.micro_r, p.micro_c), a, p,
-         stream);
+  launch(plan_fn<true>(sizeof(T), p), a, p, stream);
 }
 
 template void launch_fwd_tiled<float>(const FwdArgs<float>&, const plan::Plan&, cudaStream_t);

@@ -17,14 +17,14 @@
 //   simt::load_vec<V>(p, i)  reinterpret_cast<const V*>(p)[i], a vector load
 //   simt::grid_sync()        cooperative_groups::this_grid().sync()
 //   simt::wmma               the warp matrix API (load_matrix_sync / mma_sync /
-//                            store_matrix_sync / fill_fragment, m16n16k16, bf16 or fp16
+//                            store_matrix_sync / fill_fragment, m16n16k16, bf16
 //                            operands, fp32 accumulators): nvcuda::wmma on the GPU; in the
 //                            simulation a warp collective over tiles in memory (all 32 lanes
 //                            must arrive; every element loaded or stored through a checked
 //                            pointer by one lane), independent of the hardware's opaque
 //                            register layout, which the bodies never look into
-//   simt::bf16, simt::f16    __nv_bfloat16 / __half (c10::BFloat16 / c10::Half in the
-//                            simulation: the same bits, round-to-nearest-even from float)
+//   simt::bf16               __nv_bfloat16 (c10::BFloat16 in the simulation: the same
+//                            bits, round-to-nearest-even from float)
 //   FASTRNN_KERNEL_NS        the namespace the bodies are compiled into (cuda_kernels on
 //                            the GPU, sim_kernels in the simulation: two distinct sets of
 //                            symbols in one library, no ODR clash)
@@ -59,22 +59,17 @@ __device__ __forceinline__ void grid_sync() { cooperative_groups::this_grid().sy
 
 namespace wmma = nvcuda::wmma;
 using bf16 = __nv_bfloat16;
-using f16 = __half;
 
 // The bits of a 16-bit float (the tensor-core tiles are written as 32-bit words of two).
 __device__ __forceinline__ unsigned half_bits(bf16 v) { return __bfloat16_as_ushort(v); }
-__device__ __forceinline__ unsigned half_bits(f16 v) { return __half_as_ushort(v); }
 
-// float -> bf16 / fp16, round to nearest even (torch builds with the implicit conversions
-// off: __CUDA_NO_BFLOAT16_CONVERSIONS__, __CUDA_NO_HALF_CONVERSIONS__).
+// float -> bf16, round to nearest even (torch builds with the implicit conversions off:
+// __CUDA_NO_BFLOAT16_CONVERSIONS__).
 template <class H>
 __device__ __forceinline__ H round_to(float x);
 template <>
 __device__ __forceinline__ bf16 round_to<bf16>(float x) { return __float2bfloat16_rn(x); }
-template <>
-__device__ __forceinline__ f16 round_to<f16>(float x) { return __float2half_rn(x); }
 __device__ __forceinline__ float to_float(bf16 v) { return __bfloat162float(v); }
-__device__ __forceinline__ float to_float(f16 v) { return __half2float(v); }
 
 // reinterpret_cast<U*>(p): another element type's view of the same memory.
 template <class U, class T>
@@ -87,8 +82,10 @@ __device__ __forceinline__ U* reinterpret(T* p) {
 // A declaration, not a function: taking the address of the extern array inside an inlined
 // helper changed nvcc's loop code for the staging loops (same registers, other
 // instructions); declared in the kernel, the PTX is the pre-simulation kernels' exactly.
-#define FASTRNN_DYNAMIC_SMEM(T, name)                                 \
-  extern __shared__ __align__(16) unsigned char fastrnn_smem_raw[]; \
+// 128-byte aligned: wmma's load/store_matrix_sync need 32-byte aligned tile pointers, and the
+// tiles' offsets from the base are multiples of 32 (plan_types.h tiled_mma_stride).
+#define FASTRNN_DYNAMIC_SMEM(T, name)                                  \
+  extern __shared__ __align__(128) unsigned char fastrnn_smem_raw[]; \
   T* name = reinterpret_cast<T*>(fastrnn_smem_raw)
 
 #elif defined(FASTRNN_SIMT_HOST)
@@ -125,15 +122,12 @@ __device__ __forceinline__ U* reinterpret(T* p) {
 
 namespace fastrnn::simt {
 using bf16 = c10::BFloat16;
-using f16 = c10::Half;
 inline unsigned half_bits(bf16 v) { return v.x; }
-inline unsigned half_bits(f16 v) { return v.x; }
 template <class H>
 H round_to(float x) {
   return H(x);  // c10: round to nearest even
 }
 inline float to_float(bf16 v) { return float(v); }
-inline float to_float(f16 v) { return float(v); }
 // Another element type's view of the same checked memory.
 template <class U, class T>
 ptr<U> reinterpret(ptr<T> p) {

@@ -32,26 +32,29 @@
 // The backward has T + 1 phases: phase 0 has no state (carry = 0), phase T writes the
 // final carry (dLoss/dh0) into carry[T % 2] as the other BPTT kernels do.
 //
-// Tensor cores (WT = simt::bf16 or simt::f16, a float16/bfloat16 model; plan.mma): step 2
+// Tensor cores (WT = simt::bf16, a bfloat16 model; plan.mma): step 2
 // runs on the warp matrix API (simt::wmma, m16n16k16, fp32 accumulators) instead of FMAs;
 // MR x MC are then the block tile in 16 x 16 fragments. Why this keeps rnn.h's contract
 // (half types computed in float32, rounded once to the output type):
 //   * the weights of a half model are exactly representable in their own type, so W_hh in
 //     WT (args.w_hh_mma, the parameter's own bits) is the fp32 weight exactly;
 //   * the fp32 state s (h_{t-1}, or dz) is split as hi = rn_WT(s), lo = rn_WT(s - hi):
-//     s - hi is exact in fp32, and |s - hi - lo| <= u^2 |s| (u = 2^-8 bf16, 2^-11 fp16);
+//     s - hi is exact in fp32, and |s - hi - lo| <= u^2 |s| (u = 2^-8) as long as hi and lo
+//     are normal numbers of WT. bfloat16 has float32's exponent range, so that holds for
+//     every state (lo underflows only where s itself is near float32's subnormals);
 //   * products of two WT values are exact in fp32 and accumulate in fp32, so each term
-//     w * s is computed with a relative error ~u^2 (2^-16 bf16, 2^-22 fp16) plus the fp32
-//     accumulation: far below the one rounding of the output (2^-8 / 2^-11), the same
-//     order as the float32 path's summation error. The state itself stays fp32 (y, dz).
+//     w * s is computed with a relative error ~u^2 (2^-16) plus the fp32 accumulation: far
+//     below the one rounding of the output (2^-8), the same order as the float32 path's
+//     summation error. The state itself stays fp32 (y, dz).
+// Not float16 (plan_types.h mma_keeps_contract: the plan never takes it): its 5-bit exponent
+// makes lo subnormal below |s| ~ 2^-3 and hi below 2^-14, so a small backward carry (|dz| ~
+// 1e-5..1e-7) loses 0.2-7 %, and beyond 65504 hi = inf, lo = -inf give hi*w + lo*w = NaN.
 // Both halves go through one mma: the state word k holds (hi_k, lo_k) side by side and the
 // weight word k holds (w_k, w_k), so a 16-element fragment covers 8 k and its dot product
 // is sum_k hi_k w_k + lo_k w_k. Shared memory then holds 4-byte words throughout (the
 // same sizes as float): each word is written whole by one thread, as the race checker (4-
-// byte words) and the hardware see it. Limits: fp16's range (a state beyond +-65504, where
-// the fp16 output is inf anyway, becomes inf in hi); padded columns (k >= H) and rows past
-// the batch are zero; rows past the live count are finished rows whose products the
-// epilogue ignores.
+// byte words) and the hardware see it. Padded columns (k >= H) and rows past the batch are
+// zero; rows past the live count are finished rows whose products the epilogue ignores.
 #pragma once
 
 #include <type_traits>
@@ -222,7 +225,7 @@ __global__ void __launch_bounds__(plan::kThreads, plan::kTiledMinBlocksPerSm)
   const int LR = sh.lanes_r, LC = 32 / LR;
   const int lr = lane / LC, lc = lane - (lane / LC) * LC;
   // The mma path's K runs over words of 8 k (a fragment's 16 elements), up to H rounded up.
-  const int k_end = kMma ? int((H + 7) / 8 * 8) : int(H);
+  const int k_end = kMma ? int(plan::mma_k_words(H)) : int(H);
   const int k0 = warp * sh.k_chunk;
   const int k1 = k0 + sh.k_chunk < k_end ? k0 + sh.k_chunk : k_end;
   const int64_t phases = kBwd ? steps + 1 : steps;

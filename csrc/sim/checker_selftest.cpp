@@ -50,8 +50,10 @@ __global__ void partial_warp_shuffle(simt::ptr<float> out) {
 // One warp-level matrix product of a 16 x 16 bf16 tile (the first 128 floats of the
 // buffer) with itself into floats [256, 512) of the buffer. skip_lane: a lane that skips the
 // mma (a divergent collective); ldm: the leading dimension of the loads (wmma needs a
-// multiple of 8 for 16-bit types).
-template <int kSkipLane, unsigned kLdm>
+// multiple of 8 for 16-bit types); odd_lane: a lane whose load of B names another tile
+// (odd_ldm 0: a pointer 16 elements on, else that ldm): arguments the hardware needs
+// warp-uniform.
+template <int kSkipLane, unsigned kLdm, int kOddLane = -1, unsigned kOddLdm = 0>
 __global__ void wmma_tile(simt::ptr<float> buf) {
   namespace wmma = simt::wmma;
   const simt::ptr<const simt::bf16> a = simt::reinterpret<const simt::bf16>(buf);
@@ -60,7 +62,8 @@ __global__ void wmma_tile(simt::ptr<float> buf) {
   wmma::fragment<wmma::accumulator, 16, 16, 16, float> acc;
   wmma::fill_fragment(acc, 0.0f);
   wmma::load_matrix_sync(fa, a, kLdm);
-  wmma::load_matrix_sync(fb, a, kLdm);
+  const bool odd = int(threadIdx.x) == kOddLane;
+  wmma::load_matrix_sync(fb, odd && kOddLdm == 0 ? a + 16 : a, odd && kOddLdm ? kOddLdm : kLdm);
   if (int(threadIdx.x) != kSkipLane) wmma::mma_sync(acc, fa, fb, acc);
   wmma::store_matrix_sync(buf + 256, acc, 16, wmma::mem_row_major);
 }
@@ -87,11 +90,23 @@ __global__ void stack_canary_clobbered(simt::ptr<float> out) {
   out[threadIdx.x] = 1.f;
 }
 
-// Runs kernel `name` on a 64-float buffer (512 for the wmma kernels); returns the
-// simulation's report ("" if none).
+// Runs kernel `name` on a 64-float buffer (512 for the wmma kernels), 32-byte aligned as
+// device memory is (cudaMalloc: 256); returns the simulation's report ("" if none).
+// wmma_unaligned_buffer: the wmma kernel on a buffer that starts 16 bytes past that (its tiles
+// sit at offset 0 of the buffer, but their addresses are not 32-byte aligned).
 std::string checker_selftest(std::string_view name) {
   const bool wmma = name.substr(0, 5) == "wmma_";
-  std::vector<float> buf(wmma ? 512 : 64, 0.f);
+  struct alignas(32) Line {
+    float f[8];
+  };
+  const bool unaligned = name == "wmma_unaligned_buffer";
+  std::vector<Line> storage((wmma ? 512 : 64) / 8 + (unaligned ? 1 : 0), Line{});
+  struct {
+    float* ptr;
+    size_t n;
+    float* data() const { return ptr; }
+    size_t size() const { return n; }
+  } buf{storage[0].f + (unaligned ? 4 : 0), size_t(wmma ? 512 : 64)};
   simt::LaunchConfig cfg;
   cfg.kernel = std::string(name);
   cfg.grid = 1;
@@ -104,9 +119,11 @@ std::string checker_selftest(std::string_view name) {
   else if (name == "grid_sync_not_cooperative") kernel = &grid_sync_not_cooperative;
   else if (name == "store_to_read_only") kernel = &store_to_read_only, writable = false;
   else if (name == "partial_warp_shuffle") kernel = &partial_warp_shuffle, cfg.block = 16;
-  else if (name == "wmma_tile") kernel = &wmma_tile<-1, 16>, cfg.block = 32;
+  else if (name == "wmma_tile" || unaligned) kernel = &wmma_tile<-1, 16>, cfg.block = 32;
   else if (name == "wmma_lane_skips_mma") kernel = &wmma_tile<5, 16>, cfg.block = 32;
   else if (name == "wmma_bad_ldm") kernel = &wmma_tile<-1, 12>, cfg.block = 32;
+  else if (name == "wmma_lane_pointer") kernel = &wmma_tile<-1, 16, 3, 0>, cfg.block = 32;
+  else if (name == "wmma_lane_ldm") kernel = &wmma_tile<-1, 16, 3, 24>, cfg.block = 32;
   else if (name == "stack_overflow") kernel = &stack_overflow;
   else if (name == "stack_canary_clobbered") kernel = &stack_canary_clobbered;
   TORCH_CHECK_VALUE(kernel != nullptr, "fastrnn: no checker self-test named '", std::string(name),

@@ -7,6 +7,7 @@
 
 #include "sim_kernels.h"
 
+#include <stdexcept>
 #include <string>
 #include <type_traits>
 
@@ -48,9 +49,8 @@ simt::LaunchConfig tiled_config(const char* kernel, const plan::Plan& p) {
   return c;
 }
 
-std::string mma_name(const plan::Plan& p, const char* kernel) {
-  return std::string(kernel) + (p.mma == plan::kMmaBF16 ? "[bf16]" : "[f16]");
-}
+// The tensor-core kernels' name: bfloat16 operands (the only type they run).
+std::string mma_name(const char* kernel) { return std::string(kernel) + "[bf16]"; }
 
 template <typename T>
 simt::LaunchConfig pointwise_config(const char* kernel, int64_t n) {
@@ -69,21 +69,18 @@ size_t bytes(int64_t n) {
 
 }  // namespace
 
-// The tensor-core path (plan.mma): T = float, weights in the model's 16-bit type.
+// The tensor-core path (plan.mma, bfloat16 only: plan_types.h mma_keeps_contract): T = float,
+// weights in the model's bfloat16.
 template <bool kBwd, class Args>
 void launch_tiled_mma(const Args& a, const plan::Plan& p, simt::Launch& launch) {
-  const auto run = [&](auto wt) {
-    using WT = decltype(wt);
-    launch.add_buffer("w_hh_mma", a.w_hh_mma, bytes<WT>(a.hidden * a.hidden), false);
-    cuda_kernels::dispatch_fragments(p.micro_r, p.micro_c, [&](auto fr, auto fc) {
-      launch.run([&] {
-        tiled_kernel<float, decltype(fr)::value, decltype(fc)::value, Args, WT>(
-            a, cuda_kernels::tiled_shape(p));
-      });
+  if (p.mma != plan::kMmaBF16) throw std::logic_error("fastrnn: tensor-core tiles are bfloat16 only");
+  launch.add_buffer("w_hh_mma", a.w_hh_mma, bytes<simt::bf16>(a.hidden * a.hidden), false);
+  cuda_kernels::dispatch_fragments(p.micro_r, p.micro_c, [&](auto fr, auto fc) {
+    launch.run([&] {
+      tiled_kernel<float, decltype(fr)::value, decltype(fc)::value, Args, simt::bf16>(
+          a, cuda_kernels::tiled_shape(p));
     });
-  };
-  if (p.mma == plan::kMmaBF16) run(simt::bf16{});
-  else run(simt::f16{});
+  });
 }
 
 template <typename T>
@@ -121,7 +118,7 @@ void launch_fwd_tiled(const cuda_kernels::FwdArgs<T>& a, const plan::Plan& p) {
   const int64_t BH = a.batch * a.hidden;
   if constexpr (std::is_same_v<T, float>) {
     if (p.mma != 0) {
-      simt::Launch launch(tiled_config<T>(mma_name(p, "tiled_mma_fwd_kernel").c_str(), p));
+      simt::Launch launch(tiled_config<T>(mma_name("tiled_mma_fwd_kernel").c_str(), p));
       launch.add_buffer("y", a.y, bytes<T>(a.steps * BH), /*writable=*/true);
       launch.add_buffer("h0", a.h0, bytes<T>(BH), false);
       launch.add_buffer("w_hh", a.w_hh, bytes<T>(a.hidden * a.hidden), false);
@@ -148,7 +145,7 @@ void launch_bwd_tiled(const cuda_kernels::BwdArgs<T>& a, const plan::Plan& p) {
   const int64_t BH = a.batch * a.hidden;
   if constexpr (std::is_same_v<T, float>) {
     if (p.mma != 0) {
-      simt::Launch launch(tiled_config<T>(mma_name(p, "tiled_mma_bwd_kernel").c_str(), p));
+      simt::Launch launch(tiled_config<T>(mma_name("tiled_mma_bwd_kernel").c_str(), p));
       launch.add_buffer("dz", a.dz, bytes<T>(a.steps * BH), true);
       launch.add_buffer("carry", a.carry, bytes<T>(2 * BH), true);
       launch.add_buffer("dy", a.dy, bytes<T>(a.steps * BH), false);

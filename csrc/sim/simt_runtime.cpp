@@ -158,8 +158,13 @@ struct Warp {
   const char* at[kWarpSize] = {};  // the collective each lane of the current one called
 };
 
+// Dynamic shared memory's unit: 128-byte aligned, as simt.h declares it for nvcc.
+struct alignas(128) SmemLine {
+  unsigned char bytes[128];
+};
+
 struct Block {
-  std::vector<float4> smem;  // 16-byte aligned storage
+  std::vector<SmemLine> smem;  // 128-byte aligned storage
   Region region;
   std::vector<Shadow> shadow;
   uint32_t arrived = 0;
@@ -729,7 +734,7 @@ void Launch::run(const std::function<void()>& body) {
     const size_t smem = L.cfg.smem_bytes > L.smem_shortfall ? L.cfg.smem_bytes - L.smem_shortfall : 0;
     for (uint32_t b = 0; b < L.cfg.grid; ++b) {
       Block& blk = L.blocks[b];
-      blk.smem.resize((smem + sizeof(float4) - 1) / sizeof(float4));
+      blk.smem.resize((smem + sizeof(SmemLine) - 1) / sizeof(SmemLine));
       blk.region.name = "dynamic shared memory";
       blk.region.base = reinterpret_cast<const char*>(blk.smem.data());
       blk.region.bytes = smem;

@@ -12,8 +12,9 @@
 // As on the GPU, load / mma / store are warp collectives: every one of the 32 lanes must
 // reach the call (simt_runtime.h warp_exchange; a lane that skips it deadlocks the warp,
 // which the simulation reports), and the operands' rules are checked: ldm a multiple of 8
-// (16-bit) or 4 (float) elements, the tile's first element 32-byte aligned within its
-// buffer. Each lane loads and stores its own elements through the checked pointers, so
+// (16-bit) or 4 (float) elements, the tile's first element 32-byte aligned (its address,
+// as the hardware checks it, and its offset in the buffer), and the pointer and ldm the same
+// in all 32 lanes (warp-uniform arguments: a lane with another tile is reported). Each lane loads and stores its own elements through the checked pointers, so
 // bounds and the race checker see every element and which lane touched it.
 //
 // Arithmetic: d = c + sum_k a[m][k] * b[k][n] in float, k in order, with fmaf. The tensor
@@ -65,13 +66,43 @@ bool valid(const char* what, ptr<T> p, unsigned ldm) {
   const unsigned step = sizeof(T) == 2 ? 8 : 4;
   const Region* r = p.region();
   const size_t offset = r ? size_t(reinterpret_cast<const char*>(p.raw()) - r->base) : 0;
-  if (ldm % step != 0 || offset % 32 != 0) {
+  const uintptr_t address = reinterpret_cast<uintptr_t>(p.raw());
+  if (ldm % step != 0 || offset % 32 != 0 || address % 32 != 0) {
     report_error(std::string(what) + ": ldm " + std::to_string(ldm) + " must be a multiple of " +
                  std::to_string(step) + " and the tile 32-byte aligned (byte offset " +
-                 std::to_string(offset) + ")");
+                 std::to_string(offset) + ", address % 32 = " + std::to_string(address % 32) +
+                 ")");
     return false;
   }
   return true;
+}
+
+// A load or store: the warp's collective, with each lane's pointer and ldm, which must be
+// the same in every lane (warp-uniform on the hardware); a lane that differs is reported.
+template <class T>
+void uniform_collective(const char* what, ptr<T> p, unsigned ldm) {
+  struct Args {
+    uintptr_t address;
+    uint64_t ldm;
+  } mine{reinterpret_cast<uintptr_t>(p.raw()), ldm};
+  const unsigned char* all = warp_exchange(what, &mine, sizeof(mine));
+  if (all == nullptr) return;
+  Args first;
+  std::memcpy(&first, all, sizeof(first));
+  const int me = lane();
+  Args other;
+  for (int l = 1; l < 32; ++l) {
+    std::memcpy(&other, all + size_t(l) * kExchangeBytes, sizeof(other));
+    if (other.address != first.address || other.ldm != first.ldm) {
+      if (me == 0) {  // one report per warp
+        report_error(std::string(what) + ": pointer and ldm must be warp-uniform: lane 0 has " +
+                     "address " + std::to_string(first.address) + " ldm " +
+                     std::to_string(first.ldm) + ", lane " + std::to_string(l) + " address " +
+                     std::to_string(other.address) + " ldm " + std::to_string(other.ldm));
+      }
+      return;
+    }
+  }
 }
 
 template <class L>
@@ -92,7 +123,7 @@ void load_matrix_sync(fragment<Use, kTile, kTile, kTile, T, L>& f, ptr<U> p, uns
     // A (m x k) row-major: row = m; B (k x n) col-major: stored by column n.
     f.x[i] = ok ? T(p[detail::at(e / kTile, e % kTile, ldm, detail::is_row_major<L>())]) : T(0.f);
   }
-  warp_exchange("wmma::load_matrix_sync", nullptr, 0);
+  detail::uniform_collective("wmma::load_matrix_sync", p, ldm);
 }
 
 template <class T>
@@ -149,7 +180,7 @@ inline void store_matrix_sync(ptr<float> p,
     const int e = lane + 32 * i;
     p[detail::at(e / kTile, e % kTile, ldm, layout == mem_row_major)] = f.x[i];
   }
-  warp_exchange("wmma::store_matrix_sync", nullptr, 0);
+  detail::uniform_collective("wmma::store_matrix_sync", p, ldm);
 }
 
 }  // namespace fastrnn::simt::wmma
