@@ -312,6 +312,31 @@ int64_t nt_row_block(int64_t K, int64_t elem_size) {
   return std::max<int64_t>(8, cpu::caches().l2_bytes / 2 / std::max<int64_t>(1, K * elem_size));
 }
 
+// The kernels' forward arguments common to every fused path (the weights, packed panels `m`
+// or W_hh in place, are the caller's): x [T, B, I], y [T, B, H] (holding x W_ih^T + b when
+// `pre`: the steps then read no input), lengths, direction, activation.
+template <typename Scalar>
+cpu::ForwardArgs<Scalar> forward_args(const at::Tensor& x, const at::Tensor& h0,
+                                      const at::Tensor& bias, at::Tensor& y,
+                                      const at::Tensor& lengths, bool prefix, bool reverse,
+                                      Activation act, bool pre) {
+  cpu::ForwardArgs<Scalar> a{};
+  a.T_ = y.size(0);
+  a.B = y.size(1);
+  a.I = pre ? 0 : x.size(2);
+  a.H = y.size(2);
+  a.x = x.data_ptr<Scalar>();
+  a.h0 = h0.data_ptr<Scalar>();
+  a.bias = bias.defined() ? bias.data_ptr<Scalar>() : nullptr;
+  a.y_holds_pre = pre;
+  a.y = y.data_ptr<Scalar>();
+  a.lengths = lengths.defined() ? lengths.data_ptr<int64_t>() : nullptr;
+  a.active_prefix = prefix;
+  a.reverse = reverse;
+  a.act = act == Activation::Tanh ? cpu::Act::Tanh : cpu::Act::Relu;
+  return a;
+}
+
 // The gemv path's forward (choose_path): each thread owns columns [c0, c1) of y, computes
 // their input projection y[:, :, c0:c1) = x W_ih[c0:c1]^T + b for every step first, then
 // the steps on the same columns with W_hh[c0:c1] read in place; step s reads all columns of
@@ -322,21 +347,10 @@ void forward_gemv(cpu::Isa isa, const at::Tensor& x, const at::Tensor& w_ih,
                   at::Tensor& y, const at::Tensor& lengths, bool prefix, bool reverse,
                   Activation act, int64_t P, int64_t team) {
   const int64_t T = y.size(0), B = y.size(1), I = x.size(2), H = y.size(2);
-  cpu::ForwardArgs<Scalar> a{};
-  a.T_ = T;
-  a.B = B;
-  a.I = 0;
-  a.H = H;
+  // The steps see only W_hh (read in place); y holds each thread's projection first.
+  cpu::ForwardArgs<Scalar> a =
+      forward_args<Scalar>(x, h0, bias, y, lengths, prefix, reverse, act, /*pre=*/true);
   a.w_hh = w_hh.data_ptr<Scalar>();
-  a.x = x.data_ptr<Scalar>();
-  a.h0 = h0.data_ptr<Scalar>();
-  a.bias = bias.defined() ? bias.data_ptr<Scalar>() : nullptr;
-  a.y_holds_pre = true;
-  a.y = y.data_ptr<Scalar>();
-  a.lengths = lengths.defined() ? lengths.data_ptr<int64_t>() : nullptr;
-  a.active_prefix = prefix;
-  a.reverse = reverse;
-  a.act = act == Activation::Tanh ? cpu::Act::Tanh : cpu::Act::Relu;
   const Scalar* wih = w_ih.data_ptr<Scalar>();  // [H, I]
   const int64_t row_block = nt_row_block(I, sizeof(Scalar));
   run_columns(H, P, team, [&](int64_t c0, int64_t c1, int64_t, int64_t, const auto& sync) {
@@ -410,21 +424,8 @@ void forward_recurrence(cpu::Isa isa, const at::Tensor& x, const at::Tensor& w_i
                          : pack_parts<Scalar>({{&w_ih, true}, {&w_hh, true}}, &K, &N);  // [W_ih^T; W_hh^T]
   at::Tensor m = at::empty({cpu::packed_size(isa, K, N, std::is_same_v<Scalar, double>)},
                            x.options());  // [ceil(H/P) * K * P]
-  cpu::ForwardArgs<Scalar> a{};
-  a.T_ = T;
-  a.B = B;
-  a.I = pre ? 0 : I;
-  a.H = H;
+  cpu::ForwardArgs<Scalar> a = forward_args<Scalar>(x, h0, bias, y, lengths, prefix, reverse, act, pre);
   a.m = m.data_ptr<Scalar>();
-  a.x = x.data_ptr<Scalar>();
-  a.h0 = h0.data_ptr<Scalar>();
-  a.bias = bias.defined() ? bias.data_ptr<Scalar>() : nullptr;
-  a.y_holds_pre = pre;
-  a.y = y.data_ptr<Scalar>();
-  a.lengths = lengths.defined() ? lengths.data_ptr<int64_t>() : nullptr;
-  a.active_prefix = prefix;
-  a.reverse = reverse;
-  a.act = act == Activation::Tanh ? cpu::Act::Tanh : cpu::Act::Relu;
   Scalar* packed = m.data_ptr<Scalar>();
 #ifdef _OPENMP
   if (path == Path::Columns) {

@@ -279,6 +279,22 @@ inline BusiestSm busiest_sm(const plan::Device& dev, const Shape& s, const plan:
           double(waves) * double(on_sm < p.blocks_per_sm ? on_sm : p.blocks_per_sm)};
 }
 
+// What both tiled cost functions share, from the step structure (tiled_body.cuh): staging the
+// state rows from L2 when not resident (latency plus the busiest SM's share of L2 bandwidth),
+// two block barriers plus a grid sync when not resident, the launch spread over the steps;
+// then the total.
+inline void tiled_step_rest(const DeviceSpec& d, const Shape& s, const plan::Plan& p,
+                            const BusiestSm& sm, int state_bytes, Prediction* r) {
+  if (!p.resident) {
+    const double sm_l2_gbs = d.l2_gbs / d.dev.sm_count;  // GB/s == bytes/ns
+    r->latency = d.l2_latency_ns + sm.sharing * sm.rows * s.H * state_bytes / sm_l2_gbs;
+  }
+  const double sync = cycles_ns(d, d.syncthreads_cycles);
+  r->barrier = p.resident ? 2.0 * sync : 2.0 * sync + d.grid_sync_ns;
+  r->launch = d.launch_ns / double(s.T);
+  r->total = r->compute + r->smem + r->latency + r->barrier + r->launch;
+}
+
 // A plan of the tiled family (launch_plan.h make_tiled_plan, tiled_body.cuh).
 // Per step, on the busiest SM (blocks sharing it x waves of blocks):
 //   compute: every thread issues micro_r x micro_c FMAs per k of its warp's K share;
@@ -317,14 +333,7 @@ inline Prediction tiled_cost(const DeviceSpec& d, const Shape& s, const plan::Pl
   if (!p.resident) lds += sharing * rows * s.H * ce / d.smem_bytes_per_sm_clk;
   r.compute = cycles_ns(d, fma);
   r.smem = cycles_ns(d, lds > fma ? lds - fma : 0.0);
-  if (!p.resident) {
-    const double sm_l2_gbs = d.l2_gbs / dev.sm_count;  // GB/s == bytes/ns
-    r.latency = d.l2_latency_ns + sharing * rows * s.H * ce / sm_l2_gbs;
-  }
-  const double sync = cycles_ns(d, d.syncthreads_cycles);
-  r.barrier = p.resident ? 2.0 * sync : 2.0 * sync + d.grid_sync_ns;
-  r.launch = d.launch_ns / double(s.T);
-  r.total = r.compute + r.smem + r.latency + r.barrier + r.launch;
+  tiled_step_rest(d, s, p, sm, ce, &r);
   return r;
 }
 
@@ -360,14 +369,7 @@ inline Prediction tiled_mma_cost(const DeviceSpec& d, const Shape& s, const plan
   const double lds = sharing * bytes / d.smem_bytes_per_sm_clk;
   r.compute = cycles_ns(d, mma);
   r.smem = cycles_ns(d, lds > mma ? lds - mma : 0.0);
-  if (!p.resident) {
-    const double sm_l2_gbs = d.l2_gbs / dev.sm_count;  // GB/s == bytes/ns
-    r.latency = d.l2_latency_ns + sharing * rows * s.H * 4.0 / sm_l2_gbs;
-  }
-  const double sync = cycles_ns(d, d.syncthreads_cycles);
-  r.barrier = p.resident ? 2.0 * sync : 2.0 * sync + d.grid_sync_ns;
-  r.launch = d.launch_ns / double(s.T);
-  r.total = r.compute + r.smem + r.latency + r.barrier + r.launch;
+  tiled_step_rest(d, s, p, sm, /*state_bytes=*/4, &r);  // fp32 state words
   return r;
 }
 

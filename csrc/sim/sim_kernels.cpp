@@ -67,6 +67,28 @@ size_t bytes(int64_t n) {
   return size_t(n) * sizeof(T);
 }
 
+// The global buffers of a recurrence kernel's arguments, registered with the checker (which
+// are written, which only read): one list for every forward launcher, one for the backward.
+template <typename T>
+void add_arg_buffers(simt::Launch& launch, const cuda_kernels::FwdArgs<T>& a) {
+  const int64_t BH = a.batch * a.hidden;
+  launch.add_buffer("y", a.y, bytes<T>(a.steps * BH), /*writable=*/true);
+  launch.add_buffer("h0", a.h0, bytes<T>(BH), false);
+  launch.add_buffer("w_hh", a.w_hh, bytes<T>(a.hidden * a.hidden), false);
+  launch.add_buffer("lengths", a.lengths, bytes<int64_t>(a.batch), false);
+}
+
+template <typename T>
+void add_arg_buffers(simt::Launch& launch, const cuda_kernels::BwdArgs<T>& a) {
+  const int64_t BH = a.batch * a.hidden;
+  launch.add_buffer("dz", a.dz, bytes<T>(a.steps * BH), /*writable=*/true);
+  launch.add_buffer("carry", a.carry, bytes<T>(2 * BH), true);
+  launch.add_buffer("dy", a.dy, bytes<T>(a.steps * BH), false);
+  launch.add_buffer("y", a.y, bytes<T>(a.steps * BH), false);
+  launch.add_buffer("w_hh", a.w_hh, bytes<T>(a.hidden * a.hidden), false);
+  launch.add_buffer("lengths", a.lengths, bytes<int64_t>(a.batch), false);
+}
+
 }  // namespace
 
 // The tensor-core path (plan.mma, bfloat16 only: plan_types.h mma_keeps_contract): T = float,
@@ -85,13 +107,9 @@ void launch_tiled_mma(const Args& a, const plan::Plan& p, simt::Launch& launch) 
 
 template <typename T>
 void launch_fwd_persistent(const cuda_kernels::FwdArgs<T>& a, const plan::Plan& p) {
-  const int64_t BH = a.batch * a.hidden;
   cuda_kernels::dispatch_kpt<T>(p.kpt, [&](auto k) {
     simt::Launch launch(persistent_config<T>("fwd_persistent_kernel", p));
-    launch.add_buffer("y", a.y, bytes<T>(a.steps * BH), /*writable=*/true);
-    launch.add_buffer("h0", a.h0, bytes<T>(BH), false);
-    launch.add_buffer("w_hh", a.w_hh, bytes<T>(a.hidden * a.hidden), false);
-    launch.add_buffer("lengths", a.lengths, bytes<int64_t>(a.batch), false);
+    add_arg_buffers(launch, a);
     launch.run([&] {
       fwd_persistent_kernel<T, decltype(k)::value>(a, p.ks, p.rows_per_tile, p.resident != 0);
     });
@@ -100,39 +118,26 @@ void launch_fwd_persistent(const cuda_kernels::FwdArgs<T>& a, const plan::Plan& 
 
 template <typename T>
 void launch_bwd_persistent(const cuda_kernels::BwdArgs<T>& a, const plan::Plan& p) {
-  const int64_t BH = a.batch * a.hidden;
   cuda_kernels::dispatch_kpt<T>(p.kpt, [&](auto k) {
     simt::Launch launch(persistent_config<T>("bwd_persistent_kernel", p));
-    launch.add_buffer("dz", a.dz, bytes<T>(a.steps * BH), true);
-    launch.add_buffer("carry", a.carry, bytes<T>(2 * BH), true);
-    launch.add_buffer("dy", a.dy, bytes<T>(a.steps * BH), false);
-    launch.add_buffer("y", a.y, bytes<T>(a.steps * BH), false);
-    launch.add_buffer("w_hh", a.w_hh, bytes<T>(a.hidden * a.hidden), false);
-    launch.add_buffer("lengths", a.lengths, bytes<int64_t>(a.batch), false);
+    add_arg_buffers(launch, a);
     launch.run([&] { bwd_persistent_kernel<T, decltype(k)::value>(a, p.ks, p.rows_per_tile); });
   });
 }
 
 template <typename T>
 void launch_fwd_tiled(const cuda_kernels::FwdArgs<T>& a, const plan::Plan& p) {
-  const int64_t BH = a.batch * a.hidden;
   if constexpr (std::is_same_v<T, float>) {
     if (p.mma != 0) {
       simt::Launch launch(tiled_config<T>(mma_name("tiled_mma_fwd_kernel").c_str(), p));
-      launch.add_buffer("y", a.y, bytes<T>(a.steps * BH), /*writable=*/true);
-      launch.add_buffer("h0", a.h0, bytes<T>(BH), false);
-      launch.add_buffer("w_hh", a.w_hh, bytes<T>(a.hidden * a.hidden), false);
-      launch.add_buffer("lengths", a.lengths, bytes<int64_t>(a.batch), false);
+      add_arg_buffers(launch, a);
       launch_tiled_mma<false>(a, p, launch);
       return;
     }
   }
   cuda_kernels::dispatch_micro(p.micro_r, p.micro_c, [&](auto mr, auto mc) {
     simt::Launch launch(tiled_config<T>("tiled_fwd_kernel", p));
-    launch.add_buffer("y", a.y, bytes<T>(a.steps * BH), /*writable=*/true);
-    launch.add_buffer("h0", a.h0, bytes<T>(BH), false);
-    launch.add_buffer("w_hh", a.w_hh, bytes<T>(a.hidden * a.hidden), false);
-    launch.add_buffer("lengths", a.lengths, bytes<int64_t>(a.batch), false);
+    add_arg_buffers(launch, a);
     launch.run([&] {
       tiled_kernel<T, decltype(mr)::value, decltype(mc)::value, cuda_kernels::FwdArgs<T>>(
           a, cuda_kernels::tiled_shape(p));
@@ -142,28 +147,17 @@ void launch_fwd_tiled(const cuda_kernels::FwdArgs<T>& a, const plan::Plan& p) {
 
 template <typename T>
 void launch_bwd_tiled(const cuda_kernels::BwdArgs<T>& a, const plan::Plan& p) {
-  const int64_t BH = a.batch * a.hidden;
   if constexpr (std::is_same_v<T, float>) {
     if (p.mma != 0) {
       simt::Launch launch(tiled_config<T>(mma_name("tiled_mma_bwd_kernel").c_str(), p));
-      launch.add_buffer("dz", a.dz, bytes<T>(a.steps * BH), true);
-      launch.add_buffer("carry", a.carry, bytes<T>(2 * BH), true);
-      launch.add_buffer("dy", a.dy, bytes<T>(a.steps * BH), false);
-      launch.add_buffer("y", a.y, bytes<T>(a.steps * BH), false);
-      launch.add_buffer("w_hh", a.w_hh, bytes<T>(a.hidden * a.hidden), false);
-      launch.add_buffer("lengths", a.lengths, bytes<int64_t>(a.batch), false);
+      add_arg_buffers(launch, a);
       launch_tiled_mma<true>(a, p, launch);
       return;
     }
   }
   cuda_kernels::dispatch_micro(p.micro_r, p.micro_c, [&](auto mr, auto mc) {
     simt::Launch launch(tiled_config<T>("tiled_bwd_kernel", p));
-    launch.add_buffer("dz", a.dz, bytes<T>(a.steps * BH), true);
-    launch.add_buffer("carry", a.carry, bytes<T>(2 * BH), true);
-    launch.add_buffer("dy", a.dy, bytes<T>(a.steps * BH), false);
-    launch.add_buffer("y", a.y, bytes<T>(a.steps * BH), false);
-    launch.add_buffer("w_hh", a.w_hh, bytes<T>(a.hidden * a.hidden), false);
-    launch.add_buffer("lengths", a.lengths, bytes<int64_t>(a.batch), false);
+    add_arg_buffers(launch, a);
     launch.run([&] {
       tiled_kernel<T, decltype(mr)::value, decltype(mc)::value, cuda_kernels::BwdArgs<T>>(
           a, cuda_kernels::tiled_shape(p));
