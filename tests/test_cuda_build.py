@@ -317,9 +317,10 @@ def _run_cuobjdump(flag):
 KERNEL_RE = re.compile(r"(fwd|bwd)_persistent_kernelI([fd])Li(\d+)E")
 
 
-def _resource_usage():
-    """{(arch, direction, 'f'|'d', kpt): {REG, STACK, SHARED, LOCAL}} of the persistent kernels."""
-    out, arch, name = {}, None, None
+def _functions_resource_usage():
+    """[(arch, mangled kernel name, {REG, STACK, SHARED, LOCAL, ...})] of every kernel in the
+    extension, from ``cuobjdump --dump-resource-usage``."""
+    out, arch, name = [], None, None
     for line in _run_cuobjdump("--dump-resource-usage").splitlines():
         m = re.search(r"arch = (sm_\d+)", line)
         if m:
@@ -330,11 +331,18 @@ def _resource_usage():
             name = m.group(1)
             continue
         if name and "REG:" in line:
-            k = KERNEL_RE.search(name)
-            if k:
-                fields = dict((key, int(val)) for key, val in re.findall(r"(\w+):(\d+)", line))
-                out[(arch, k.group(1), k.group(2), int(k.group(3)))] = fields
+            out.append((arch, name, dict((k, int(v)) for k, v in re.findall(r"(\w+):(\d+)", line))))
             name = None
+    return out
+
+
+def _resource_usage():
+    """{(arch, direction, 'f'|'d', kpt): {REG, STACK, SHARED, LOCAL}} of the persistent kernels."""
+    out = {}
+    for arch, name, fields in _functions_resource_usage():
+        k = KERNEL_RE.search(name)
+        if k:
+            out[(arch, k.group(1), k.group(2), int(k.group(3)))] = fields
     return out
 
 
@@ -392,28 +400,16 @@ def test_every_tiled_kernel_is_built_without_spills():
     # Every micro tile of launch_plan.h, fwd and bwd, float and double, on both architectures.
     usage = {}
     problems = []
-    arch, name = None, None
-    for line in _run_cuobjdump("--dump-resource-usage").splitlines():
-        m = re.search(r"arch = (sm_\d+)", line)
-        if m:
-            arch = m.group(1)
-            continue
-        m = re.match(r"\s*Function (\S+):", line)
-        if m:
-            name = m.group(1)
-            continue
-        if name and "REG:" in line:
-            k = TILED_RE.search(name)
-            fields = dict((a, int(v)) for a, v in re.findall(r"(\w+):(\d+)", line))
-            if k:
-                usage[(arch,) + k.groups()] = fields
-            k = MMA_RE.search(name)
-            if k:
-                mma = "bf16" if "bfloat16" in name else "f16"
-                usage[(arch, mma) + k.groups()] = fields
-                if mma != "bf16":
-                    problems.append(f"{arch}: a float16 tensor-core kernel was built: {name}")
-            name = None
+    for arch, name, fields in _functions_resource_usage():
+        k = TILED_RE.search(name)
+        if k:
+            usage[(arch,) + k.groups()] = fields
+        k = MMA_RE.search(name)
+        if k:
+            mma = "bf16" if "bfloat16" in name else "f16"
+            usage[(arch, mma) + k.groups()] = fields
+            if mma != "bf16":
+                problems.append(f"{arch}: a float16 tensor-core kernel was built: {name}")
     for arch in ARCHS:
         for tag, mr, mc, direction in itertools.product("fd", "124", "14", ("Fwd", "Bwd")):
             r = usage.get((arch, tag, mr, mc, direction))

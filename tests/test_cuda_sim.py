@@ -111,6 +111,18 @@ VARIANTS = [
 ]
 
 
+def _assert_matches_reference(y, h_n, grads, tensors, lens, reverse, relu):
+    """y, h_n and the gradients of the simulated layer against fastrnn.reference on the same
+    inputs and the same random loss (assert_close: the dtype's parity tolerance)."""
+    y_ref, h_ref = _layer("reference", tensors, lens, reverse, relu)
+    grads_ref = grads_of(random_loss([y_ref, h_ref]), tensors)
+    assert_close(y, y_ref, name="y")
+    assert_close(h_n, h_ref, name="h_n")
+    for name, g, g_ref in zip(["input", "hx", "weight_ih", "weight_hh", "bias_ih", "bias_hh"],
+                              grads, grads_ref):
+        assert_close(g, g_ref, name=f"grad {name}")
+
+
 @pytest.mark.parametrize("reverse,relu,lengths", VARIANTS)
 @pytest.mark.parametrize("dtype,T,B,I,H,force,fwd,bwd", PATH_GRID)
 def test_every_path_matches_the_reference(monkeypatch, dtype, T, B, I, H, force, fwd, bwd,
@@ -123,13 +135,7 @@ def test_every_path_matches_the_reference(monkeypatch, dtype, T, B, I, H, force,
     grads = grads_of(loss, tensors)
     _check_plan(last_cuda_plan(), "bwd", bwd, T, B, H)
 
-    y_ref, h_ref = _layer("reference", tensors, lens, reverse, relu)
-    grads_ref = grads_of(random_loss([y_ref, h_ref]), tensors)
-    assert_close(y, y_ref, name="y")
-    assert_close(h_n, h_ref, name="h_n")
-    for name, g, g_ref in zip(["input", "hx", "weight_ih", "weight_hh", "bias_ih", "bias_hh"],
-                              grads, grads_ref):
-        assert_close(g, g_ref, name=f"grad {name}")
+    _assert_matches_reference(y, h_n, grads, tensors, lens, reverse, relu)
 
 
 # ---- the tiled family (csrc/cuda/tiled_body.cuh) ----------------------------------------------
@@ -200,13 +206,7 @@ def test_tiled_matches_the_reference(monkeypatch, dtype, T, B, I, H, force, expe
     grads = grads_of(random_loss([y, h_n]), tensors)
     _check_tiled(last_cuda_plan(), "bwd", expect, T, B, H)
 
-    y_ref, h_ref = _layer("reference", tensors, lens, reverse, relu)
-    grads_ref = grads_of(random_loss([y_ref, h_ref]), tensors)
-    assert_close(y, y_ref, name="y")
-    assert_close(h_n, h_ref, name="h_n")
-    for name, g, g_ref in zip(["input", "hx", "weight_ih", "weight_hh", "bias_ih", "bias_hh"],
-                              grads, grads_ref):
-        assert_close(g, g_ref, name=f"grad {name}")
+    _assert_matches_reference(y, h_n, grads, tensors, lens, reverse, relu)
 
 
 def test_the_tiled_grid_covers_every_instantiation():
