@@ -39,6 +39,14 @@ PANEL_COLS = {  # (isa, dtype) -> columns per weight panel
     ("avx512", torch.float32): 64, ("avx512", torch.float64): 32,
 }
 ROW_TILE = {"portable": 4, "avx2": 6, "avx512": 6}
+# Lanes of one vector (Ops<T>::W), and the widest tile in vectors (kernels_impl.h
+# kTileVectorsMax): with few rows a tile spans up to that many vectors, across panels.
+VECTOR_LANES = {
+    ("portable", torch.float32): 1, ("portable", torch.float64): 1,
+    ("avx2", torch.float32): 8, ("avx2", torch.float64): 4,
+    ("avx512", torch.float32): 16, ("avx512", torch.float64): 8,
+}
+TILE_VECTORS_MAX = 6
 # Weights larger than this take the project-first forward on any machine: rnn_cpu.cpp switches
 # when the packed weights exceed half the L2 the OS reports (csrc/cpu/machine.h), and no
 # current x86 core has more than 4 MiB of L2.

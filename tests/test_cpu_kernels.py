@@ -15,7 +15,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from cpu_matrix import ISAS, SHAPES, Combo, cpu_combo, isa_unsupported_reason, split_steps  # noqa: F401 (fixture)
+from cpu_matrix import (ISAS, ROW_TILE, SHAPES, TILE_VECTORS_MAX, VECTOR_LANES, Combo, cpu_combo,  # noqa: F401 (fixture)
+                        isa_unsupported_reason, split_steps)
 from fastrnn import reference
 from helpers import assert_close, assert_op_tracks_truth, compute_dtype, run_op
 
@@ -85,6 +86,31 @@ def test_small_hidden_splits_the_batch(monkeypatch, isa):
     try:
         check_parity(make_args(split_steps(48, 32), 48, 5, 32), combo=Combo("fused", isa, 2),
                      claims=("threads",))
+    finally:
+        torch.set_num_threads(old)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=["f32", "f64"])
+@pytest.mark.parametrize("isa", [i for i in ISAS if isa_unsupported_reason(i) is None])
+def test_every_register_tile_shape(monkeypatch, isa, dtype):
+    """Every (rows, vectors) tile the kernels can pick (kernels_impl.h gemm_rows: fewer rows
+    get wider tiles, spanning panels): B = 1 .. 2 row tiles + 1 gives every block height, and
+    H = 1 .. TILE_VECTORS_MAX vectors (the last one partial) every tile width up to the
+    widest, plus two column groups; forward (fused step, input inside the step) and backward
+    (carry) against the truth, tanh and relu. One thread, so each B is one thread's rows."""
+    monkeypatch.setenv("FASTRNN_CPU_ISA", isa)
+    monkeypatch.setenv("FASTRNN_CPU_PATH", "fused_inline")
+    lanes = VECTOR_LANES[(isa, dtype)]
+    hidden = sorted({max(1, lanes * v - 1) for v in range(1, TILE_VECTORS_MAX + 1)}
+                    | {lanes * TILE_VECTORS_MAX + 1})
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        for B in range(1, 2 * ROW_TILE[isa] + 2):
+            for H in hidden:
+                for act in ("tanh", "relu"):
+                    check_parity(make_args(3, B, 2, H, dtype=dtype, seed=B * 1000 + H), act=act,
+                                 combo=Combo("fused_inline", isa, 1))
     finally:
         torch.set_num_threads(old)
 

@@ -62,7 +62,7 @@ template <>
 struct Ops<float> {
   using T = float;
   using V = __m256;
-  static constexpr int W = 8, NVMAX = 2, MBMAX = 6;  // 12 accumulators of 16 registers
+  static constexpr int W = 8, NVMAX = 2, MBMAX = 6, REGS = 16;  // 12 accumulators
   static V zero() { return _mm256_setzero_ps(); }
   static V set1(T x) { return _mm256_set1_ps(x); }
   static V load(const T* p) { return _mm256_loadu_ps(p); }
@@ -87,7 +87,7 @@ template <>
 struct Ops<double> {
   using T = double;
   using V = __m256d;
-  static constexpr int W = 4, NVMAX = 2, MBMAX = 6;
+  static constexpr int W = 4, NVMAX = 2, MBMAX = 6, REGS = 16;
   static V zero() { return _mm256_setzero_pd(); }
   static V set1(T x) { return _mm256_set1_pd(x); }
   static V load(const T* p) { return _mm256_loadu_pd(p); }

@@ -53,7 +53,7 @@ template <>
 struct Ops<float> {
   using T = float;
   using V = __m512;
-  static constexpr int W = 16, NVMAX = 4, MBMAX = 6;  // 24 accumulators of 32 registers
+  static constexpr int W = 16, NVMAX = 4, MBMAX = 6, REGS = 32;  // 24 accumulators
   static __mmask16 mask(int n) { return static_cast<__mmask16>((1u << n) - 1); }
   static V zero() { return _mm512_setzero_ps(); }
   static V set1(T x) { return _mm512_set1_ps(x); }
@@ -77,7 +77,7 @@ template <>
 struct Ops<double> {
   using T = double;
   using V = __m512d;
-  static constexpr int W = 8, NVMAX = 4, MBMAX = 6;
+  static constexpr int W = 8, NVMAX = 4, MBMAX = 6, REGS = 32;
   static __mmask8 mask(int n) { return static_cast<__mmask8>((1u << n) - 1); }
   static V zero() { return _mm512_setzero_pd(); }
   static V set1(T x) { return _mm512_set1_pd(x); }

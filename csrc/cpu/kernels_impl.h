@@ -3,7 +3,8 @@
 // anonymous namespace, so nothing compiled for one ISA can be linked into another):
 //   template <typename T> struct Ops;   // T = float, double
 // with members
-//   T, V (vector of W lanes), W, NVMAX (vectors per tile row), MBMAX (rows per tile),
+//   T, V (vector of W lanes), W, NVMAX (vectors per packed panel), MBMAX (rows per tile),
+//   REGS (vector registers the tiles may use),
 //   zero(), set1(T), load(p), load_n(p, n), store(p, v), store_n(p, v, n) (n < W lanes),
 //   fma(a, b, c) = a*b + c, add(a, b), mul(a, b), one_minus_sq(y) = 1 - y*y,
 //   tanh(v), relu(v), relu_grad(g, y) = y > 0 ? g : 0  (tanh/relu keep NaN),
@@ -38,17 +39,17 @@ struct Operand {
   int64_t lda, K;
 };
 
-// acc[r][v] += a[r, :] m[0:K, v*W : v*W + W], m a panel of NV*W columns, row stride ldm
-// (P when packed, the matrix's row length when read in place).
+// acc[r][v] += a[r, :] m[0:K, vector v], vector v's column k at mv[v] + k * ldm (ldm = P
+// when packed, the matrix's row length when read in place).
 // Each load of m feeds MB FMAs; each broadcast of a feeds NV FMAs.
 template <class O, int MB, int NV>
 inline void accumulate(typename O::V (&acc)[MB][NV], Operand<typename O::T> op,
-                       const typename O::T* m, int64_t ldm) {
+                       const typename O::T* const (&mv)[NV], int64_t ldm) {
   using V = typename O::V;
   for (int64_t k = 0; k < op.K; ++k) {
     V w[NV];
 #pragma GCC unroll 16
-    for (int v = 0; v < NV; ++v) w[v] = O::load(m + k * ldm + v * O::W);
+    for (int v = 0; v < NV; ++v) w[v] = O::load(mv[v] + k * ldm);
 #pragma GCC unroll 16
     for (int r = 0; r < MB; ++r) {
       const V av = O::set1(op.a[r * op.lda + k]);
@@ -66,15 +67,34 @@ struct Init {
   int64_t ld;
 };
 
-// One register tile: MB rows x NV vectors of output columns, ncols in (NV-1)*W+1 .. NV*W:
-//   c [MB, ncols] = epi(init + a1 [MB, K1] m[0:K1] + a2 [MB, K2] m[K1:K1+K2])
-// m [K1 + K2, NV*W] is one column panel of row stride ldm (packed: zero-padded to P columns;
-// in place: every loaded column exists), c row stride ldc (init may alias c).
+// Where the column panels of M [K, N] (P = NVMAX*W columns each) lie: panel p at
+// m + p * panel_stride, its row k at + k * ldm. Packed by pack_impl: {K * P, P}; read in
+// place from a row-major M: {P, N's row stride}.
+template <typename T>
+struct Panels {
+  const T* m;
+  int64_t panel_stride, ldm;
+};
+
+// One register tile: MB rows x NV vectors of output columns starting at column c0 (a
+// multiple of W) of M, ncols in (NV-1)*W+1 .. NV*W:
+//   c [MB, ncols] = epi(init + a1 [MB, K1] M[0:K1] + a2 [MB, K2] M[K1:K1+K2])
+// M [K1 + K2, N] in column panels (m); a tile may span panels. c row stride ldc (init may
+// alias c). Each output's sum runs over k in the same order whatever the tile's shape, so
+// the results do not depend on how rows and columns were split into tiles (or threads).
 template <class O, int MB, int NV, Epi E>
-void tile(Operand<typename O::T> a1, Operand<typename O::T> a2, const typename O::T* m,
-          int64_t ldm, Init<typename O::T> init, typename O::T* c, int64_t ldc, int64_t ncols) {
+void tile(Operand<typename O::T> a1, Operand<typename O::T> a2, Panels<typename O::T> m,
+          int64_t c0, Init<typename O::T> init, typename O::T* c, int64_t ldc, int64_t ncols) {
+  using T = typename O::T;
   using V = typename O::V;
   constexpr int W = O::W;
+  constexpr int64_t P = O::NVMAX * W;
+  const T* mv[NV];
+#pragma GCC unroll 16
+  for (int v = 0; v < NV; ++v) {
+    const int64_t col = c0 + v * W;
+    mv[v] = m.m + (col / P) * m.panel_stride + col % P;
+  }
   V acc[MB][NV];
 #pragma GCC unroll 16
   for (int v = 0; v < NV; ++v) {
@@ -84,8 +104,12 @@ void tile(Operand<typename O::T> a1, Operand<typename O::T> a2, const typename O
                                     : load_cols<O>(init.p + r * init.ld + v * W, ncols - v * W);
     }
   }
-  accumulate<O, MB, NV>(acc, a1, m, ldm);
-  accumulate<O, MB, NV>(acc, a2, m + a1.K * ldm, ldm);
+  accumulate<O, MB, NV>(acc, a1, mv, m.ldm);
+  if (a2.K > 0) {
+#pragma GCC unroll 16
+    for (int v = 0; v < NV; ++v) mv[v] += a1.K * m.ldm;
+    accumulate<O, MB, NV>(acc, a2, mv, m.ldm);
+  }
 #pragma GCC unroll 16
   for (int r = 0; r < MB; ++r) {
 #pragma GCC unroll 16
@@ -99,49 +123,84 @@ void tile(Operand<typename O::T> a1, Operand<typename O::T> a2, const typename O
 }
 
 template <class O>
-using TileFn = void (*)(Operand<typename O::T>, Operand<typename O::T>, const typename O::T*,
+using TileFn = void (*)(Operand<typename O::T>, Operand<typename O::T>, Panels<typename O::T>,
                         int64_t, Init<typename O::T>, typename O::T*, int64_t, int64_t);
 
-// TileTable<O, E, seq>::fns[(mb - 1) * NVMAX + (nv - 1)] = tile<O, mb, nv, E>
+// Vectors of columns per tile for mb rows. The ISA's full tile (MBMAX x NVMAX) keeps
+// MBMAX * NVMAX FMA chains in flight, enough to cover the FMA latency x pipes; with fewer
+// rows (a thread's share of a small batch, the active rows of a packed batch's tail) a tile
+// of NVMAX vectors would have too few chains and stall on the FMA latency (2 rows x 2
+// vectors: 4 chains, half of what an AVX2 core needs), so the tile widens instead, as far
+// as its accumulators, one k's weight vectors and a broadcast fit the REGS registers, at
+// most kTileVectorsMax (beyond, the weight streams outnumber what the prefetchers follow).
+constexpr int kTileVectorsMax = 6;
+template <class O>
+constexpr int tile_vectors(int mb) {
+  int nv = O::MBMAX * O::NVMAX / mb;
+  if (nv > kTileVectorsMax) nv = kTileVectorsMax;
+  while (nv > 1 && (mb + 1) * nv + 1 > O::REGS) --nv;
+  return nv;
+}
+// Fewer rows never get a narrower tile, and a full block keeps the ISA's full tile.
+template <class O, int MB = 1>
+constexpr bool tile_vectors_ok() {
+  if constexpr (MB == O::MBMAX) {
+    return tile_vectors<O>(MB) == O::NVMAX;
+  } else {
+    return tile_vectors<O>(MB) >= tile_vectors<O>(MB + 1) && tile_vectors_ok<O, MB + 1>();
+  }
+}
+
+// The tile for (MB, NV), or nullptr for a shape tile_vectors never asks for (not compiled).
+template <class O, int MB, int NV, Epi E>
+constexpr TileFn<O> tile_fn() {
+  if constexpr (NV <= tile_vectors<O>(MB)) {
+    return &tile<O, MB, NV, E>;
+  } else {
+    return nullptr;
+  }
+}
+
+// TileTable<O, E, seq>::fns[(mb - 1) * kTileVectorsMax + (nv - 1)] = tile<O, mb, nv, E>
 template <class O, Epi E, class Seq>
 struct TileTable;
 template <class O, Epi E, int... I>
 struct TileTable<O, E, std::integer_sequence<int, I...>> {
   static constexpr TileFn<O> fns[] = {
-      &tile<O, I / O::NVMAX + 1, I % O::NVMAX + 1, E>...};
-};
-
-// Where the column panels of M [K, N] (P = NVMAX*W columns each) lie: panel p at
-// m + p * panel_stride, its row k at + k * ldm. Packed by pack_impl: {K * P, P}; read in
-// place from a row-major M: {P, N's row stride}.
-template <typename T>
-struct Panels {
-  const T* m;
-  int64_t panel_stride, ldm;
+      tile_fn<O, I / kTileVectorsMax + 1, I % kTileVectorsMax + 1, E>()...};
 };
 
 // c [R, N] = epi(init + a1 [R, K1] M1 + a2 [R, K2] M2) in register tiles, M = [M1; M2]
-// ([K1 + K2, N]) in column panels (see Panels). The panel is the outer loop so that it
-// stays in cache while every row block uses it. Read in place, M has no zero padding, so
-// N must then be a multiple of W (the caller does the last N % W columns).
+// ([K1 + K2, N]) in column panels (see Panels). Rows go in balanced blocks of at most MBMAX
+// (8 rows = 4 + 4, not 6 + 2: a thin tile wastes its loads), columns in balanced groups of
+// at most tile_vectors(the largest block) vectors; the column group is the outer loop so
+// that its weights stay in cache while every row block uses them. Read in place, M has no
+// zero padding, so N must then be a multiple of W (the caller does the last N % W columns).
 template <class O, Epi E>
 void gemm_rows(Operand<typename O::T> a1, Operand<typename O::T> a2, Panels<typename O::T> m,
                Init<typename O::T> init, typename O::T* c, int64_t ldc, int64_t R, int64_t N) {
-  constexpr int W = O::W, NVMAX = O::NVMAX, MBMAX = O::MBMAX;
-  constexpr int64_t P = NVMAX * W;
-  const TileFn<O>* table = TileTable<O, E, std::make_integer_sequence<int, MBMAX * NVMAX>>::fns;
-  for (int64_t c0 = 0; c0 < N; c0 += P) {
-    const int64_t ncols = min64(P, N - c0);
-    const int64_t nv = (ncols + W - 1) / W;
-    const typename O::T* panel = m.m + (c0 / P) * m.panel_stride;  // [K, P], row stride ldm
-    // Balanced row blocks (8 rows = 4 + 4, not 6 + 2: a thin tile wastes its loads).
-    const int64_t blocks = (R + MBMAX - 1) / MBMAX;
+  constexpr int W = O::W, MBMAX = O::MBMAX;
+  static_assert(tile_vectors_ok<O>(), "tile_vectors must be non-increasing, NVMAX at MBMAX");
+  const TileFn<O>* table =
+      TileTable<O, E, std::make_integer_sequence<int, MBMAX * kTileVectorsMax>>::fns;
+  if (R <= 0 || N <= 0) return;
+  const int64_t blocks = (R + MBMAX - 1) / MBMAX;
+  const int64_t mb_top = (R + blocks - 1) / blocks;  // the largest block's rows
+  // Blocks have mb_top or mb_top - 1 rows: tile_vectors is non-increasing, so both have
+  // tiles nv_top wide.
+  const int64_t nv_top = tile_vectors<O>(static_cast<int>(mb_top));
+  const int64_t vectors = (N + W - 1) / W;
+  const int64_t groups = (vectors + nv_top - 1) / nv_top;
+  for (int64_t g = 0; g < groups; ++g) {
+    const int64_t v0 = g * vectors / groups, nv = (g + 1) * vectors / groups - v0;
+    const int64_t c0 = v0 * W, ncols = min64(nv * W, N - c0);
     for (int64_t blk = 0, r0 = 0; blk < blocks; ++blk) {
       const int64_t mb = (R - r0) / (blocks - blk);
       const Operand<typename O::T> b1{a1.a + r0 * a1.lda, a1.lda, a1.K};
       const Operand<typename O::T> b2{a2.a + r0 * a2.lda, a2.lda, a2.K};
       const Init<typename O::T> in{init.p ? init.p + r0 * init.ld + c0 : nullptr, init.ld};
-      table[(mb - 1) * NVMAX + (nv - 1)](b1, b2, panel, m.ldm, in, c + r0 * ldc + c0, ldc, ncols);
+      table[(mb - 1) * kTileVectorsMax + (nv - 1)](b1, b2, m, c0, in, c + r0 * ldc + c0, ldc,
+                                                   ncols);
       r0 += mb;
     }
   }
@@ -437,14 +496,15 @@ void gemm_in_place(const typename O::T* a, int64_t lda, int64_t K, const typenam
   // chains in flight, several cache lines per row streaming together).
   int64_t j = 0;
   const Operand<T> none{nullptr, 0, 0};
+  const Panels<T> in_place{m, P, ldm};  // vector at column j: m + j
   if (R == 1) {
     for (; j + 12 * O::W <= nv; j += 12 * O::W) {
-      tile<O, 1, 12, Epi::None>(Operand<T>{a, lda, K}, none, m + j, ldm, Init<T>{nullptr, 0},
+      tile<O, 1, 12, Epi::None>(Operand<T>{a, lda, K}, none, in_place, j, Init<T>{nullptr, 0},
                                 c + j, ldc, 12 * O::W);
     }
   } else if (R == 2) {
     for (; j + 6 * O::W <= nv; j += 6 * O::W) {
-      tile<O, 2, 6, Epi::None>(Operand<T>{a, lda, K}, none, m + j, ldm, Init<T>{nullptr, 0},
+      tile<O, 2, 6, Epi::None>(Operand<T>{a, lda, K}, none, in_place, j, Init<T>{nullptr, 0},
                                c + j, ldc, 6 * O::W);
     }
   }

@@ -14,7 +14,8 @@ template <typename Scalar>
 struct Ops {
   using T = Scalar;
   using V = Scalar;
-  static constexpr int W = 1, NVMAX = 4, MBMAX = 4;
+  // Scalars: REGS only bounds the tile widths (the compiler keeps what fits).
+  static constexpr int W = 1, NVMAX = 4, MBMAX = 4, REGS = 32;
   static V zero() { return V(0); }
   static V set1(T x) { return x; }
   static V load(const T* p) { return *p; }
