@@ -82,7 +82,9 @@ struct Panels {
 // M [K1 + K2, N] in column panels (m); a tile may span panels. c row stride ldc (init may
 // alias c). Each output's sum runs over k in the same order whatever the tile's shape, so
 // the results do not depend on how rows and columns were split into tiles (or threads).
-template <class O, int MB, int NV, Epi E>
+// InPlace: m is read in place (panel_stride == P), every vector at m.m + its column, so one
+// base register serves them all (a wide one-row tile would otherwise spill its NV bases).
+template <class O, int MB, int NV, Epi E, bool InPlace = false>
 void tile(Operand<typename O::T> a1, Operand<typename O::T> a2, Panels<typename O::T> m,
           int64_t c0, Init<typename O::T> init, typename O::T* c, int64_t ldc, int64_t ncols) {
   using T = typename O::T;
@@ -93,7 +95,7 @@ void tile(Operand<typename O::T> a1, Operand<typename O::T> a2, Panels<typename 
 #pragma GCC unroll 16
   for (int v = 0; v < NV; ++v) {
     const int64_t col = c0 + v * W;
-    mv[v] = m.m + (col / P) * m.panel_stride + col % P;
+    mv[v] = InPlace ? m.m + col : m.m + (col / P) * m.panel_stride + col % P;
   }
   V acc[MB][NV];
 #pragma GCC unroll 16
@@ -499,13 +501,13 @@ void gemm_in_place(const typename O::T* a, int64_t lda, int64_t K, const typenam
   const Panels<T> in_place{m, P, ldm};  // vector at column j: m + j
   if (R == 1) {
     for (; j + 12 * O::W <= nv; j += 12 * O::W) {
-      tile<O, 1, 12, Epi::None>(Operand<T>{a, lda, K}, none, in_place, j, Init<T>{nullptr, 0},
-                                c + j, ldc, 12 * O::W);
+      tile<O, 1, 12, Epi::None, true>(Operand<T>{a, lda, K}, none, in_place, j,
+                                      Init<T>{nullptr, 0}, c + j, ldc, 12 * O::W);
     }
   } else if (R == 2) {
     for (; j + 6 * O::W <= nv; j += 6 * O::W) {
-      tile<O, 2, 6, Epi::None>(Operand<T>{a, lda, K}, none, in_place, j, Init<T>{nullptr, 0},
-                               c + j, ldc, 6 * O::W);
+      tile<O, 2, 6, Epi::None, true>(Operand<T>{a, lda, K}, none, in_place, j,
+                                     Init<T>{nullptr, 0}, c + j, ldc, 6 * O::W);
     }
   }
   if (nv > j) {
