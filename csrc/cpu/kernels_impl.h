@@ -134,8 +134,8 @@ using TileFn = void (*)(Operand<typename O::T>, Operand<typename O::T>, Panels<t
 // of NVMAX vectors would have too few chains and stall on the FMA latency (2 rows x 2
 // vectors: 4 chains, half of what an AVX2 core needs), so the tile widens instead, as far
 // as its accumulators, one k's weight vectors and a broadcast fit the REGS registers, at
-// most kTileVectorsMax (one-row tiles of the packed path: 6 vectors = 12 chains with their
-// weight loads; the in-place GEMV tiles of gemm_in_place choose their own width).
+// most kTileVectorsMax (a bound on the table's size, not measured as optimal; the in-place
+// GEMV tiles of gemm_in_place choose their own, wider, widths).
 constexpr int kTileVectorsMax = 6;
 template <class O>
 constexpr int tile_vectors(int mb) {
