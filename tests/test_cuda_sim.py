@@ -308,35 +308,36 @@ def test_half_types_match_the_reference(dtype, H):
         assert_close(a, b, name="grad")
 
 
-def test_full_size_h100_grid_runs(monkeypatch):
-    # The plan of a real workload spans the simulated H100: 64 blocks x 256 threads, every
-    # one a fiber, 8 batch tiles per step, a grid sync per step. Forward only, two steps.
-    monkeypatch.setenv("FASTRNN_CUDA_PATH", "grid")  # "auto" takes the tiled family here
+def _full_size_forward_matches_reference() -> dict:
+    """Two forward steps at T2 B64 I8 H1024 through the simulation match the reference;
+    returns the launch's plan (last_cuda_plan) for the caller's checks."""
     T, B, I, H = 2, 64, 8, 1024
     tensors, _ = _inputs(torch.float32, T, B, I, H, False, seed=1)
     with torch.no_grad():
         y, _ = _layer("cuda_sim", tensors, None, False, False)
         y_ref, _ = _layer("reference", tensors, None, False, False)
     plan = last_cuda_plan()
+    assert_close(y, y_ref, name="y")
+    return plan
+
+
+def test_full_size_h100_grid_runs(monkeypatch):
+    # The plan of a real workload spans the simulated H100: 64 blocks x 256 threads, every
+    # one a fiber, 8 batch tiles per step, a grid sync per step. Forward only, two steps.
+    monkeypatch.setenv("FASTRNN_CUDA_PATH", "grid")  # "auto" takes the tiled family here
+    plan = _full_size_forward_matches_reference()
     assert plan["path"] == "grid" and plan["blocks"] == 64 and plan["kpt"] == 64
     assert plan["tiles_per_step"] == 8
-    assert_close(y, y_ref, name="y")
 
 
 def test_full_size_h100_tiled_runs():
     # The model's plan for B=64, H=1024 on the simulated H100 (opt-in shared memory): 128 of
     # the 132 SMs, each block a 16 x 32 tile with its 32 x 1024 slice of W_hh (128 KiB) and
     # 16 state rows in ~208 KiB of shared memory, a grid sync per step. Forward, two steps.
-    T, B, I, H = 2, 64, 8, 1024
-    tensors, _ = _inputs(torch.float32, T, B, I, H, False, seed=1)
-    with torch.no_grad():
-        y, _ = _layer("cuda_sim", tensors, None, False, False)
-        y_ref, _ = _layer("reference", tensors, None, False, False)
-    plan = last_cuda_plan()
+    plan = _full_size_forward_matches_reference()
     assert plan["path"] == "tiled" and plan["blocks"] == 128 and plan["grid_barrier"]
     assert (plan["rows_per_tile"], plan["tile_cols"]) == (16, 32)
     assert 48 * 1024 < plan["smem_bytes"] <= fastrnn.cuda_sim.device()["smem_per_block_optin"]
-    assert_close(y, y_ref, name="y")
 
 
 def test_simulated_a100_takes_its_own_plan(monkeypatch):

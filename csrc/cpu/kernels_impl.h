@@ -570,24 +570,6 @@ template void gemm_nt<float>(const float*, int64_t, int64_t, const float*, int64
 template void gemm_nt<double>(const double*, int64_t, int64_t, const double*, int64_t,
                               const double*, double*, int64_t, int64_t, int64_t, int64_t,
                               int64_t);
-template <typename T>
-void backward_gemv_carry(const BackwardArgs<T>& a, int64_t s, int64_t b0, int64_t b1, int64_t c0,
-                         int64_t c1) {
-  backward_gemv_carry_impl<Ops<T>>(a, s, b0, b1, c0, c1);
-}
-template void backward_gemv_carry<float>(const BackwardArgs<float>&, int64_t, int64_t, int64_t,
-                                         int64_t, int64_t);
-template void backward_gemv_carry<double>(const BackwardArgs<double>&, int64_t, int64_t, int64_t,
-                                          int64_t, int64_t);
-template <typename T>
-void forward_gemv_step(const ForwardArgs<T>& a, int64_t s, int64_t b0, int64_t b1, int64_t c0,
-                       int64_t c1) {
-  forward_gemv_step_impl<Ops<T>>(a, s, b0, b1, c0, c1);
-}
-template void forward_gemv_step<float>(const ForwardArgs<float>&, int64_t, int64_t, int64_t,
-                                       int64_t, int64_t);
-template void forward_gemv_step<double>(const ForwardArgs<double>&, int64_t, int64_t, int64_t,
-                                        int64_t, int64_t);
 
 template <typename T>
 void gemm_packed(const T* a, int64_t lda, int64_t K, const T* m, const T* bias, T* c,
@@ -665,13 +647,27 @@ void backward_carry(const BackwardArgs<T>& a, int64_t s, int64_t b0, int64_t b1,
                     int64_t c1) {
   backward_carry_impl<Ops<T>>(a, s, b0, b1, c0, c1);
 }
+template <typename T>
+void forward_gemv_step(const ForwardArgs<T>& a, int64_t s, int64_t b0, int64_t b1, int64_t c0,
+                       int64_t c1) {
+  forward_gemv_step_impl<Ops<T>>(a, s, b0, b1, c0, c1);
+}
+template <typename T>
+void backward_gemv_carry(const BackwardArgs<T>& a, int64_t s, int64_t b0, int64_t b1, int64_t c0,
+                         int64_t c1) {
+  backward_gemv_carry_impl<Ops<T>>(a, s, b0, b1, c0, c1);
+}
 #define FASTRNN_STEP_INSTANCES(T)                                                             \
   template void forward_step<T>(const ForwardArgs<T>&, int64_t, int64_t, int64_t, int64_t,    \
                                 int64_t);                                                     \
   template void backward_dz<T>(const BackwardArgs<T>&, int64_t, int64_t, int64_t, int64_t,    \
                                int64_t);                                                      \
   template void backward_carry<T>(const BackwardArgs<T>&, int64_t, int64_t, int64_t, int64_t, \
-                                  int64_t);
+                                  int64_t);                                                   \
+  template void forward_gemv_step<T>(const ForwardArgs<T>&, int64_t, int64_t, int64_t,        \
+                                     int64_t, int64_t);                                       \
+  template void backward_gemv_carry<T>(const BackwardArgs<T>&, int64_t, int64_t, int64_t,     \
+                                       int64_t, int64_t);
 FASTRNN_STEP_INSTANCES(float)
 FASTRNN_STEP_INSTANCES(double)
 #undef FASTRNN_STEP_INSTANCES

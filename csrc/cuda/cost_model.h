@@ -279,6 +279,18 @@ inline BusiestSm busiest_sm(const plan::Device& dev, const Shape& s, const plan:
           double(waves) * double(on_sm < p.blocks_per_sm ? on_sm : p.blocks_per_sm)};
 }
 
+// What every plan of the tiled family predicts alike: it fits (make_plan built it for the
+// device), records path 4 ("tiled") and tiles_per_step 1 (one launch covers a step).
+inline Prediction tiled_prediction(int candidate, const plan::Plan& p) {
+  Prediction r;
+  r.candidate = candidate;
+  r.fits = true;
+  r.plan = p;
+  r.recorded_path = 4;
+  r.tiles_per_step = 1;
+  return r;
+}
+
 // What both tiled cost functions share, from the step structure (tiled_body.cuh): staging the
 // state rows from L2 when not resident (latency plus the busiest SM's share of L2 bandwidth),
 // two block barriers plus a grid sync when not resident, the launch spread over the steps;
@@ -314,15 +326,9 @@ inline void tiled_step_rest(const DeviceSpec& d, const Shape& s, const plan::Pla
 // Its lanes still run the whole micro tile over their K share (a dead row multiplies 0): the
 // FMAs and their loads shrink only with fewer busy blocks per SM.
 inline Prediction tiled_cost(const DeviceSpec& d, const Shape& s, const plan::Plan& p) {
-  Prediction r;
-  r.candidate = kTiled;
+  Prediction r = tiled_prediction(kTiled, p);
   const int ce = compute_elem(s.elem_size);
-  const plan::Device& dev = d.dev;
-  r.fits = true;
-  r.plan = p;
-  r.recorded_path = 4;
-  r.tiles_per_step = 1;
-  const BusiestSm sm = busiest_sm(dev, s, p);
+  const BusiestSm sm = busiest_sm(d.dev, s, p);
   const double rows = sm.rows, sharing = sm.sharing;
   const double fma_rate = ce == 8 ? d.fp32_fma_per_sm_clk / 2.0 : d.fp32_fma_per_sm_clk;
   const double fma = sharing * p.threads * p.micro_r * p.micro_c * p.k_chunk / fma_rate;
@@ -350,14 +356,8 @@ inline Prediction tiled_cost(const DeviceSpec& d, const Shape& s, const plan::Pl
 // mmas and staging, a live block stages and reduces only its live rows; its mmas still run
 // whole fragments (a dead row multiplies what its word holds and is ignored).
 inline Prediction tiled_mma_cost(const DeviceSpec& d, const Shape& s, const plan::Plan& p) {
-  Prediction r;
-  r.candidate = kTiledMma;
-  const plan::Device& dev = d.dev;
-  r.fits = true;
-  r.plan = p;
-  r.recorded_path = 4;
-  r.tiles_per_step = 1;
-  const BusiestSm sm = busiest_sm(dev, s, p);
+  Prediction r = tiled_prediction(kTiledMma, p);
+  const BusiestSm sm = busiest_sm(d.dev, s, p);
   const double rows = sm.rows, sharing = sm.sharing;
   const double k2 = 2.0 * double(plan::mma_k_words(s.H));
   const double mma = sharing * double(p.tile_rows) * p.tile_cols * k2 / d.mma_fma_per_sm_clk;
