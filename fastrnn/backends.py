@@ -54,6 +54,14 @@ def cpu_machine() -> dict:
     return dict(zip(keys, torch.ops.fastrnn._cpu_machine()))
 
 
+def cpu_carry_stream_bytes_per_ns(rows: int) -> float:
+    """Bytes per ns one core's in-place BPTT carry (W_hh read unpacked, ``rows`` rows of
+    dz) streams a weight twice its L2 at, for the ISA in use: measured once per process
+    and row count (capped at 16) at first use. The backward weighs it against packing
+    W_hh (csrc/cpu/machine.h ``carry_stream_bytes_per_ns``)."""
+    return torch.ops.fastrnn._cpu_carry_stream(rows)
+
+
 def cpu_fma_peak(seconds: float = 0.2, threads: int | None = None) -> dict:
     """The FMA-throughput peak of the ISA in use, measured now: ``threads`` threads
     (default torch's) run a loop of independent vector FMAs for ``seconds``.

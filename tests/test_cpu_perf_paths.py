@@ -189,6 +189,44 @@ def test_auto_reads_streaming_weights_in_place_on_one_thread(cpu_env, isa):
         assert backends.last_cpu_plan()["path"] == "gemv", (H, half_l2)
 
 
+@pytest.mark.skipif(not torch.backends.openmp.is_available(), reason="the column split needs OpenMP")
+@pytest.mark.parametrize("isa", ISAS)
+def test_backward_packs_streamed_weights_where_in_place_reads_are_slower(cpu_env, isa):
+    """The backward on a team of 2 with W_hh beyond half the L2 the OS reports: the column
+    split on packed panels where the model (rnn_cpu.cpp choose_path, fed by the measured
+    rates) finds the packing pass cheaper than the in-place carry's slower reads, the gemv
+    path (W_hh read in place) where it does not (one step cannot pay for a pass over W_hh
+    that a step reads once anyway); parity either way. The forward never packs for the
+    gemv split (its dot form reads whole weight rows)."""
+    cpu_env(isa, "auto", threads=2)
+    m = backends.cpu_machine()
+    l2 = m["l2_bytes"]
+    H = (math.isqrt(2 * l2 // 4) // 16 + 1) * 16  # W_hh: about twice the L2, 1 MiB and up
+    B, n = 4, 2
+    share, madds = H * H * 4 / n, B * H * H
+
+    def step(read_bytes_per_ns, share_bytes, team):
+        read = 0.0 if share_bytes <= l2 / 2 else share_bytes / read_bytes_per_ns
+        return max(read, madds / (team * m["madd_per_ns"]))
+
+    carry = backends.cpu_carry_stream_bytes_per_ns(B)
+    assert carry > 0
+    for T in (1, 48):
+        pack = H * H * m["pack_ns_per_element"]
+        gemv = T * min(step(carry, 2 * share, 1), step(carry, share, n) + m["barrier_ns"])
+        columns = pack / n + T * (step(m["stream_bytes_per_ns"], share, n) + m["barrier_ns"])
+        rows = pack + T * step(m["stream_bytes_per_ns"], 2 * share, n)
+        expect = "columns" if columns < min(gemv, rows) else ("gemv" if gemv < rows else "rows")
+        check_parity(make_args(T, B, 5, H), torch.tensor([T, T - 1, T, 0]))
+        plan = backends.last_cpu_plan()
+        assert plan["op"] == "backward" and plan["path"] == expect, (T, H, plan, m, carry)
+        torch.ops.fastrnn.rnn_forward(*make_args(T, B, 5, H), None, False, "tanh")
+        assert backends.last_cpu_plan()["path"] != "columns"
+    # Where the in-place reads are the slower (measured here), long sequences pack.
+    if carry < 0.8 * m["stream_bytes_per_ns"]:
+        assert expect == "columns", (carry, m)
+
+
 @pytest.mark.parametrize("gemm", ["own", "library"])
 @pytest.mark.parametrize("isa", ISAS)
 def test_batched_gemm_choice(cpu_env, monkeypatch, isa, gemm):

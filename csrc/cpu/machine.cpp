@@ -274,7 +274,41 @@ double measure_rows_step(Isa isa, bool backward, int64_t rows, int64_t K, int64_
          double(steps);
 }
 
+// backward_gemv_carry over all columns of a zeroed [H, H] W_hh of twice the L2 (H a
+// multiple of 16, so that no column is left to the scalar tail), `rows` rows; one pass to
+// fault the pages in and fill the outer caches, then best of 3.
+double measure_carry_stream(Isa isa, int64_t rows) {
+  int64_t H = 16;
+  while (H * H * 4 < 2 * caches().l2_bytes) H += 16;
+  std::vector<float> w(H * H, 0.0f), dz(rows * H, 0.0f), carry(rows * H), scratch(rows * H);
+  BackwardArgs<float> b{};
+  b.T_ = 1, b.B = rows, b.H = H, b.w_hh = w.data(), b.dz = dz.data(), b.carry = carry.data();
+  b.scratch = scratch.data(), b.act = Act::Tanh;
+  const auto pass = [&] { backward_gemv_carry(isa, b, 0, 0, rows, 0, H); };
+  pass();
+  const double ns = best_of(3, [&] {
+    const double t0 = thread_ns();
+    pass();
+    return thread_ns() - t0;
+  });
+  return double(H * H * 4) / std::max(ns, 1.0);
+}
+
 }  // namespace
+
+double carry_stream_bytes_per_ns(Isa isa, int64_t rows) {
+  static std::mutex mu;
+  static std::map<std::pair<int, int64_t>, double> cache;
+  const auto key = std::make_pair(static_cast<int>(isa), std::clamp<int64_t>(rows, 1, 16));
+  {
+    std::lock_guard<std::mutex> lock(mu);
+    auto it = cache.find(key);
+    if (it != cache.end()) return it->second;
+  }
+  const double rate = measure_carry_stream(isa, key.second);
+  std::lock_guard<std::mutex> lock(mu);
+  return cache.emplace(key, rate).first->second;  // a racing thread's entry wins: same meaning
+}
 
 double rows_step_ns(Isa isa, bool backward, int64_t rows, int64_t K, int64_t H) {
   static std::mutex mu;
@@ -349,6 +383,11 @@ cpu_machine() {
           k.gemv_madd_per_ns};
 }
 
+double cpu_carry_stream(int64_t rows) {
+  TORCH_CHECK(rows >= 1, "fastrnn._cpu_carry_stream: rows must be >= 1, got ", rows);
+  return carry_stream_bytes_per_ns(current_isa(), rows);
+}
+
 std::tuple<double, double> cpu_fma_peak(double seconds, int64_t threads) {
   TORCH_CHECK(seconds > 0 && seconds <= 60, "fastrnn._cpu_fma_peak: seconds must be in (0, 60], got ",
               seconds);
@@ -365,6 +404,7 @@ TORCH_LIBRARY_FRAGMENT(fastrnn, m) {
         "float, float, float)",
         &cpu_machine);
   m.def("_cpu_fma_peak(float seconds, int threads) -> (float, float)", &cpu_fma_peak);
+  m.def("_cpu_carry_stream(int rows) -> float", &cpu_carry_stream);
 }
 
 }  // namespace fastrnn::cpu

@@ -44,6 +44,16 @@ struct Costs {
 };
 const Costs& costs(Isa isa);
 
+// Bytes per ns one core's in-place BPTT carry (kernels.h backward_gemv_carry: `rows` rows of
+// dz against W_hh read in place, unpacked) reads a weight twice the size of its L2 at. A
+// tile covers only a few vectors of columns of each weight row, so the rows of W_hh are
+// read in short pieces a row apart (the tiles narrow as rows grow: tile_vectors), which
+// the hardware prefetchers follow less well than the contiguous weight rows of the
+// forward's dot form (stream_bytes_per_ns) or packed panels. Measured at the first call
+// for each (isa, min(rows, 16)) on the calling thread's CPU clock, cached for the process;
+// from 16 rows on a step is bound by its multiply-adds (4 per weight byte) on any core.
+double carry_stream_bytes_per_ns(Isa isa, int64_t rows);
+
 // One time step of the fused rows kernels (kernels.h forward_rows, or backward_rows when
 // `backward`), fp32, on `rows` rows of a recurrence whose packed M is [K, H], on the calling
 // thread: measured at the first call for each (isa, backward, rows, K, H) on scratch data,

@@ -200,11 +200,14 @@ enum class Path { Stepwise, Rows, Columns, Gemv };
 //     weights exceed half a core's L2 (read from beyond it at every step) when the model
 //     finds it faster than the rows split; *gemv_team says on how many threads (1 where a
 //     split does not pay).
-//   Columns: Gemv on packed panels (each thread's share packed in its L2); forced only, since
-//     Gemv does the same split without the packing pass.
+//   Columns: Gemv on packed panels (each thread packs its share; read from its L2 where the
+//     share fits half of it, else streamed). The forward's gemv reads contiguous weight rows
+//     (its dot form) and needs no packing pass, so only the backward, whose in-place carry
+//     reads each weight row in short pieces (measured: carry_stream_bytes_per_ns), takes it,
+//     where the model finds the packing pass cheaper than the slower reads.
 //   Rows: otherwise (every thread its own rows, no synchronisation).
-Path choose_path(cpu::Isa isa, int64_t T, int64_t B, int64_t K, int64_t H, int64_t elem_size,
-                 int64_t P, int64_t* gemv_team) {
+Path choose_path(cpu::Isa isa, bool backward, int64_t T, int64_t B, int64_t K, int64_t H,
+                 int64_t elem_size, int64_t P, int64_t* gemv_team) {
   // FASTRNN_CPU_PATH=auto|fused|fused_inline|project_first|columns|gemv|stepwise (read at
   // every call) forces a path, so that the tests reach each at any size; `columns` needs an
   // OpenMP build (else it is `fused`); fused_inline / project_first are `fused` with the
@@ -238,18 +241,26 @@ Path choose_path(cpu::Isa isa, int64_t T, int64_t B, int64_t K, int64_t H, int64
   const int64_t packed_elements = K * H;
   const bool rows_for_every_thread = B >= threads;
   // A step's time, ns, on a team of n each reading share_bytes of the weights: the larger of
-  // that read (free while it sits in half a core's L2; else at the measured streaming rate:
-  // the weights come from L3 or memory at every step) and its 1/n of the multiply-adds at
-  // the kernel's rate (the gemv kernel's dot form, unpacked, is measured separately: with
-  // many rows it is compute-bound and slower than the packed rows kernels).
+  // that read (free while it sits in half a core's L2; else at the kernel's measured
+  // streaming rate: the weights come from L3 or memory at every step) and its 1/n of the
+  // multiply-adds at the kernel's rate. The gemv path's kernels read the weights unpacked
+  // and have their own rates: the forward's dot form (with many rows compute-bound and
+  // slower than the packed kernels), the backward's in-place carry (register tiles as
+  // packed, but a slower read).
   const double bytes = double(packed_elements * elem_size);
   const double madds = double(B * packed_elements);
-  const auto step_ns_at = [&](double share_bytes, int64_t n, double madd_per_ns) {
-    const double read = share_bytes <= double(l2) / 2 ? 0.0 : share_bytes / cost.stream_bytes_per_ns;
+  const auto step_ns_at = [&](double share_bytes, int64_t n, double madd_per_ns,
+                              double stream_bytes_per_ns) {
+    const double read = share_bytes <= double(l2) / 2 ? 0.0 : share_bytes / stream_bytes_per_ns;
     return std::max(read, madds / (double(n) * madd_per_ns));
   };
+  const auto packed_step_ns = [&](double share_bytes, int64_t n) {
+    return step_ns_at(share_bytes, n, cost.madd_per_ns, cost.stream_bytes_per_ns);
+  };
   const auto gemv_step_ns = [&](double share_bytes, int64_t n) {
-    return step_ns_at(share_bytes, n, cost.gemv_madd_per_ns);
+    return backward ? step_ns_at(share_bytes, n, cost.madd_per_ns,
+                                 cpu::carry_stream_bytes_per_ns(isa, B))
+                    : step_ns_at(share_bytes, n, cost.gemv_madd_per_ns, cost.stream_bytes_per_ns);
   };
   const int64_t sharers = std::min(threads, panels);
   const bool can_split = columns_possible && panels >= 2;
@@ -259,17 +270,26 @@ Path choose_path(cpu::Isa isa, int64_t T, int64_t B, int64_t K, int64_t H, int64
                                       : 1e300;
   const bool split_pays = gemv_split < gemv_one;
   *gemv_team = split_pays ? sharers : 1;
+  const double pack_ns = double(packed_elements) * cost.pack_ns_per_element;
+  // The backward's same split on packed panels: each thread packs its share, then streams it.
+  const double columns = backward && can_split
+                             ? pack_ns / double(sharers) +
+                                   double(T) * (packed_step_ns(bytes / double(sharers), sharers) +
+                                                cost.barrier_ns)
+                             : 1e300;
   // Fewer rows than threads: the split where it pays (the rows split would idle threads).
-  if (split_pays && !rows_for_every_thread) return Path::Gemv;
+  if (split_pays && !rows_for_every_thread) {
+    return columns < gemv_split ? Path::Columns : Path::Gemv;
+  }
   // Weights beyond half a core's L2: against the rows split, whose every thread reads all
   // of them at every step after a packing pass. On one thread (or a split that does not
   // pay) only the packing pass is between them, so the gemv path takes those cases.
   if (bytes > double(l2) / 2) {
-    const double rows_ns = double(packed_elements) * cost.pack_ns_per_element +
-                           double(T) * step_ns_at(bytes, std::min(threads, B), cost.madd_per_ns);
-    if (std::min(gemv_one, gemv_split) < rows_ns) return Path::Gemv;
+    const double rows_ns = pack_ns + double(T) * packed_step_ns(bytes, std::min(threads, B));
+    const double gemv = std::min(gemv_one, gemv_split);
+    if (columns < std::min(gemv, rows_ns)) return Path::Columns;
+    if (gemv < rows_ns) return Path::Gemv;
   }
-  const double pack_ns = double(packed_elements) * cost.pack_ns_per_element;
   // A fused step saves the stepwise step's library calls and, where fastrnn's packed GEMM
   // measured faster than the library's (own_gemm_speedup > 1), that fraction of the step's
   // multiply-adds (B K H of them on `threads` cores).
@@ -376,7 +396,8 @@ void forward_recurrence(cpu::Isa isa, const at::Tensor& x, const at::Tensor& w_i
   const bool pre = project_first(I, H, sizeof(Scalar));
   const int64_t P = cpu::panel_cols(isa, std::is_same_v<Scalar, double>);
   int64_t team = 1;
-  const Path path = choose_path(isa, T, B, pre ? H : I + H, H, sizeof(Scalar), P, &team);
+  const Path path =
+      choose_path(isa, /*backward=*/false, T, B, pre ? H : I + H, H, sizeof(Scalar), P, &team);
   // Batch blocks of the rows path (measured step times: only worth measuring for it).
   const int64_t chunks =
       path == Path::Rows ? batch_chunks(isa, /*backward=*/false, T, B, (pre ? 0 : I) + H, H) : 1;
@@ -456,7 +477,8 @@ void backward_recurrence(cpu::Isa isa, const at::Tensor& w_hh, const at::Tensor&
   const int64_t H = y.size(2);
   const int64_t P = cpu::panel_cols(isa, std::is_same_v<T, double>);
   int64_t team = 1;
-  const Path path = choose_path(isa, y.size(0), y.size(1), H, H, sizeof(T), P, &team);
+  const Path path =
+      choose_path(isa, /*backward=*/true, y.size(0), y.size(1), H, H, sizeof(T), P, &team);
   const int64_t chunks =
       path == Path::Rows ? batch_chunks(isa, /*backward=*/true, y.size(0), y.size(1), H, H) : 1;
   const bool prefix = lengths_nonincreasing(lengths, y.size(0));
