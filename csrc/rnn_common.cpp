@@ -2,13 +2,19 @@
 // and, after the reverse-time loop of BPTT, the batched GEMMs over all T*B rows.
 #include "rnn.h"
 
+#include "cpu/block_cache.h"
+
 #include <ATen/ops/add.h>
-#include <ATen/ops/cat.h>
 #include <ATen/ops/empty.h>
 #include <ATen/ops/mm.h>
 #include <ATen/ops/sum.h>
 
 namespace fastrnn {
+
+at::Tensor new_buffer(at::IntArrayRef sizes, const at::Tensor& like) {
+  if (like.device().is_cpu()) return cpu::cached_empty(sizes, like.scalar_type());
+  return at::empty(sizes, like.options());
+}
 
 at::ScalarType compute_type(at::ScalarType t) {
   return (t == at::kHalf || t == at::kBFloat16) ? at::kFloat : t;
@@ -39,13 +45,17 @@ at::Tensor grad_weight_hh(const at::Tensor& dz, const at::Tensor& y, const at::T
   // rather than a rank-B product plus a second full pass over the [H, H] result. Otherwise
   // the copy (as large as y) would cost more than that pass: the two GEMMs on views.
   if (T == 1 || T * B <= H) {
-    const at::Tensor h_prev =
-        T == 1 ? h0.unsqueeze(0)
-               : (reverse ? at::cat({y.narrow(0, 1, T - 1), h0.unsqueeze(0)})
-                          : at::cat({h0.unsqueeze(0), y.narrow(0, 0, T - 1)}));  // [T, B, H]
-    return at::mm(dz.view({T * B, H}).t(), h_prev.reshape({T * B, H}));
+    at::Tensor h_prev = h0.unsqueeze(0);  // [T, B, H]
+    if (T > 1) {
+      h_prev = new_buffer({T, B, H}, y);
+      h_prev.narrow(0, reverse ? T - 1 : 0, 1).copy_(h0.unsqueeze(0));
+      h_prev.narrow(0, reverse ? 0 : 1, T - 1).copy_(y.narrow(0, reverse ? 1 : 0, T - 1));
+    }
+    at::Tensor g = new_buffer({H, H}, dz);
+    return at::mm_out(g, dz.view({T * B, H}).t(), h_prev.reshape({T * B, H}));
   }
-  at::Tensor g = at::mm(dz.select(0, first).t(), h0);  // [H, H]
+  at::Tensor g = new_buffer({H, H}, dz);
+  at::mm_out(g, dz.select(0, first).t(), h0);  // [H, H]
   const at::Tensor dz_rest = dz.narrow(0, reverse ? 0 : 1, T - 1).reshape({(T - 1) * B, H});
   const at::Tensor h_rest = y.narrow(0, reverse ? 1 : 0, T - 1).reshape({(T - 1) * B, H});
   return g.addmm_(dz_rest.t(), h_rest);
@@ -69,11 +79,13 @@ Grads backward_gemms(const at::Tensor& dz, const at::Tensor& grad_hx, const at::
   at::Tensor grad_bias = at::empty({0}, input.options());
   const at::Tensor dz2d = dz.view({T * B, H});  // [T*B, H]
   if (output_mask[0]) {
-    grad_input = back(at::mm(dz2d, as_compute(weight_ih, ct)).view({T, B, I}));  // [T, B, I]
+    at::Tensor dx = new_buffer({T * B, I}, dz);  // [T*B, I]
+    grad_input = back(at::mm_out(dx, dz2d, as_compute(weight_ih, ct)).view({T, B, I}));  // [T, B, I]
   }
   if (output_mask[1]) {
     const at::Tensor x = as_compute(input, ct);  // [T, B, I]
-    grad_w_ih = back(at::mm(dz2d.t(), x.view({T * B, I})));  // [H, I]
+    at::Tensor dw = new_buffer({H, I}, dz);
+    grad_w_ih = back(at::mm_out(dw, dz2d.t(), x.view({T * B, I})));  // [H, I]
     grad_w_hh = back(grad_weight_hh(dz, y, hx, reverse));  // [H, H]
     grad_bias = back(at::sum(dz2d, {0}));  // [H]
   }

@@ -62,6 +62,28 @@ def cpu_carry_stream_bytes_per_ns(rows: int) -> float:
     return torch.ops.fastrnn._cpu_carry_stream(rows)
 
 
+def cpu_buffer_cache() -> dict:
+    """The CPU ops' buffer cache (csrc/cpu/block_cache.h): ``cached_bytes`` of free blocks
+    held now, ``limit_bytes``, and since start the ``hits`` (requests served by a freed
+    block) and ``misses`` (requests that allocated). The large outputs and temporaries of
+    fastrnn's CPU ops (256 KiB and up) are kept for reuse when freed: glibc would give the
+    freed top of its heap back to the OS and page-fault the next call's buffers in again."""
+    keys = ("cached_bytes", "limit_bytes", "hits", "misses")
+    return dict(zip(keys, torch.ops.fastrnn._cpu_block_cache()))
+
+
+def set_cpu_buffer_cache_limit(limit_bytes: int) -> int:
+    """Sets how many bytes of free blocks the CPU buffer cache may hold (0 turns it off:
+    buffers then come from torch's CPU allocator) and returns the previous limit. The
+    default is FASTRNN_CPU_CACHE_MB (MiB) when set, else 512 MiB."""
+    return torch.ops.fastrnn._cpu_block_cache_limit(limit_bytes)
+
+
+def empty_cpu_buffer_cache() -> None:
+    """Returns every free block of the CPU buffer cache to the system."""
+    torch.ops.fastrnn._cpu_block_cache_release()
+
+
 def cpu_fma_peak(seconds: float = 0.2, threads: int | None = None) -> dict:
     """The FMA-throughput peak of the ISA in use, measured now: ``threads`` threads
     (default torch's) run a loop of independent vector FMAs for ``seconds``.

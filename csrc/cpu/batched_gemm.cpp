@@ -2,6 +2,7 @@
 #include "batched_gemm.h"
 
 #include "machine.h"
+#include "../rnn.h"
 
 #include <ATen/Parallel.h>
 #include <ATen/ops/empty.h>
@@ -20,7 +21,7 @@ at::Tensor pack_typed(Isa isa, const at::Tensor& w, bool transpose) {
   const int64_t K = transpose ? w.size(1) : w.size(0), N = transpose ? w.size(0) : w.size(1);
   constexpr bool is_double = std::is_same_v<T, double>;
   const int64_t P = panel_cols(isa, is_double);
-  at::Tensor m = at::empty({packed_size(isa, K, N, is_double)}, w.options());  // [ceil(N/P)*K*P]
+  at::Tensor m = new_buffer({packed_size(isa, K, N, is_double)}, w);  // [ceil(N/P)*K*P]
   const T* wp = w.data_ptr<T>();
   T* mp = m.data_ptr<T>();
   at::parallel_for(0, (N + P - 1) / P, 1, [&](int64_t p0, int64_t p1) {

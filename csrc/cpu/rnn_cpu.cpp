@@ -443,8 +443,8 @@ void forward_recurrence(cpu::Isa isa, const at::Tensor& x, const at::Tensor& w_i
   int64_t K = 0, N = 0;
   const auto parts = pre ? pack_parts<Scalar>({{&w_hh, true}}, &K, &N)                 // W_hh^T
                          : pack_parts<Scalar>({{&w_ih, true}, {&w_hh, true}}, &K, &N);  // [W_ih^T; W_hh^T]
-  at::Tensor m = at::empty({cpu::packed_size(isa, K, N, std::is_same_v<Scalar, double>)},
-                           x.options());  // [ceil(H/P) * K * P]
+  at::Tensor m = new_buffer({cpu::packed_size(isa, K, N, std::is_same_v<Scalar, double>)},
+                            x);  // [ceil(H/P) * K * P]
   cpu::ForwardArgs<Scalar> a = forward_args<Scalar>(x, h0, bias, y, lengths, prefix, reverse, act, pre);
   a.m = m.data_ptr<Scalar>();
   Scalar* packed = m.data_ptr<Scalar>();
@@ -491,8 +491,8 @@ void backward_recurrence(cpu::Isa isa, const at::Tensor& w_hh, const at::Tensor&
   const auto parts = pack_parts<T>({{&w_hh, false}}, &K, &N);  // W_hh
   // The gemv path reads W_hh in place; the others pack it.
   const int64_t packed = cpu::packed_size(isa, K, N, std::is_same_v<T, double>);
-  at::Tensor m = at::empty({path == Path::Gemv ? 0 : packed}, y.options());  // [ceil(H/P) * H * P]
-  at::Tensor scratch = at::empty_like(carry);                    // [B, H]
+  at::Tensor m = new_buffer({path == Path::Gemv ? 0 : packed}, y);  // [ceil(H/P) * H * P]
+  at::Tensor scratch = new_buffer(carry.sizes(), carry);           // [B, H]
   cpu::BackwardArgs<T> a{};
   a.T_ = y.size(0);
   a.B = y.size(1);
@@ -565,7 +565,7 @@ at::Tensor rnn_forward_cpu(const at::Tensor& input, const at::Tensor& hx,
   const at::Tensor h0 = as_compute(hx, ct);          // [B, H]
   const at::Tensor w_ih = as_compute(weight_ih, ct); // [H, I]
   const at::Tensor w_hh = as_compute(weight_hh, ct); // [H, H]
-  at::Tensor y = at::empty({T, B, H}, x.options());  // [T, B, H]
+  at::Tensor y = new_buffer({T, B, H}, x);  // [T, B, H]
   if (B == 0 || H == 0) return y.to(input.scalar_type());
   // Both biases enter every step together.
   const at::Tensor bias = combined_bias(bias_ih, bias_hh, ct);  // [H] or undefined
@@ -593,8 +593,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> rnn_backw
   const at::Tensor dy = as_compute(grad_output, ct);  // [T, B, H]
   const at::Tensor y = as_compute(output, ct);        // [T, B, H]
   const at::Tensor w_hh = as_compute(weight_hh, ct);  // [H, H]
-  at::Tensor dz = at::empty({T, B, H}, y.options());  // [T, B, H]
-  at::Tensor carry = at::zeros({B, H}, y.options());  // [B, H]
+  at::Tensor dz = new_buffer({T, B, H}, y);          // [T, B, H]
+  at::Tensor carry = new_buffer({B, H}, y).zero_();  // [B, H]
   if (B > 0 && H > 0) {
     const at::Tensor len = contiguous_lengths(lengths);  // [B]
     if (ct == at::kDouble) {
@@ -616,7 +616,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> rnn_backw
   cpu::note_own_gemm(own_dx);
   if (!own_dx) return backward_gemms(dz, carry, input, hx, weight_ih, y, reverse, output_mask);
   auto grads = backward_gemms(dz, carry, input, hx, weight_ih, y, reverse, {false, output_mask[1]});
-  at::Tensor dx = at::empty({T * B, I}, y.options());  // [T*B, I]
+  at::Tensor dx = new_buffer({T * B, I}, y);  // [T*B, I]
   cpu::own_gemm(isa, dz.view({T * B, H}), as_compute(weight_ih, ct), /*transpose=*/false,
                 at::Tensor(), dx);
   std::get<0>(grads) = (ct == input.scalar_type() ? dx : dx.to(input.scalar_type())).view({T, B, I});
