@@ -82,10 +82,11 @@ void check_backward_args(const at::Tensor& grad_output, const at::Tensor& input,
 
 // ---- Host helpers every device implementation shares (rnn_common.cpp) ----
 
-// An uninitialised contiguous tensor of `sizes` with like's dtype and device: on the CPU
-// from the ops' buffer cache (cpu/block_cache.h: no page faults for a call's large buffers
-// when the previous call's are free again), elsewhere at::empty.
-at::Tensor new_buffer(at::IntArrayRef sizes, const at::Tensor& like);
+// An uninitialised contiguous tensor of `sizes` on like's device, of like's dtype unless
+// `dtype` is given: on the CPU from the ops' buffer cache (cpu/block_cache.h: no page faults
+// for a call's large buffers when the previous call's are free again), elsewhere at::empty.
+at::Tensor new_buffer(at::IntArrayRef sizes, const at::Tensor& like,
+                      std::optional<at::ScalarType> dtype = std::nullopt);
 
 // float16 / bfloat16 are computed in float32; other types in themselves.
 at::ScalarType compute_type(at::ScalarType t);

@@ -11,9 +11,11 @@
 
 namespace fastrnn {
 
-at::Tensor new_buffer(at::IntArrayRef sizes, const at::Tensor& like) {
-  if (like.device().is_cpu()) return cpu::cached_empty(sizes, like.scalar_type());
-  return at::empty(sizes, like.options());
+at::Tensor new_buffer(at::IntArrayRef sizes, const at::Tensor& like,
+                      std::optional<at::ScalarType> dtype) {
+  const at::ScalarType type = dtype.value_or(like.scalar_type());
+  if (like.device().is_cpu()) return cpu::cached_empty(sizes, type);
+  return at::empty(sizes, like.options().dtype(type));
 }
 
 at::ScalarType compute_type(at::ScalarType t) {
@@ -23,7 +25,8 @@ at::ScalarType compute_type(at::ScalarType t) {
 at::Tensor as_compute(const at::Tensor& t, at::ScalarType ct) {
   // The common case (already right) skips two dispatcher round trips.
   if (t.scalar_type() == ct && t.is_contiguous()) return t;
-  return t.to(ct).contiguous();
+  // A copy as large as the input (an expanded grad_output, a half-precision input): a buffer.
+  return new_buffer(t.sizes(), t, ct).copy_(t);
 }
 
 at::Tensor combined_bias(const std::optional<at::Tensor>& bias_ih,
