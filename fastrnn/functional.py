@@ -140,35 +140,43 @@ def packed_to_padded(data: Tensor, batch_sizes: Tensor) -> tuple[Tensor, Tensor,
     return padded.view(T, B, data.shape[1]), lengths, index
 
 
-def padded_to_packed(padded: Tensor, batch_sizes: Tensor, index: Tensor | None) -> Tensor:
-    """padded [T, B, F] -> packed data [N, F] (inverse of packed_to_padded, given its index)."""
+def padded_to_packed(padded: Tensor, index: Tensor | None, *, batch_sizes: Tensor | None = None) -> Tensor:
+    """padded [T, B, F] -> packed data [N, F] (inverse of packed_to_padded, given its index;
+    where that was None, the PackedSequence's batch_sizes)."""
     if index is None:
+        if batch_sizes is None:
+            raise ValueError("fastrnn.functional.padded_to_packed: index is None (a native "
+                             "packed_to_padded), so batch_sizes must be given")
         return _PaddedToPacked.apply(padded, batch_sizes)
     T, B, Fdim = padded.shape
     return padded.reshape(T * B, Fdim).index_select(0, index)
 
 
 def _native_layout(data: Tensor) -> bool:
-    """True for plain eager CPU calls (the native conversions have no fake kernel, no
-    forward-mode rule and no ONNX form, so nothing that traces or transforms may see them)."""
-    return (data.device.type == "cpu" and _ops.has_kernel("cpu") and _op_glue._fast_eager(data)
-            and not torch._C._are_functorch_transforms_active()
-            and not _op_glue._has_forward_tangent(data))
+    """True for plain eager CPU calls on plain tensors: the native conversions have no fake
+    kernel and no ONNX form, so nothing that traces, compiles, transforms (torch.func) or
+    intercepts (dispatch modes, tensor subclasses) may see them."""
+    return (type(data) is torch.Tensor and data.device.type == "cpu" and _ops.has_kernel("cpu")
+            and _op_glue._fast_eager(data) and torch._C._len_torch_dispatch_stack() == 0
+            and not torch._C._are_functorch_transforms_active())
 
 
 class _PackedToPadded(torch.autograd.Function):
-    """fastrnn::_packed_to_padded; its gradient is _padded_to_packed (each is the other's
-    adjoint), itself differentiable through _PaddedToPacked."""
+    """fastrnn::_packed_to_padded. Linear: its jvp is itself on the tangent, its gradient
+    _padded_to_packed (each is the other's adjoint), differentiable through _PaddedToPacked."""
 
     @staticmethod
     def forward(ctx, data, batch_sizes):
-        ctx.save_for_backward(batch_sizes)
+        ctx.batch_sizes = batch_sizes  # int64 [T], never differentiated
         return torch.ops.fastrnn._packed_to_padded(data, batch_sizes)  # [T, B, F]
 
     @staticmethod
     def backward(ctx, grad):  # grad [T, B, F]
-        (batch_sizes,) = ctx.saved_tensors
-        return _PaddedToPacked.apply(grad, batch_sizes), None
+        return _PaddedToPacked.apply(grad, ctx.batch_sizes), None
+
+    @staticmethod
+    def jvp(ctx, tangent, _):  # tangent [N, F]
+        return _PackedToPadded.apply(tangent, ctx.batch_sizes)
 
 
 class _PaddedToPacked(torch.autograd.Function):
@@ -176,10 +184,16 @@ class _PaddedToPacked(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, padded, batch_sizes):
-        ctx.save_for_backward(batch_sizes)
+        if padded.shape[1] != int(batch_sizes[0]):  # the gradient is [T, batch_sizes[0], F]
+            raise ValueError(f"fastrnn: padded has {padded.shape[1]} rows, the PackedSequence "
+                             f"{int(batch_sizes[0])}")
+        ctx.batch_sizes = batch_sizes
         return torch.ops.fastrnn._padded_to_packed(padded, batch_sizes)  # [N, F]
 
     @staticmethod
     def backward(ctx, grad):  # grad [N, F]
-        (batch_sizes,) = ctx.saved_tensors
-        return _PackedToPadded.apply(grad, batch_sizes), None
+        return _PackedToPadded.apply(grad, ctx.batch_sizes), None
+
+    @staticmethod
+    def jvp(ctx, tangent, _):  # tangent [T, B, F]
+        return _PaddedToPacked.apply(tangent, ctx.batch_sizes)

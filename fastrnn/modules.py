@@ -260,8 +260,8 @@ class RNN(nn.Module):
         out, h_n = self._run(padded, hx, weights, lengths=lengths)
         if unsorted_indices is not None:
             h_n = h_n.index_select(1, unsorted_indices)
-        packed = PackedSequence(functional.padded_to_packed(out, batch_sizes, index), batch_sizes,
-                                sorted_indices, unsorted_indices)
+        packed = PackedSequence(functional.padded_to_packed(out, index, batch_sizes=batch_sizes),
+                                batch_sizes, sorted_indices, unsorted_indices)
         return packed, h_n
 
     def _check_input(self, x: Tensor) -> None:  # x [T, B, I]

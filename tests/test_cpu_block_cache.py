@@ -26,6 +26,7 @@ T, B, I, H = 64, 8, 16, 128
 def cache_limit():
     """Sets a limit for one test and restores the previous one (emptying the cache)."""
     old = backends.cpu_buffer_cache()["limit_bytes"]
+    backends.empty_cpu_buffer_cache()  # what earlier tests left is not this test's
     yield backends.set_cpu_buffer_cache_limit
     backends.set_cpu_buffer_cache_limit(old)
 
@@ -92,6 +93,24 @@ def test_limit_bounds_what_is_kept(cache_limit):
         cache_limit(-1)
 
 
+def test_a_full_cache_makes_room_for_the_current_shapes(cache_limit):
+    """Filled by one shape's blocks, the cache releases them for another shape's (largest
+    first) instead of refusing every new size."""
+    cache_limit(2 * T * B * H * 4)  # two outputs of the first shape
+    with torch.no_grad():
+        ys = [forward(make_args(T, B, I, H)) for _ in range(2)]
+        del ys
+        assert backends.cpu_buffer_cache()["cached_bytes"] == 2 * T * B * H * 4
+        y2 = forward(make_args(2 * T, B, I, H))  # twice the size: misses, allocates
+        address = y2.data_ptr()
+        del y2  # kept, after releasing both smaller blocks
+        before = backends.cpu_buffer_cache()
+        assert before["cached_bytes"] == 2 * T * B * H * 4
+        y2 = forward(make_args(2 * T, B, I, H))
+    after = backends.cpu_buffer_cache()
+    assert after["hits"] > before["hits"] and y2.data_ptr() == address
+
+
 def test_empty_cache_releases_every_block(cache_limit):
     cache_limit(64 << 20)
     with torch.no_grad():
@@ -146,25 +165,36 @@ def test_threads_share_the_cache(cache_limit):
 
 
 _FORK_AND_EXIT = """
-import os, torch, fastrnn
+import os, threading, torch, fastrnn
 torch.set_num_threads(2)
 args = [torch.rand(64, 8, 16), torch.rand(8, 128), torch.rand(128, 16) / 12, torch.rand(128, 128) / 12]
 with torch.no_grad():
     kept = torch.ops.fastrnn.rnn_forward(*args, None, None, None, False, "tanh")  # alive at exit
     freed = torch.ops.fastrnn.rnn_forward(*args, None, None, None, False, "tanh")
     del freed
-pid = os.fork()
-if pid == 0:  # the child frees and allocates through the inherited cache
-    # One thread, as DataLoader's workers: GNU OpenMP cannot start a team in a forked child
-    # of a process that ran one (torch's own ops hang there too).
-    torch.set_num_threads(1)
-    with torch.no_grad():
-        y = torch.ops.fastrnn.rnn_forward(*args, None, None, None, False, "tanh")
-    ok = torch.equal(y, kept)
-    del y, kept
-    os._exit(0 if ok else 3)
-_, status = os.waitpid(pid, 0)
-assert os.waitstatus_to_exitcode(status) == 0, status
+# Another thread allocates and frees through the cache all the time, so that fork() often
+# comes while it holds the cache's lock: the child's copy of the lock must still be free.
+stop = False
+def churn():
+    while not stop:
+        torch.ops.fastrnn._padded_to_packed(torch.empty(2, 64, 1024), torch.tensor([64, 64]))
+thread = threading.Thread(target=churn)
+thread.start()
+for _ in range(20):
+    pid = os.fork()
+    if pid == 0:  # the child frees and allocates through the inherited cache
+        # One thread, as DataLoader's workers: GNU OpenMP cannot start a team in a forked
+        # child of a process that ran one (torch's own ops hang there too).
+        torch.set_num_threads(1)
+        with torch.no_grad():
+            y = torch.ops.fastrnn.rnn_forward(*args, None, None, None, False, "tanh")
+        ok = torch.equal(y, kept)
+        del y, kept
+        os._exit(0 if ok else 3)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0, status
+stop = True
+thread.join()
 print("ok")
 """
 

@@ -134,3 +134,45 @@ def test_padding_is_zeroed_in_a_reused_block():
     expected, _ = index_twins(data, batch_sizes)
     ops._packed_to_padded(data, batch_sizes).fill_(float("nan"))  # freed at once, poisoned
     assert torch.equal(ops._packed_to_padded(data, batch_sizes), expected)
+
+
+def test_forward_mode_ad_through_the_native_conversions():
+    """Dual weights (plain data) and dual data through a packed module: the conversions'
+    jvp (themselves, on the tangent) gives the tangent of the index path's outputs."""
+    _, ours = twin_rnn(5, 7, dtype=torch.float64)
+    x = torch.randn(6, 4, 5, dtype=torch.float64)
+    lengths = torch.tensor([6, 2, 5, 1])
+    w_tangent = torch.randn_like(ours.weight_hh_l0)
+    packed = pack_padded_sequence(x, lengths, enforce_sorted=False)
+    data_tangent = torch.randn_like(packed.data)
+    import torch.autograd.forward_ad as fwAD
+    from torch.func import functional_call
+
+    def tangents():
+        out = []
+        for dual_x in (False, True):  # (pack_padded_sequence itself has no forward AD)
+            with fwAD.dual_level():
+                data = fwAD.make_dual(packed.data, data_tangent) if dual_x else packed.data
+                params = {"weight_hh_l0": fwAD.make_dual(ours.weight_hh_l0.detach(), w_tangent)}
+                y, h_n = functional_call(ours, params, (packed._replace(data=data),))
+                out += [fwAD.unpack_dual(y.data).tangent, fwAD.unpack_dual(h_n).tangent]
+        return out
+
+    native = tangents()
+    assert all(t is not None for t in native)
+    import fastrnn.functional as F
+    old = F._native_layout
+    F._native_layout = lambda data: False
+    try:
+        indexed = tangents()
+    finally:
+        F._native_layout = old
+    for a, b in zip(native, indexed):
+        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
+
+
+def test_padded_to_packed_arguments():
+    with pytest.raises(ValueError, match="batch_sizes must be given"):
+        functional.padded_to_packed(torch.zeros(2, 3, 4), None)
+    with pytest.raises(ValueError, match="padded has 4 rows, the PackedSequence 3"):
+        functional._PaddedToPacked.apply(torch.zeros(2, 4, 1), torch.tensor([3, 1]))

@@ -5,14 +5,18 @@
 #include <ATen/ops/empty.h>
 #include <c10/core/Allocator.h>
 #include <c10/util/Exception.h>
+#include <c10/util/safe_numerics.h>
 #include <torch/library.h>
 
 #include <pthread.h>
 
 #include <atomic>
+#include <cerrno>
+#include <cstdint>
 #include <cstdlib>
 #include <cstring>
 #include <map>
+#include <memory>
 #include <mutex>
 #include <tuple>
 
@@ -26,8 +30,10 @@ int64_t limit_from_env() {
   const char* env = std::getenv("FASTRNN_CPU_CACHE_MB");
   if (env == nullptr || *env == '\0') return int64_t(512) << 20;
   char* end = nullptr;
+  errno = 0;
   const long long mb = std::strtoll(env, &end, 10);
-  TORCH_CHECK(end != env && *end == '\0' && mb >= 0, "fastrnn: FASTRNN_CPU_CACHE_MB='", env,
+  TORCH_CHECK(end != env && *end == '\0' && errno == 0 && mb >= 0 && mb <= (INT64_MAX >> 20),
+              "fastrnn: FASTRNN_CPU_CACHE_MB='", env,
               "' must be a whole number of MiB >= 0 (0 turns the CPU buffer cache off)");
   return int64_t(mb) << 20;
 }
@@ -47,13 +53,19 @@ class BlockCache final : public c10::Allocator {
   }
 
   c10::DataPtr allocate(size_t n) override {
+    // As torch's CPU allocator: no more than PTRDIFF_MAX (also keeps the rounding below
+    // from wrapping around).
+    TORCH_CHECK(n <= size_t(PTRDIFF_MAX), "fastrnn: cannot allocate ", n,
+                " bytes on the CPU (more than PTRDIFF_MAX)");
     const size_t want = (std::max<size_t>(n, 1) + kPage - 1) / kPage * kPage;
-    Block* block = nullptr;
+    auto block = std::make_unique<Block>(Block{nullptr, want});
     {
       std::lock_guard<std::mutex> lock(mu_);
       auto it = free_.lower_bound(want);
       if (it != free_.end() && it->first <= want + want / 8) {
-        block = new Block{it->second, it->first};
+        // The most recently freed block of that size: the likeliest to be in cache.
+        it = std::prev(free_.upper_bound(it->first));
+        *block = Block{it->second, it->first};
         cached_ -= int64_t(it->first);
         free_.erase(it);
         ++hits_;
@@ -61,13 +73,12 @@ class BlockCache final : public c10::Allocator {
         ++misses_;
       }
     }
-    if (block == nullptr) {
-      void* p = nullptr;
-      TORCH_CHECK(posix_memalign(&p, kAlignment, want) == 0 && p != nullptr,
+    if (block->ptr == nullptr) {
+      TORCH_CHECK(posix_memalign(&block->ptr, kAlignment, want) == 0 && block->ptr != nullptr,
                   "fastrnn: out of CPU memory allocating ", want, " bytes");
-      block = new Block{p, want};
     }
-    return {block->ptr, block, &BlockCache::give_back, c10::Device(c10::DeviceType::CPU)};
+    void* p = block->ptr;
+    return {p, block.release(), &BlockCache::give_back, c10::Device(c10::DeviceType::CPU)};
   }
 
   void copy_data(void* dest, const void* src, std::size_t count) const override {
@@ -99,20 +110,28 @@ class BlockCache final : public c10::Allocator {
     size_t bytes;
   };
 
-  static void give_back(void* ctx) {
-    Block* block = static_cast<Block*>(ctx);
+  // The deleter of every block handed out (noexcept: a deleter must not throw). A block
+  // below kMinCachedBytes (a resize_ of a cached tensor) or beyond the limit is freed; to
+  // make room for a block within the limit, the largest free blocks go first, so that a
+  // cache filled by earlier shapes follows the current ones.
+  static void give_back(void* ctx) noexcept {
+    std::unique_ptr<Block> block(static_cast<Block*>(ctx));
     BlockCache& cache = instance();
+    const int64_t bytes = int64_t(block->bytes);
     bool kept = false;
     {
       std::lock_guard<std::mutex> lock(cache.mu_);
-      if (cache.cached_ + int64_t(block->bytes) <= cache.limit()) {
-        cache.free_.emplace(block->bytes, block->ptr);
-        cache.cached_ += int64_t(block->bytes);
-        kept = true;
+      if (bytes >= kMinCachedBytes && bytes <= cache.limit()) {
+        try {
+          cache.trim_locked(cache.limit() - bytes);
+          cache.free_.emplace(block->bytes, block->ptr);
+          cache.cached_ += bytes;
+          kept = true;
+        } catch (...) {  // no memory for the map's node: free the block instead
+        }
       }
     }
     if (!kept) std::free(block->ptr);
-    delete block;
   }
 
   // Frees blocks, largest first, until at most `bytes` are cached.
@@ -134,10 +153,14 @@ class BlockCache final : public c10::Allocator {
 }  // namespace
 
 at::Tensor cached_empty(at::IntArrayRef sizes, at::ScalarType dtype) {
-  int64_t bytes = int64_t(c10::elementSize(dtype));
-  for (const int64_t s : sizes) bytes *= s;
+  uint64_t bytes = 0;
+  const bool overflows = c10::safe_multiplies_u64(sizes, &bytes) ||
+                         __builtin_mul_overflow(bytes, uint64_t(c10::elementSize(dtype)), &bytes);
   BlockCache& cache = BlockCache::instance();
-  if (bytes < kMinCachedBytes || cache.limit() == 0) return at::empty(sizes, at::TensorOptions(dtype));
+  // (at::empty reports sizes that overflow or are negative.)
+  if (overflows || bytes < uint64_t(kMinCachedBytes) || cache.limit() == 0) {
+    return at::empty(sizes, at::TensorOptions(dtype));
+  }
   return at::detail::empty_generic(sizes, &cache, c10::DispatchKeySet(c10::DispatchKey::CPU), dtype,
                                    std::nullopt);
 }

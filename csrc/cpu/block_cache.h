@@ -9,10 +9,11 @@
 // per call (a packed batch's output only), so the cost was fastrnn's own.
 //
 // The tensors are ordinary CPU tensors (resizable; their storage frees through this
-// cache). Blocks are matched by size (a free block of the requested size up to 1/8
-// larger, rounded to pages); requests below kMinCachedBytes go to torch's CPU allocator.
-// At most limit_bytes are kept (FASTRNN_CPU_CACHE_MB, read at first use, default 512;
-// 0 turns the cache off); a block freed beyond the limit goes back to the system. The
+// cache). Blocks are matched by size (the most recently freed block of the requested size
+// up to 1/8 larger, rounded to pages); requests below kMinCachedBytes go to torch's CPU
+// allocator. At most limit_bytes are kept (FASTRNN_CPU_CACHE_MB, read at first use,
+// default 512; 0 turns the cache off): a freed block makes room by releasing the largest
+// free blocks, and one larger than the limit goes back to the system. The
 // cache is never destroyed (a tensor may outlive static destructors at exit), and a
 // fork()ed child starts with an unlocked cache (pthread_atfork).
 #pragma once

@@ -243,24 +243,22 @@ Path choose_path(cpu::Isa isa, bool backward, int64_t T, int64_t B, int64_t K, i
   // A step's time, ns, on a team of n each reading share_bytes of the weights: the larger of
   // that read (free while it sits in half a core's L2; else at the kernel's measured
   // streaming rate: the weights come from L3 or memory at every step) and its 1/n of the
-  // multiply-adds at the kernel's rate. The gemv path's kernels read the weights unpacked
-  // and have their own rates: the forward's dot form (with many rows compute-bound and
-  // slower than the packed kernels), the backward's in-place carry (register tiles as
-  // packed, but a slower read).
+  // multiply-adds at the kernel's rate. The gemv path's kernels read the weights unpacked,
+  // with their own rates: arithmetic at the dot form's (with many rows slower than the
+  // packed kernels'; the backward's in-place carry is no faster there), reads at the dot
+  // form's contiguous rate (forward) or the in-place carry's (backward, measured for B rows
+  // at the first backward whose read counts).
   const double bytes = double(packed_elements * elem_size);
   const double madds = double(B * packed_elements);
-  const auto step_ns_at = [&](double share_bytes, int64_t n, double madd_per_ns,
-                              double stream_bytes_per_ns) {
-    const double read = share_bytes <= double(l2) / 2 ? 0.0 : share_bytes / stream_bytes_per_ns;
-    return std::max(read, madds / (double(n) * madd_per_ns));
-  };
   const auto packed_step_ns = [&](double share_bytes, int64_t n) {
-    return step_ns_at(share_bytes, n, cost.madd_per_ns, cost.stream_bytes_per_ns);
+    const double read = share_bytes <= double(l2) / 2 ? 0.0 : share_bytes / cost.stream_bytes_per_ns;
+    return std::max(read, madds / (double(n) * cost.madd_per_ns));
   };
   const auto gemv_step_ns = [&](double share_bytes, int64_t n) {
-    return backward ? step_ns_at(share_bytes, n, cost.madd_per_ns,
-                                 cpu::carry_stream_bytes_per_ns(isa, B))
-                    : step_ns_at(share_bytes, n, cost.gemv_madd_per_ns, cost.stream_bytes_per_ns);
+    const double compute = madds / (double(n) * cost.gemv_madd_per_ns);
+    if (share_bytes <= double(l2) / 2) return compute;
+    const double rate = backward ? cpu::carry_stream_bytes_per_ns(isa, B) : cost.stream_bytes_per_ns;
+    return std::max(share_bytes / rate, compute);
   };
   const int64_t sharers = std::min(threads, panels);
   const bool can_split = columns_possible && panels >= 2;
@@ -271,7 +269,8 @@ Path choose_path(cpu::Isa isa, bool backward, int64_t T, int64_t B, int64_t K, i
   const bool split_pays = gemv_split < gemv_one;
   *gemv_team = split_pays ? sharers : 1;
   const double pack_ns = double(packed_elements) * cost.pack_ns_per_element;
-  // The backward's same split on packed panels: each thread packs its share, then streams it.
+  // The backward's same split on packed panels: each thread packs its share, then streams it
+  // (the forward's gemv reads whole weight rows and has nothing to gain from packing).
   const double columns = backward && can_split
                              ? pack_ns / double(sharers) +
                                    double(T) * (packed_step_ns(bytes / double(sharers), sharers) +
@@ -279,7 +278,7 @@ Path choose_path(cpu::Isa isa, bool backward, int64_t T, int64_t B, int64_t K, i
                              : 1e300;
   // Fewer rows than threads: the split where it pays (the rows split would idle threads).
   if (split_pays && !rows_for_every_thread) {
-    return columns < gemv_split ? Path::Columns : Path::Gemv;
+    return backward && columns < gemv_split ? Path::Columns : Path::Gemv;
   }
   // Weights beyond half a core's L2: against the rows split, whose every thread reads all
   // of them at every step after a packing pass. On one thread (or a split that does not
@@ -287,7 +286,7 @@ Path choose_path(cpu::Isa isa, bool backward, int64_t T, int64_t B, int64_t K, i
   if (bytes > double(l2) / 2) {
     const double rows_ns = pack_ns + double(T) * packed_step_ns(bytes, std::min(threads, B));
     const double gemv = std::min(gemv_one, gemv_split);
-    if (columns < std::min(gemv, rows_ns)) return Path::Columns;
+    if (backward && columns < std::min(gemv, rows_ns)) return Path::Columns;
     if (gemv < rows_ns) return Path::Gemv;
   }
   // A fused step saves the stepwise step's library calls and, where fastrnn's packed GEMM
@@ -452,8 +451,9 @@ void forward_recurrence(cpu::Isa isa, const at::Tensor& x, const at::Tensor& w_i
   if (path == Path::Columns) {
     // Step s writes y_s [all rows, own columns] and reads y_{s-1} in every column, so one
     // barrier per step orders it: after it, every column of y_s is written, and nobody
-    // writes y_s again. A thread uses only the panels it packed itself (first touch
-    // places them near its core), so packing needs no barrier of its own.
+    // writes y_s again. A thread uses only the panels it packed itself, so packing needs
+    // no barrier of its own. (Fresh memory is placed near the core that packs it first; a
+    // buffer reused from the block cache stays where an earlier call placed it.)
     run_columns(H, P, at::get_num_threads(), [&](int64_t c0, int64_t c1, int64_t p0, int64_t p1,
                                                  const auto& sync) {
       fill_panels<Scalar>(isa, parts, K, N, packed, p0, p1);
