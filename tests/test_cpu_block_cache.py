@@ -172,12 +172,15 @@ with torch.no_grad():
     kept = torch.ops.fastrnn.rnn_forward(*args, None, None, None, False, "tanh")  # alive at exit
     freed = torch.ops.fastrnn.rnn_forward(*args, None, None, None, False, "tanh")
     del freed
-# Another thread allocates and frees through the cache all the time, so that fork() often
-# comes while it holds the cache's lock: the child's copy of the lock must still be free.
+# Another thread allocates and frees through the cache all the time, without the GIL (in
+# backward(), which releases it), so that fork() often comes while that thread holds the
+# cache's lock: the child's copy of the lock must still be free.
 stop = False
 def churn():
+    w = [a.clone().requires_grad_() for a in args[2:]]
     while not stop:
-        torch.ops.fastrnn._padded_to_packed(torch.empty(2, 64, 1024), torch.tensor([64, 64]))
+        y = torch.ops.fastrnn.rnn_forward(args[0], args[1], *w, None, None, None, False, "tanh")
+        y.sum().backward()
 thread = threading.Thread(target=churn)
 thread.start()
 for _ in range(20):
@@ -201,9 +204,11 @@ print("ok")
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork()")
 def test_fork_and_exit_with_cached_tensors_alive():
-    """A fork()ed child uses the inherited cache (its lock is not held by a thread that
-    does not exist there), and the interpreter exits cleanly with a cached tensor alive
-    (the cache is never destroyed)."""
+    """A fork()ed child uses the inherited cache while another thread of the parent keeps
+    allocating and freeing through it, and the interpreter exits cleanly with a cached
+    tensor alive (the cache is never destroyed). (The lock is held for a map lookup only,
+    so a fork rarely lands inside it: with the pthread_atfork handler removed this test
+    still passed in 3 tries; it shows the child works, not that the handler is needed.)"""
     run = subprocess.run([sys.executable, "-c", _FORK_AND_EXIT], capture_output=True, text=True,
                          timeout=120)
     assert run.returncode == 0 and run.stdout.strip() == "ok", run.stderr
