@@ -93,6 +93,22 @@ Caches read_caches() {
 
 constexpr double kMaxSyncNs = 50e3;
 
+// The value for key from a process-wide table, measured by measure() at the first call for
+// that key. measure() runs outside the lock (it may run a parallel region or take a while);
+// two threads racing on a new key both measure, and the first entry wins (same meaning).
+template <typename Key, typename Value, typename Measure>
+const Value& measured_once(std::mutex& mu, std::map<Key, Value>& table, const Key& key,
+                           const Measure& measure) {
+  {
+    std::lock_guard<std::mutex> lock(mu);
+    auto it = table.find(key);
+    if (it != table.end()) return it->second;
+  }
+  const Value value = measure();
+  std::lock_guard<std::mutex> lock(mu);
+  return table.emplace(key, value).first->second;  // std::map: references stay valid
+}
+
 template <typename Fn>
 double best_of(int runs, const Fn& fn) {
   double best = 1e300;
@@ -232,14 +248,7 @@ const Costs& costs(Isa isa) {
   static std::mutex mu;
   static std::map<std::pair<int, int>, Costs> cache;
   const std::pair<int, int> key{static_cast<int>(isa), at::get_num_threads()};
-  {
-    std::lock_guard<std::mutex> lock(mu);
-    auto it = cache.find(key);
-    if (it != cache.end()) return it->second;
-  }
-  const Costs c = measure_costs(isa);  // outside the lock: it runs a parallel region
-  std::lock_guard<std::mutex> lock(mu);
-  return cache.emplace(key, c).first->second;  // a racing thread's entry wins: same meaning
+  return measured_once(mu, cache, key, [&] { return measure_costs(isa); });
 }
 
 namespace {
@@ -300,28 +309,14 @@ double carry_stream_bytes_per_ns(Isa isa, int64_t rows) {
   static std::mutex mu;
   static std::map<std::pair<int, int64_t>, double> cache;
   const auto key = std::make_pair(static_cast<int>(isa), std::clamp<int64_t>(rows, 1, 16));
-  {
-    std::lock_guard<std::mutex> lock(mu);
-    auto it = cache.find(key);
-    if (it != cache.end()) return it->second;
-  }
-  const double rate = measure_carry_stream(isa, key.second);
-  std::lock_guard<std::mutex> lock(mu);
-  return cache.emplace(key, rate).first->second;  // a racing thread's entry wins: same meaning
+  return measured_once(mu, cache, key, [&] { return measure_carry_stream(isa, key.second); });
 }
 
 double rows_step_ns(Isa isa, bool backward, int64_t rows, int64_t K, int64_t H) {
   static std::mutex mu;
   static std::map<std::tuple<int, bool, int64_t, int64_t, int64_t>, double> cache;
   const auto key = std::make_tuple(static_cast<int>(isa), backward, rows, K, H);
-  {
-    std::lock_guard<std::mutex> lock(mu);
-    auto it = cache.find(key);
-    if (it != cache.end()) return it->second;
-  }
-  const double ns = measure_rows_step(isa, backward, rows, K, H);
-  std::lock_guard<std::mutex> lock(mu);
-  return cache.emplace(key, ns).first->second;  // a racing thread's entry wins: same meaning
+  return measured_once(mu, cache, key, [&] { return measure_rows_step(isa, backward, rows, K, H); });
 }
 
 FmaPeak fma_peak(Isa isa, double seconds, int64_t threads) {
