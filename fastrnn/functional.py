@@ -127,17 +127,13 @@ def packed_to_padded(data: Tensor, batch_sizes: Tensor) -> tuple[Tensor, Tensor,
     compiled or transformed code and other devices use index ops (``index`` maps each
     packed row to its flat position ``t * B + b`` in the padded tensor).
     """
-    T = batch_sizes.numel()
     B = int(batch_sizes[0])
     active = torch.arange(B).unsqueeze(0) < batch_sizes.unsqueeze(1)  # [T, B] bool (CPU)
     lengths = active.sum(0).to(device=data.device, dtype=torch.int64)  # [B]
     if _native_layout(data):
         return _PackedToPadded.apply(data, batch_sizes), lengths, None
     index = active.flatten().nonzero().squeeze(1).to(data.device)  # [N]
-    # In place into fresh zeros: out-of-place index_copy clones the zeros first, which cost
-    # 10x the copy itself (6.8 vs 0.6 ms at T=100, B=64, I=128 on one thread).
-    padded = data.new_zeros(T * B, data.shape[1]).index_copy_(0, index, data)  # [T*B, I]
-    return padded.view(T, B, data.shape[1]), lengths, index
+    return _to_padded_by_index(data, batch_sizes, index), lengths, index
 
 
 def padded_to_packed(padded: Tensor, index: Tensor | None, *, batch_sizes: Tensor | None = None) -> Tensor:
@@ -150,6 +146,20 @@ def padded_to_packed(padded: Tensor, index: Tensor | None, *, batch_sizes: Tenso
         return _PaddedToPacked.apply(padded, batch_sizes)
     T, B, Fdim = padded.shape
     return padded.reshape(T * B, Fdim).index_select(0, index)
+
+
+def _padding_index(batch_sizes: Tensor, device: torch.device) -> Tensor:  # -> [N]
+    B = int(batch_sizes[0])
+    active = torch.arange(B).unsqueeze(0) < batch_sizes.unsqueeze(1)  # [T, B]
+    return active.flatten().nonzero().squeeze(1).to(device)
+
+
+def _to_padded_by_index(data: Tensor, batch_sizes: Tensor, index: Tensor) -> Tensor:
+    T, B = batch_sizes.numel(), int(batch_sizes[0])
+    # In place into fresh zeros: out-of-place index_copy clones the zeros first, which cost
+    # 10x the copy itself (6.8 vs 0.6 ms at T=100, B=64, I=128 on one thread).
+    padded = data.new_zeros(T * B, data.shape[1]).index_copy_(0, index, data)  # [T*B, I]
+    return padded.view(T, B, data.shape[1])
 
 
 def _native_layout(data: Tensor) -> bool:
@@ -172,11 +182,11 @@ class _PackedToPadded(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad):  # grad [T, B, F]
-        return _PaddedToPacked.apply(grad, ctx.batch_sizes), None
+        return _to_packed(grad, ctx.batch_sizes), None
 
     @staticmethod
     def jvp(ctx, tangent, _):  # tangent [N, F]
-        return _PackedToPadded.apply(tangent, ctx.batch_sizes)
+        return _to_padded(tangent, ctx.batch_sizes)
 
 
 class _PaddedToPacked(torch.autograd.Function):
@@ -192,8 +202,22 @@ class _PaddedToPacked(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad):  # grad [N, F]
-        return _PackedToPadded.apply(grad, ctx.batch_sizes), None
+        return _to_padded(grad, ctx.batch_sizes), None
 
     @staticmethod
     def jvp(ctx, tangent, _):  # tangent [T, B, F]
-        return _PaddedToPacked.apply(tangent, ctx.batch_sizes)
+        return _to_packed(tangent, ctx.batch_sizes)
+
+
+# The gradients and tangents of the two: natively where _native_layout allows (a backward
+# traced by compiled autograd, or a tensor subclass, takes the index ops).
+def _to_padded(data: Tensor, batch_sizes: Tensor) -> Tensor:  # [N, F] -> [T, B, F]
+    if _native_layout(data):
+        return _PackedToPadded.apply(data, batch_sizes)
+    return _to_padded_by_index(data, batch_sizes, _padding_index(batch_sizes, data.device))
+
+
+def _to_packed(padded: Tensor, batch_sizes: Tensor) -> Tensor:  # [T, B, F] -> [N, F]
+    if _native_layout(padded):
+        return _PaddedToPacked.apply(padded, batch_sizes)
+    return padded_to_packed(padded, _padding_index(batch_sizes, padded.device))

@@ -55,10 +55,11 @@ def test_freed_output_is_reused_and_fully_overwritten(cache_limit):
     # The backward's buffers (dz, the gradients, ...) and the forward's again, from blocks
     # poisoned with NaN: every output of a backward and a forward, poisoned and freed.
     outs = [*ops.rnn_backward(torch.ones_like(fresh), *args[:4], fresh, None, False, "tanh",
-                              [True, True]), forward(args)]
+                              [True, True]), forward(args), y]
+    del y
     for t in outs:
         t.detach().fill_(float("nan"))
-    del outs, y
+    del outs
     check_parity(make_args(T, B, I, H))
 
 
@@ -206,9 +207,10 @@ print("ok")
 def test_fork_and_exit_with_cached_tensors_alive():
     """A fork()ed child uses the inherited cache while another thread of the parent keeps
     allocating and freeing through it, and the interpreter exits cleanly with a cached
-    tensor alive (the cache is never destroyed). (The lock is held for a map lookup only,
-    so a fork rarely lands inside it: with the pthread_atfork handler removed this test
-    still passed in 3 tries; it shows the child works, not that the handler is needed.)"""
+    tensor alive (the cache is never destroyed). (The lock is held briefly: a map lookup,
+    or the frees of released blocks, so a fork rarely lands inside it: with the
+    pthread_atfork handler removed this test still passed in 3 tries; it shows the child
+    works, not that the handler is needed.)"""
     run = subprocess.run([sys.executable, "-c", _FORK_AND_EXIT], capture_output=True, text=True,
                          timeout=120)
     assert run.returncode == 0 and run.stdout.strip() == "ok", run.stderr

@@ -62,8 +62,8 @@ def test_gradients_are_each_others_adjoint(case):
     padded = torch.randn(len(sizes), sizes[0], F, dtype=torch.float64, requires_grad=True)
     to_padded = lambda d: functional._PackedToPadded.apply(d, batch_sizes)  # noqa: E731
     to_packed = lambda p: functional._PaddedToPacked.apply(p, batch_sizes)  # noqa: E731
-    assert torch.autograd.gradcheck(to_padded, (data,))
-    assert torch.autograd.gradcheck(to_packed, (padded,))
+    assert torch.autograd.gradcheck(to_padded, (data,), check_forward_ad=True)
+    assert torch.autograd.gradcheck(to_packed, (padded,), check_forward_ad=True)
     assert torch.autograd.gradgradcheck(to_padded, (data,))
     assert torch.autograd.gradgradcheck(to_packed, (padded,))
 
@@ -132,8 +132,16 @@ def test_padding_is_zeroed_in_a_reused_block():
     batch_sizes = torch.tensor([64, 40, 3])  # [3, 64, 512] floats: 384 KiB, a cached size
     data = torch.randn(int(batch_sizes.sum()), 512)
     expected, _ = index_twins(data, batch_sizes)
-    ops._packed_to_padded(data, batch_sizes).fill_(float("nan"))  # freed at once, poisoned
-    assert torch.equal(ops._packed_to_padded(data, batch_sizes), expected)
+    from fastrnn import backends
+
+    old = backends.set_cpu_buffer_cache_limit(64 << 20)
+    try:
+        ops._packed_to_padded(data, batch_sizes).fill_(float("nan"))  # freed at once, poisoned
+        hits = backends.cpu_buffer_cache()["hits"]
+        assert torch.equal(ops._packed_to_padded(data, batch_sizes), expected)
+        assert backends.cpu_buffer_cache()["hits"] > hits  # the poisoned block came back
+    finally:
+        backends.set_cpu_buffer_cache_limit(old)
 
 
 def test_forward_mode_ad_through_the_native_conversions():
@@ -158,15 +166,20 @@ def test_forward_mode_ad_through_the_native_conversions():
                 out += [fwAD.unpack_dual(y.data).tangent, fwAD.unpack_dual(h_n).tangent]
         return out
 
-    native = tangents()
-    assert all(t is not None for t in native)
-    import fastrnn.functional as F
-    old = F._native_layout
-    F._native_layout = lambda data: False
+    calls = []
+    real = functional._PaddedToPacked.apply
+    functional._PaddedToPacked.apply = staticmethod(lambda *a: calls.append(1) or real(*a))
+    try:
+        native = tangents()
+    finally:
+        del functional._PaddedToPacked.apply  # back to the inherited Function.apply
+    assert calls and all(t is not None for t in native)  # the native conversions ran
+    old = functional._native_layout
+    functional._native_layout = lambda data: False
     try:
         indexed = tangents()
     finally:
-        F._native_layout = old
+        functional._native_layout = old
     for a, b in zip(native, indexed):
         torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
 

@@ -1,7 +1,9 @@
 // See block_cache.h. Also the ops that expose it: fastrnn::_cpu_block_cache*.
 #include "block_cache.h"
 
+#include <ATen/Context.h>
 #include <ATen/EmptyTensor.h>
+#include <ATen/native/TensorFactories.h>
 #include <ATen/ops/empty.h>
 #include <c10/core/Allocator.h>
 #include <c10/util/Exception.h>
@@ -161,8 +163,14 @@ at::Tensor cached_empty(at::IntArrayRef sizes, at::ScalarType dtype) {
   if (overflows || bytes < uint64_t(kMinCachedBytes) || cache.limit() == 0) {
     return at::empty(sizes, at::TensorOptions(dtype));
   }
-  return at::detail::empty_generic(sizes, &cache, c10::DispatchKeySet(c10::DispatchKey::CPU), dtype,
-                                   std::nullopt);
+  at::Tensor t = at::detail::empty_generic(sizes, &cache, c10::DispatchKeySet(c10::DispatchKey::CPU),
+                                           dtype, std::nullopt);
+  // As at::empty: NaN (or the type's max) where torch is asked to fill uninitialised memory.
+  if (at::globalContext().deterministicAlgorithms() &&
+      at::globalContext().deterministicFillUninitializedMemory()) {
+    at::native::fill_empty_deterministic_(t);
+  }
+  return t;
 }
 
 BlockCacheStats block_cache_stats() { return BlockCache::instance().stats(); }

@@ -8,10 +8,11 @@
 // faults per step and 13-17 ms against 12.4-13.0 ms without them. nn.RNN allocates less
 // per call (a packed batch's output only), so the cost was fastrnn's own.
 //
-// The tensors are ordinary CPU tensors (resizable; their storage frees through this
-// cache). Blocks are matched by size (the most recently freed block of the requested size
-// up to 1/8 larger, rounded to pages); requests below kMinCachedBytes go to torch's CPU
-// allocator. At most limit_bytes are kept (FASTRNN_CPU_CACHE_MB, read at first use,
+// The tensors are ordinary CPU tensors (resizable: a resize_ of one allocates through this
+// cache at any size; smaller blocks than kMinCachedBytes are freed, not kept). Blocks are
+// matched by size (the most recently freed block of the requested size up to 1/8 larger,
+// rounded to pages); cached_empty sends requests below kMinCachedBytes to torch's CPU
+// allocator. Unlike torch's allocator, the cache does not report to the memory profiler. At most limit_bytes are kept (FASTRNN_CPU_CACHE_MB, read at first use,
 // default 512; 0 turns the cache off): a freed block makes room by releasing the largest
 // free blocks, and one larger than the limit goes back to the system. The
 // cache is never destroyed (a tensor may outlive static destructors at exit), and a
@@ -33,7 +34,7 @@ struct BlockCacheStats {
   int64_t cached_bytes;  // free blocks held now
   int64_t limit_bytes;
   int64_t hits;          // requests served by a cached block
-  int64_t misses;        // requests that allocated (at least kMinCachedBytes)
+  int64_t misses;        // requests that allocated
 };
 BlockCacheStats block_cache_stats();
 // Sets the limit (bytes >= 0; blocks beyond it are released now) and returns the old one.
