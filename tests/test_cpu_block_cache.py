@@ -227,3 +227,20 @@ def test_limit_from_environment(value, expect):
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
                          env={**os.environ, "FASTRNN_CPU_CACHE_MB": value})
     assert run.returncode == 0 and expect in run.stdout, (run.stdout, run.stderr)
+
+
+def test_deterministic_mode_fills_and_still_matches(cache_limit):
+    """Under torch.use_deterministic_algorithms (which fills uninitialised memory, as
+    cached_empty then does too) the ops give the same results, forward and backward."""
+    cache_limit(64 << 20)
+    args = make_args(T, B, I, H)
+    with torch.no_grad():
+        expected = forward(args).clone()
+    old = torch.are_deterministic_algorithms_enabled()
+    torch.use_deterministic_algorithms(True)
+    try:
+        with torch.no_grad():
+            torch.testing.assert_close(forward(args), expected, rtol=0, atol=0)
+        check_parity(make_args(T, B, I, H))
+    finally:
+        torch.use_deterministic_algorithms(old)
