@@ -83,7 +83,7 @@ Grads backward_gemms(const at::Tensor& dz, const at::Tensor& grad_hx, const at::
   const at::Tensor dz2d = dz.view({T * B, H});  // [T*B, H]
   if (output_mask[0]) {
     at::Tensor dx = new_buffer({T * B, I}, dz);  // [T*B, I]
-    grad_input = back(at::mm_out(dx, dz2d, as_compute(weight_ih, ct)).view({T, B, I}));  // [T, B, I]
+    grad_input = back(at::mm_out(dx, dz2d, as_compute(weight_ih, ct)).view({T, B, I}));
   }
   if (output_mask[1]) {
     const at::Tensor x = as_compute(input, ct);  // [T, B, I]

@@ -127,16 +127,15 @@ def packed_to_padded(data: Tensor, batch_sizes: Tensor) -> tuple[Tensor, Tensor,
     compiled or transformed code and other devices use index ops (``index`` maps each
     packed row to its flat position ``t * B + b`` in the padded tensor).
     """
-    B = int(batch_sizes[0])
-    active = torch.arange(B).unsqueeze(0) < batch_sizes.unsqueeze(1)  # [T, B] bool (CPU)
-    lengths = active.sum(0).to(device=data.device, dtype=torch.int64)  # [B]
+    lengths = _active(batch_sizes).sum(0).to(device=data.device, dtype=torch.int64)  # [B]
     if _native_layout(data):
         return _PackedToPadded.apply(data, batch_sizes), lengths, None
-    index = active.flatten().nonzero().squeeze(1).to(data.device)  # [N]
+    index = _padding_index(batch_sizes, data.device)  # [N]
     return _to_padded_by_index(data, batch_sizes, index), lengths, index
 
 
-def padded_to_packed(padded: Tensor, index: Tensor | None, *, batch_sizes: Tensor | None = None) -> Tensor:
+def padded_to_packed(padded: Tensor, index: Tensor | None, *,
+                     batch_sizes: Tensor | None = None) -> Tensor:
     """padded [T, B, F] -> packed data [N, F] (inverse of packed_to_padded, given its index;
     where that was None, the PackedSequence's batch_sizes)."""
     if index is None:
@@ -148,10 +147,13 @@ def padded_to_packed(padded: Tensor, index: Tensor | None, *, batch_sizes: Tenso
     return padded.reshape(T * B, Fdim).index_select(0, index)
 
 
+def _active(batch_sizes: Tensor) -> Tensor:  # -> [T, B] bool (CPU): row b active at step t
+    return torch.arange(int(batch_sizes[0])).unsqueeze(0) < batch_sizes.unsqueeze(1)
+
+
 def _padding_index(batch_sizes: Tensor, device: torch.device) -> Tensor:  # -> [N]
-    B = int(batch_sizes[0])
-    active = torch.arange(B).unsqueeze(0) < batch_sizes.unsqueeze(1)  # [T, B]
-    return active.flatten().nonzero().squeeze(1).to(device)
+    """Each packed row's flat position t * B + b in the padded [T, B, ...] tensor."""
+    return _active(batch_sizes).flatten().nonzero().squeeze(1).to(device)
 
 
 def _to_padded_by_index(data: Tensor, batch_sizes: Tensor, index: Tensor) -> Tensor:

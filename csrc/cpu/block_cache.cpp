@@ -163,8 +163,8 @@ at::Tensor cached_empty(at::IntArrayRef sizes, at::ScalarType dtype) {
   if (overflows || bytes < uint64_t(kMinCachedBytes) || cache.limit() == 0) {
     return at::empty(sizes, at::TensorOptions(dtype));
   }
-  at::Tensor t = at::detail::empty_generic(sizes, &cache, c10::DispatchKeySet(c10::DispatchKey::CPU),
-                                           dtype, std::nullopt);
+  at::Tensor t = at::detail::empty_generic(
+      sizes, &cache, c10::DispatchKeySet(c10::DispatchKey::CPU), dtype, std::nullopt);
   // As at::empty: NaN (or the type's max) where torch is asked to fill uninitialised memory.
   if (at::globalContext().deterministicAlgorithms() &&
       at::globalContext().deterministicFillUninitializedMemory()) {

@@ -12,11 +12,12 @@
 // cache at any size; smaller blocks than kMinCachedBytes are freed, not kept). Blocks are
 // matched by size (the most recently freed block of the requested size up to 1/8 larger,
 // rounded to pages); cached_empty sends requests below kMinCachedBytes to torch's CPU
-// allocator. Unlike torch's allocator, the cache does not report to the memory profiler. At most limit_bytes are kept (FASTRNN_CPU_CACHE_MB, read at first use,
+// allocator. At most limit_bytes are kept (FASTRNN_CPU_CACHE_MB, read at first use,
 // default 512; 0 turns the cache off): a freed block makes room by releasing the largest
-// free blocks, and one larger than the limit goes back to the system. The
-// cache is never destroyed (a tensor may outlive static destructors at exit), and a
-// fork()ed child starts with an unlocked cache (pthread_atfork).
+// free blocks, and one larger than the limit goes back to the system. The cache is never
+// destroyed (a tensor may outlive static destructors at exit), and a fork()ed child starts
+// with an unlocked cache (pthread_atfork). Unlike torch's allocator it does not report to
+// the memory profiler.
 #pragma once
 
 #include <ATen/core/Tensor.h>

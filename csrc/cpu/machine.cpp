@@ -316,7 +316,8 @@ double rows_step_ns(Isa isa, bool backward, int64_t rows, int64_t K, int64_t H) 
   static std::mutex mu;
   static std::map<std::tuple<int, bool, int64_t, int64_t, int64_t>, double> cache;
   const auto key = std::make_tuple(static_cast<int>(isa), backward, rows, K, H);
-  return measured_once(mu, cache, key, [&] { return measure_rows_step(isa, backward, rows, K, H); });
+  return measured_once(mu, cache, key,
+                       [&] { return measure_rows_step(isa, backward, rows, K, H); });
 }
 
 FmaPeak fma_peak(Isa isa, double seconds, int64_t threads) {

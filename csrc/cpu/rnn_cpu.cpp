@@ -257,7 +257,8 @@ Path choose_path(cpu::Isa isa, bool backward, int64_t T, int64_t B, int64_t K, i
   const auto gemv_step_ns = [&](double share_bytes, int64_t n) {
     const double compute = madds / (double(n) * cost.gemv_madd_per_ns);
     if (share_bytes <= double(l2) / 2) return compute;
-    const double rate = backward ? cpu::carry_stream_bytes_per_ns(isa, B) : cost.stream_bytes_per_ns;
+    const double rate =
+        backward ? cpu::carry_stream_bytes_per_ns(isa, B) : cost.stream_bytes_per_ns;
     return std::max(share_bytes / rate, compute);
   };
   const int64_t sharers = std::min(threads, panels);
