@@ -218,6 +218,45 @@ def test_nan_stays_in_its_row(cpu_combo):
         assert_close(y[:, [0, 1, 3, 4, 5, 6]], y_ref[:, [0, 1, 3, 4, 5, 6]], name=act)
 
 
+def test_ops_ignore_autocast(cpu_combo):
+    """Under CPU autocast the ops compute in their arguments' type, exactly as outside it: the
+    ATen matmuls inside them must not see the autocast key (the stepwise backward's at::mm
+    did, and ran in bfloat16: grad_hx and grad_W_hh off by ~1e-2)."""
+    args = make_args(4, 3, 8, 64)
+    x, hx, w_ih, w_hh = args[:4]
+    lengths = torch.tensor([4, 2, 3])
+    gy = make_args(4, 3, 64, 1, seed=1)[0]  # [T, B, H]
+
+    def both():
+        y = ops.rnn_forward(*args, lengths, False, "tanh")
+        return y, ops.rnn_backward(gy, x, hx, w_ih, w_hh, y, lengths, False, "tanh", [True, True])
+
+    y, grads = both()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        y_ac, grads_ac = both()
+    for name, got, want in zip(["y", "dx", "dhx", "dW_ih", "dW_hh", "db"], [y_ac, *grads_ac], [y, *grads]):
+        assert got.dtype == torch.float32, name
+        torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6, msg=name)
+
+
+def test_relu_off_unit_stops_an_infinite_gradient(cpu_combo):
+    """A unit whose relu is off (y = 0) passes no gradient back, even an infinite one, as
+    torch's threshold_backward: 0, not inf * 0 = NaN (a product with a 0/1 mask)."""
+    x = torch.ones(2, 1, 1, dtype=torch.float64)  # [T, B, I]
+    w_ih = torch.tensor([[1.0], [-1.0]], dtype=torch.float64)  # unit 1: pre-activation -1, off
+    w_hh = torch.zeros(2, 2, dtype=torch.float64)
+    hx = torch.zeros(1, 2, dtype=torch.float64)
+    y = ops.rnn_forward(x, hx, w_ih, w_hh, None, None, None, False, "relu")
+    gy = torch.tensor([[[1.0, float("inf")]], [[1.0, float("inf")]]], dtype=torch.float64)
+    dx, dhx, dw_ih, dw_hh, db = ops.rnn_backward(gy, x, hx, w_ih, w_hh, y, None, False, "relu",
+                                                 [True, True])
+    assert y[:, 0, 1].eq(0).all()
+    for name, g in [("dx", dx), ("dhx", dhx), ("dW_ih", dw_ih), ("dW_hh", dw_hh), ("db", db)]:
+        assert not g.isnan().any(), name
+    torch.testing.assert_close(dx, torch.ones_like(dx))  # unit 0's gradient, through W_ih = 1
+    torch.testing.assert_close(db, torch.tensor([2.0, 0.0], dtype=torch.float64))
+
+
 def test_threads_match_single_thread(cpu_combo, monkeypatch):
     if cpu_combo.path == "stepwise":
         pytest.skip("the stepwise path's GEMMs are MKL's: not bitwise across thread counts")

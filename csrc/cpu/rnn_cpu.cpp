@@ -23,6 +23,7 @@
 #endif
 
 #include <ATen/Parallel.h>
+#include <c10/core/impl/LocalDispatchKeySet.h>
 #include <ATen/TensorOperators.h>
 #include <ATen/ops/addmm.h>
 #include <ATen/ops/empty.h>
@@ -545,6 +546,13 @@ void backward_recurrence(cpu::Isa isa, const at::Tensor& w_hh, const at::Tensor&
                    [&](int64_t b0, int64_t b1) { cpu::backward_rows(isa, a, b0, b1); });
 }
 
+// The ATen calls inside the ops compute in the ops' compute type: a call made while CPU
+// autocast is on would otherwise still see the autocast key and run its matmuls (at::mm,
+// at::addmm) in bfloat16 (the stepwise backward's at::mm did).
+struct NoAutocast {
+  c10::impl::ExcludeDispatchKeyGuard guard{c10::autocast_dispatch_keyset};
+};
+
 at::Tensor contiguous_lengths(const std::optional<at::Tensor>& lengths) {
   return lengths.has_value() ? lengths->contiguous() : at::Tensor();
 }
@@ -557,6 +565,7 @@ at::Tensor rnn_forward_cpu(const at::Tensor& input, const at::Tensor& hx,
                            std::string_view nonlinearity) {
   check_forward_args(input, hx, weight_ih, weight_hh, bias_ih, bias_hh, lengths);
   const Activation act = parse_activation(nonlinearity);
+  const NoAutocast no_autocast;
   const cpu::Isa isa = cpu::current_isa();
   const auto ct = compute_type(input.scalar_type());
   const int64_t T = input.size(0), B = input.size(1);
@@ -586,6 +595,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> rnn_backw
     std::array<bool, 2> output_mask) {
   check_backward_args(grad_output, input, hx, weight_ih, weight_hh, output, lengths);
   const Activation act = parse_activation(nonlinearity);
+  const NoAutocast no_autocast;
   const cpu::Isa isa = cpu::current_isa();
   const auto ct = compute_type(input.scalar_type());
   const int64_t T = input.size(0), B = input.size(1);

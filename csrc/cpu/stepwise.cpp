@@ -46,7 +46,9 @@ void backward_stepwise(const at::Tensor& w_hh, const at::Tensor& dy, const at::T
     if (act == Activation::Tanh) {
       at::mul_out(dz_t, g, 1 - y_t * y_t);
     } else {
-      at::mul_out(dz_t, g, y_t.gt(0).to(g.scalar_type()));
+      // g where the unit is on, else 0: a select, not a product with a 0/1 mask, which
+      // would turn an infinite g of an off unit into NaN (the kernels' relu_grad selects).
+      dz_t.copy_(at::where(y_t.gt(0), g, 0));
     }
     if (lengths.defined()) {  // inactive rows: no dz, and g passes through to h_prev
       const at::Tensor active = lengths.gt(t).unsqueeze(1);  // [B, 1]
