@@ -68,8 +68,18 @@ def rnn_layer(
 ) -> tuple[Tensor, Tensor]:  # y [T, B, H], h_n [B, H]
     """One layer, one direction."""
     fwd = _layer_forward(backend, input, weight_hh)
-    y = fwd(input, hx, weight_ih, weight_hh, bias_ih, bias_hh, lengths, reverse, nonlinearity)
+    y = _unshared(fwd(input, hx, weight_ih, weight_hh, bias_ih, bias_hh, lengths, reverse, nonlinearity))
     return y, (y[0] if reverse else y[-1])
+
+
+def _unshared(y: Tensor) -> Tensor:
+    """A layer's output as the caller may change it in place. Where autograd recorded the
+    layer, its backward saved this very tensor (tanh' = 1 - y^2, h_prev = y_{t-1}): an in-place
+    change by the caller (``nn.ReLU(inplace=True)`` after the RNN, ``masked_fill_``) would fail
+    that backward's version check, or through ``.data`` change its gradients. nn.RNN returns a
+    copy of its states, which the caller owns; so does this, in that case only (one memcpy
+    beside a recurrence of T steps)."""
+    return y.clone() if y.requires_grad else y
 
 
 def _layer_forward(backend: str, input: Tensor, weight_hh: Tensor) -> Callable[..., Tensor]:
@@ -113,10 +123,11 @@ def rnn(
             y = fwd(layer_input, hx[k], *w, lengths, reverse, nonlinearity)  # [T, B, H]
             outs.append(y)
             h_n.append(y[0] if reverse else y[-1])
-        layer_input = outs[0] if D == 1 else torch.cat(outs, dim=2)
+        layer_input = outs[0] if D == 1 else torch.cat(outs, dim=2)  # cat: a fresh tensor
         if dropout > 0 and training and layer < num_layers - 1:
             layer_input = F.dropout(layer_input, p=dropout, training=True)
-    return layer_input, torch.stack(h_n)
+    # The last layer's output goes to the caller; h_n is a fresh tensor (stack).
+    return (_unshared(layer_input) if D == 1 else layer_input), torch.stack(h_n)
 
 
 def packed_to_padded(data: Tensor, batch_sizes: Tensor) -> tuple[Tensor, Tensor, Tensor | None]:

@@ -242,7 +242,34 @@ def test_state_dict_both_ways():
     back = nn.RNN(4, 6, num_layers=2, bidirectional=True)
     back.load_state_dict(ours.state_dict())
     x = torch.randn(3, 2, 4)
-    assert_close(back(x)[0], ref(x)[0], name="round trip")
+    with torch.no_grad():
+        assert_close(ours(x)[0], ref(x)[0], name="fastrnn with nn.RNN's state_dict")
+        assert_close(back(x)[0], ref(x)[0], name="nn.RNN with fastrnn's state_dict")
+
+
+INPLACE_CONFIGS = {"uni": {}, "layers2": {"num_layers": 2}, "batch_first": {"batch_first": True},
+                   "bi": {"bidirectional": True}, "relu": {"nonlinearity": "relu"}}
+
+
+@pytest.mark.parametrize("change", ["relu_", "data_zero_"])
+@pytest.mark.parametrize("config", INPLACE_CONFIGS.values(), ids=INPLACE_CONFIGS.keys())
+def test_output_changed_in_place(config, change):
+    """The caller owns the output, as nn.RNN's: changing it in place after the call (an
+    nn.ReLU(inplace=True) next, masked_fill_, or through .data) leaves the gradients of the
+    loss computed before the change as nn.RNN's (the backward saved its own copy)."""
+    ref, ours = twin_rnn(4, 6, **config)
+    x = torch.randn(3, 2, 4)
+    grads = []
+    for model in (ref, ours):
+        out, h_n = model(x)
+        if change == "relu_":
+            loss = out.relu_().sum() + h_n.sum()
+        else:
+            loss = (out * out).sum() + h_n.sum()
+            out.data.zero_()
+        grads.append(torch.autograd.grad(loss, list(model.parameters())))
+    for name, g_ref, g_ours in zip([n for n, _ in ref.named_parameters()], *grads):
+        assert_close(g_ours, g_ref, name=name)
 
 
 def test_repr_matches_nn():
