@@ -12,8 +12,9 @@ dropout, both nonlinearities, bias or not. Not scripted: backends other than the
 ``input: Tensor`` argument; README, "Deploying", names the alternatives: trace or export).
 
 torch.jit.script swaps the prepared twin into the *eager* model too (torch replaces children
-with what __prepare_scriptable__ returns), so a twin called eagerly hands the call back to the
-original module, which keeps all of its behaviour there.
+with what __prepare_scriptable__ returns, even when scripting then fails), so a twin called
+eagerly hands the call back to the original module, which keeps all of its behaviour there,
+and the attributes a twin lacks are the original's (``_Twin``).
 """
 
 from typing import List, Optional, Tuple
@@ -40,25 +41,50 @@ def check_scriptable(module: nn.Module, weight_names) -> None:
         )
 
 
-def _call_eager(twin: nn.Module, input, hx):
-    """The original module's forward, with the twin's state: torch.jit.script put the twin in
-    the eager model, so .train()/.eval() and .to() reach the twin, not the original (which is
-    no submodule); hand its mode and current Parameters over first."""
-    eager = twin.__dict__["_eager"]
+def _eager_with_twin_state(twin: nn.Module) -> nn.Module:
+    """The original module, given the twin's state: torch.jit.script put the twin in the eager
+    model, so .train()/.eval() and .to() reach the twin, not the original (which is no
+    submodule); its mode and current Parameters are handed over first."""
+    eager = twin.__dict__["_eager"][0]
     eager.train(twin.training)
     for name, param in twin._parameters.items():
         eager._parameters[name] = param
-    return eager(input, hx)
+    return eager
 
 
-class ScriptRNN(nn.Module):
+def _holder(original: nn.Module) -> tuple:
+    """How a twin holds its original module: in a 1-tuple, not as a Module attribute, which
+    torch.jit.script's preparation would visit (and replace with the twin itself, from its
+    memo) and which would be a submodule. Set last in __init__: from then on the names the
+    twin lacks are looked up on the original (_Twin), register_parameter's check included."""
+    return (original,)
+
+
+class _Twin(nn.Module):
+    """What the twins share in the eager model: a call runs the original module's forward, and
+    every attribute the twin does not have is the original's (flatten_parameters, all_weights,
+    reset_parameters, backend, ...: code written for nn.RNN keeps working after scripting,
+    whether scripting succeeded or not). The scripted forward never reaches these."""
+
+    def __getattr__(self, name: str):
+        try:
+            return super().__getattr__(name)
+        except AttributeError:
+            if name.startswith("__") or "_eager" not in self.__dict__:
+                raise
+            return getattr(_eager_with_twin_state(self), name)
+
+    def extra_repr(self) -> str:
+        return self.__dict__["_eager"][0].extra_repr()
+
+
+class ScriptRNN(_Twin):
     __constants__ = ["input_size", "hidden_size", "num_layers", "nonlinearity", "bias",
                      "batch_first", "dropout", "bidirectional", "num_directions", "per_direction"]
 
     def __init__(self, rnn: nn.Module) -> None:
         super().__init__()
         check_scriptable(rnn, rnn._flat_weights_names)
-        self.__dict__["_eager"] = rnn  # not a submodule: never scripted, only called eagerly
         for name in ("input_size", "hidden_size", "num_layers", "nonlinearity", "bias",
                      "batch_first", "dropout", "bidirectional", "num_directions"):
             setattr(self, name, getattr(rnn, name))
@@ -68,12 +94,13 @@ class ScriptRNN(nn.Module):
         # The same tensors, in layer/direction order, for the compiled loop (no getattr by name).
         self._flat_weights: List[Tensor] = [rnn._parameters[n] for n in rnn._flat_weights_names]
         self.train(rnn.training)
+        self.__dict__["_eager"] = _holder(rnn)
 
     def forward(self, input: Tensor, hx: Optional[Tensor] = None) -> Tuple[Tensor, Tensor]:
         # Tensor input only: TorchScript rejects a PackedSequence at this argument ("Expected a
         # value of type 'Tensor' for argument 'input'"); the README says to trace or export.
         if not torch.jit.is_scripting():
-            return _call_eager(self, input, hx)
+            return _eager_with_twin_state(self)(input, hx)
         return self._forward_tensor(input, hx)
 
     def _forward_tensor(self, input: Tensor, hx: Optional[Tensor]) -> Tuple[Tensor, Tensor]:
@@ -128,22 +155,22 @@ class ScriptRNN(nn.Module):
         return (out.transpose(0, 1) if self.batch_first else out), h
 
 
-class ScriptRNNCell(nn.Module):
+class ScriptRNNCell(_Twin):
     __constants__ = ["input_size", "hidden_size", "nonlinearity"]
 
     def __init__(self, cell: nn.Module) -> None:
         super().__init__()
         check_scriptable(cell, ("weight_ih", "weight_hh", "bias_ih", "bias_hh"))
-        self.__dict__["_eager"] = cell
         self.input_size, self.hidden_size = cell.input_size, cell.hidden_size
         self.nonlinearity = cell.nonlinearity
         for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"):
             self.register_parameter(name, cell._parameters[name])
         self.train(cell.training)
+        self.__dict__["_eager"] = _holder(cell)
 
     def forward(self, input: Tensor, hx: Optional[Tensor] = None) -> Tensor:
         if not torch.jit.is_scripting():
-            return _call_eager(self, input, hx)
+            return _eager_with_twin_state(self)(input, hx)
         if input.dim() != 1 and input.dim() != 2:
             raise ValueError(f"RNNCell: Expected input to be 1D or 2D, got {input.dim()}D instead")
         if hx is not None and hx.dim() != 1 and hx.dim() != 2:

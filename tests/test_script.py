@@ -123,3 +123,45 @@ def test_eager_model_follows_eval_and_weights_after_script():
     ref.load_state_dict(dict(twin.state_dict()))
     ref.eval()
     assert_close(model(x)[0], ref(x)[0], name="output after replacing a Parameter")
+
+
+class CallsFlattenParameters(nn.Module):
+    """cuDNN-era code: the forward calls flatten_parameters() (TorchScript rejects the call)."""
+
+    def __init__(self, rnn):
+        super().__init__()
+        self.rnn = rnn
+
+    def forward(self, x):
+        self.rnn.flatten_parameters()
+        return self.rnn(x)[0]
+
+
+@pytest.mark.parametrize("scripts", [True, False], ids=["script-succeeds", "script-fails"])
+def test_eager_model_keeps_the_module_api_after_script(scripts):
+    """torch.jit.script puts the twin into the eager model, whether scripting then succeeds or
+    fails; the module's API must still be there (nn.RNN's model keeps working in both cases)."""
+    torch.manual_seed(0)
+    rnn = fastrnn.RNN(4, 6, num_layers=2)
+    model = nn.Sequential(rnn) if scripts else CallsFlattenParameters(rnn)
+    x = torch.randn(3, 2, 4)
+    with torch.no_grad():
+        before = model(x)[0] if scripts else model(x)
+    if scripts:
+        torch.jit.script(model)
+    else:
+        with pytest.raises(Exception):
+            torch.jit.script(model)
+    twin = model[0] if scripts else model.rnn
+    assert twin is not rnn  # the swap this test is about happened
+    twin.flatten_parameters()
+    assert twin.backend == "auto" and twin.num_directions == 1
+    assert [w for layer in twin.all_weights for w in layer] == list(twin.parameters())
+    assert "ScriptRNN(4, 6, num_layers=2)" in repr(model)
+    with torch.no_grad():
+        assert torch.equal(model(x)[0] if scripts else model(x), before)
+        twin.reset_parameters()  # new weights reach the eager forward
+        assert not torch.equal(model(x)[0] if scripts else model(x), before)
+    cell_model = nn.Sequential(fastrnn.RNNCell(4, 5))
+    torch.jit.script(cell_model)
+    assert cell_model[0].backend == "auto" and "ScriptRNNCell(4, 5)" in repr(cell_model)
