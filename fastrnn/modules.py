@@ -113,8 +113,11 @@ class RNN(nn.Module):
         dtype=None,
         *,
         backend: str = "auto",
+        proj_size: int | None = None,
     ) -> None:
         super().__init__()
+        if proj_size is not None:  # nn.RNN refuses the argument whatever its value
+            raise ValueError("proj_size argument is only supported for LSTM, not RNN or GRU")
         input_size = _check_size("input_size", input_size)
         hidden_size = _check_size("hidden_size", hidden_size)
         num_layers = _check_size("num_layers", num_layers)
@@ -144,6 +147,7 @@ class RNN(nn.Module):
         self.dropout = float(dropout)
         self.bidirectional = bidirectional
         self.backend = backend
+        self.proj_size = 0  # nn.RNN's attribute (code shared with LSTMs reads it)
 
         factory = {"device": device, "dtype": dtype}
         self._flat_weights_names: list[str] = []
@@ -175,6 +179,16 @@ class RNN(nn.Module):
         per = 4 if self.bias else 2
         names = self._flat_weights_names
         return [[getattr(self, n) for n in names[i : i + per]] for i in range(0, len(names), per)]
+
+    @property
+    def _all_weights(self) -> list[list[str]]:
+        """nn.RNN's attribute: the weight names per layer and direction."""
+        return [list(group) for group in self._weight_name_groups()]
+
+    @property
+    def _flat_weights(self) -> list[Tensor]:
+        """nn.RNN's attribute: the weights in _flat_weights_names order, as they are now."""
+        return [getattr(self, name) for name in self._flat_weights_names]
 
     def _layer_weights(self) -> list[tuple[Tensor, Tensor, Tensor | None, Tensor | None]]:
         """Per layer and direction (w_ih, w_hh, b_ih, b_hh), read at every call (a
@@ -333,8 +347,11 @@ class RNNCell(nn.Module):
         dtype=None,
         *,
         backend: str = "auto",
+        proj_size: int | None = None,
     ) -> None:
         super().__init__()
+        if proj_size is not None:  # nn.RNN refuses the argument whatever its value
+            raise ValueError("proj_size argument is only supported for LSTM, not RNN or GRU")
         input_size = _check_size("input_size", input_size)
         hidden_size = _check_size("hidden_size", hidden_size)
         _check_nonlinearity(nonlinearity)
@@ -493,13 +510,19 @@ def convert(model: nn.Module, *, backend: str = "auto") -> nn.Module:
 
     The replacements share the original Parameter objects, so weights, device, dtype,
     gradients and optimizer state are kept; parametrizations (weight_norm, spectral_norm,
-    ``torch.nn.utils.parametrize``), pruning masks and hooks move with them (``_adopt_state``). Returns ``model`` (or its replacement, if
+    ``torch.nn.utils.parametrize``), pruning masks and hooks move with them (``_adopt_state``).
+    A subclass with its own ``forward`` is left as it is, with a warning (the twin would drop
+    that forward); one without is replaced. Returns ``model`` (or its replacement, if
     ``model`` itself is an nn.RNN / nn.RNNCell).
     """
-    if isinstance(model, nn.RNN):
-        return RNN.from_torch(model, backend=backend)
-    if isinstance(model, nn.RNNCell):
-        return RNNCell.from_torch(model, backend=backend)
+    for torch_cls, ours in ((nn.RNN, RNN), (nn.RNNCell, RNNCell)):
+        if isinstance(model, torch_cls):
+            if type(model).forward is not torch_cls.forward:  # the twin would drop that forward
+                warnings.warn(f"fastrnn.convert: {type(model).__name__} subclasses "
+                              f"torch.nn.{torch_cls.__name__} with its own forward; left as it is",
+                              stacklevel=2)
+                return model
+            return ours.from_torch(model, backend=backend)
     for name, child in model.named_children():
         new = convert(child, backend=backend)
         if new is not child:

@@ -180,3 +180,30 @@ def test_convert_keeps_hooks_flags_and_training_mode():
     assert new.training
     handle.remove()  # the user's handle still removes the hook from the converted module
     assert_close(new(x)[0], expected / 2, name="after removing the hook")
+
+
+def test_convert_leaves_a_subclass_with_its_own_forward():
+    """A subclass of nn.RNN / nn.RNNCell that overrides forward keeps it (with a warning: the
+    twin would silently drop it); one that does not is replaced like nn.RNN itself."""
+    class Doubling(nn.RNN):
+        def forward(self, input, hx=None):
+            return super().forward(2 * input, hx)
+
+    class DoublingCell(nn.RNNCell):
+        def forward(self, input, hx=None):
+            return super().forward(2 * input, hx)
+
+    class Plain(nn.RNN):
+        pass
+
+    model = nn.Sequential(Doubling(4, 3), DoublingCell(4, 3), Plain(4, 3))
+    x = torch.randn(5, 2, 4)
+    expected = model[0](x)[0]
+    with pytest.warns(UserWarning) as record:
+        fastrnn.convert(model)
+    assert sorted(str(w.message) for w in record) == [
+        f"fastrnn.convert: {name} subclasses torch.nn.{base} with its own forward; left as it is"
+        for name, base in (("Doubling", "RNN"), ("DoublingCell", "RNNCell"))]
+    assert type(model[0]) is Doubling and type(model[1]) is DoublingCell
+    assert type(model[2]) is fastrnn.RNN
+    assert torch.equal(model[0](x)[0], expected)

@@ -272,6 +272,19 @@ def test_output_changed_in_place(config, change):
         assert_close(g_ours, g_ref, name=name)
 
 
+def test_nn_rnn_attributes():
+    """Attributes that code written for nn.RNN reads (weight-drop wrappers, code shared with
+    LSTMs) and its refusal of proj_size."""
+    ref, ours = twin_rnn(4, 6, num_layers=2, bidirectional=True)
+    assert ours._all_weights == ref._all_weights
+    assert ours.proj_size == ref.proj_size == 0
+    assert all(a is b for a, b in zip(ours._flat_weights, ours.parameters()))
+    for value in (0, 2):
+        for cls in (nn.RNN, fastrnn.RNN):
+            with pytest.raises(ValueError, match="proj_size argument is only supported for LSTM"):
+                cls(4, 6, proj_size=value)
+
+
 def test_repr_matches_nn():
     for args, kwargs in [((10, 20), {}), ((10, 20, 2), {"nonlinearity": "relu", "bias": False,
                           "batch_first": True, "dropout": 0.5, "bidirectional": True})]:
