@@ -82,7 +82,9 @@ def test_hx_given_and_unbatched(exporter, tmp_path):
     torch.manual_seed(0)
     model = fastrnn.RNN(3, 5, num_layers=2, bidirectional=True)
     check(model, (torch.randn(4, 2, 3), torch.randn(4, 2, 5)), exporter, tmp_path)
-    check(model, (torch.randn(4, 3),), exporter, tmp_path / "..")  # unbatched [T, I]
+    unbatched = tmp_path / "unbatched"  # this test's own directory, not one shared with others
+    unbatched.mkdir()
+    check(model, (torch.randn(4, 3),), exporter, unbatched)  # unbatched [T, I]
 
 
 @exporters
