@@ -35,6 +35,9 @@ def _check_size(name: str, value) -> int:
     return int(value)
 
 
+_NOT_GIVEN = object()  # an argument's default that tells "not passed" from any value
+
+
 def _check_input_dtype(input: Tensor, weight: Tensor, error=ValueError) -> None:
     # nn.RNN raises ValueError here and nn.RNNCell RuntimeError (from its matmul): match each.
     if not input.is_floating_point():
@@ -113,10 +116,10 @@ class RNN(nn.Module):
         dtype=None,
         *,
         backend: str = "auto",
-        proj_size: int | None = None,
+        proj_size=_NOT_GIVEN,
     ) -> None:
         super().__init__()
-        if proj_size is not None:  # nn.RNN refuses the argument whatever its value
+        if proj_size is not _NOT_GIVEN:  # nn.RNN refuses the argument whatever its value
             raise ValueError("proj_size argument is only supported for LSTM, not RNN or GRU")
         input_size = _check_size("input_size", input_size)
         hidden_size = _check_size("hidden_size", hidden_size)
@@ -147,7 +150,6 @@ class RNN(nn.Module):
         self.dropout = float(dropout)
         self.bidirectional = bidirectional
         self.backend = backend
-        self.proj_size = 0  # nn.RNN's attribute (code shared with LSTMs reads it)
 
         factory = {"device": device, "dtype": dtype}
         self._flat_weights_names: list[str] = []
@@ -180,15 +182,24 @@ class RNN(nn.Module):
         names = self._flat_weights_names
         return [[getattr(self, n) for n in names[i : i + per]] for i in range(0, len(names), per)]
 
+    proj_size = 0  # nn.RNN's attribute (code shared with LSTMs reads it); a class attribute,
+    # so that a module pickled before it existed has it too
+
     @property
     def _all_weights(self) -> list[list[str]]:
         """nn.RNN's attribute: the weight names per layer and direction."""
         return [list(group) for group in self._weight_name_groups()]
 
     @property
-    def _flat_weights(self) -> list[Tensor]:
-        """nn.RNN's attribute: the weights in _flat_weights_names order, as they are now."""
-        return [getattr(self, name) for name in self._flat_weights_names]
+    def _flat_weights(self) -> list[Tensor | None]:
+        """nn.RNN's attribute: the weights in _flat_weights_names order, as they are now (None
+        for one that is deleted at the moment, as nn.RNN holds)."""
+        return [getattr(self, name, None) for name in self._flat_weights_names]
+
+    @_flat_weights.setter
+    def _flat_weights(self, value) -> None:
+        """Ignored: weight-drop code written for nn.RNN assigns the list after replacing
+        weights; fastrnn reads every weight by name at each call, so there is nothing to set."""
 
     def _layer_weights(self) -> list[tuple[Tensor, Tensor, Tensor | None, Tensor | None]]:
         """Per layer and direction (w_ih, w_hh, b_ih, b_hh), read at every call (a
@@ -347,11 +358,8 @@ class RNNCell(nn.Module):
         dtype=None,
         *,
         backend: str = "auto",
-        proj_size: int | None = None,
     ) -> None:
         super().__init__()
-        if proj_size is not None:  # nn.RNN refuses the argument whatever its value
-            raise ValueError("proj_size argument is only supported for LSTM, not RNN or GRU")
         input_size = _check_size("input_size", input_size)
         hidden_size = _check_size("hidden_size", hidden_size)
         _check_nonlinearity(nonlinearity)

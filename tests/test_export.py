@@ -155,9 +155,12 @@ def test_import_does_not_import_onnxscript():
     assert out.stdout.strip() == "False"
 
 
-def test_trace_and_torch_export_match_eager():
+@pytest.mark.parametrize("bidirectional", [False, True], ids=["uni", "bi"])
+def test_trace_and_torch_export_match_eager(bidirectional):
+    """torch.jit.trace with its default check (a second trace under no_grad must give the
+    same graph: the unidirectional output's copy for autograd must not appear in a trace)."""
     torch.manual_seed(0)
-    model = fastrnn.RNN(3, 5, num_layers=2, bidirectional=True, batch_first=True).eval()
+    model = fastrnn.RNN(3, 5, num_layers=2, bidirectional=bidirectional, batch_first=True).eval()
     x = torch.randn(2, 4, 3)
     expected = model(x)
     traced = torch.jit.trace(model, (x,))

@@ -278,8 +278,11 @@ def test_nn_rnn_attributes():
     ref, ours = twin_rnn(4, 6, num_layers=2, bidirectional=True)
     assert ours._all_weights == ref._all_weights
     assert ours.proj_size == ref.proj_size == 0
+    assert len(ours._flat_weights) == len(ref._flat_weights) == 16
     assert all(a is b for a, b in zip(ours._flat_weights, ours.parameters()))
-    for value in (0, 2):
+    ours._flat_weights = []  # weight-drop code assigns it; fastrnn reads weights by name
+    assert len(ours._flat_weights) == len(ref._flat_weights) == 16
+    for value in (0, 2, None):
         for cls in (nn.RNN, fastrnn.RNN):
             with pytest.raises(ValueError, match="proj_size argument is only supported for LSTM"):
                 cls(4, 6, proj_size=value)
