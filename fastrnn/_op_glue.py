@@ -216,8 +216,14 @@ def _fast_eager(*tensors) -> bool:
     ``torch.jit.trace`` (the ONNX exporter's symbolic matches the op), and tensors with
     ``__torch_function__`` overrides (they must see the op).
     """
-    return (not torch.compiler.is_compiling() and torch._C._get_tracing_state() is None
-            and not torch._C._has_torch_function(tensors))  # (None entries are skipped)
+    # (None entries are skipped by the torch-function query)
+    return not in_graph() and not torch._C._has_torch_function(tensors)
+
+
+def in_graph() -> bool:
+    """True while a graph is being recorded: torch.compile / torch.export (dynamo) or
+    torch.jit.trace (the ONNX exporter's TorchScript path)."""
+    return torch.compiler.is_compiling() or torch._C._get_tracing_state() is not None
 
 
 def _resolve(forward_op) -> torch._ops.OpOverload:

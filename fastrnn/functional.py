@@ -79,7 +79,7 @@ def _unshared(y: Tensor) -> Tensor:
     that backward's version check, or through ``.data`` change its gradients. nn.RNN returns a
     copy of its states, which the caller owns; so does this, in that case only (one memcpy
     beside a recurrence of T steps)."""
-    if not y.requires_grad or torch.compiler.is_compiling() or torch.jit.is_tracing():
+    if not y.requires_grad or _op_glue.in_graph():
         # Graphs (compile / export functionalize in-place changes; a trace, checked again under
         # no_grad by torch.jit.trace, must not gain a clone that only grad mode adds) keep the op.
         return y
