@@ -62,6 +62,18 @@ def cpu_carry_stream_bytes_per_ns(rows: int) -> float:
     return torch.ops.fastrnn._cpu_carry_stream(rows)
 
 
+def cpu_step_costs(backward: bool, rows: int, input_size: int, k: int, hidden_size: int) -> dict:
+    """What the CPU path choice compares for a short sequence (csrc/cpu/machine.h), measured
+    once per process and size at first use, ns: ``fused_step_ns``, one step of the fused
+    rows kernel on ``rows`` rows of a packed [k, hidden_size] weight (the forward's k =
+    input_size + hidden_size, or hidden_size), on one thread; and the stepwise path's
+    (library GEMMs) call on ``rows`` rows, ``stepwise_fixed_ns`` + T * ``stepwise_step_ns``
+    for T steps, on torch's threads."""
+    keys = ("fused_step_ns", "stepwise_fixed_ns", "stepwise_step_ns")
+    return dict(zip(keys, torch.ops.fastrnn._cpu_step_costs(backward, rows, input_size, k,
+                                                             hidden_size)))
+
+
 def cpu_buffer_cache() -> dict:
     """The CPU ops' buffer cache (csrc/cpu/block_cache.h): ``cached_bytes`` of free blocks
     held now, ``limit_bytes``, and since start the ``hits`` (requests served by a freed

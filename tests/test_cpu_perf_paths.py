@@ -284,3 +284,53 @@ def test_first_call_leaves_the_user_rng_and_default_dtype_alone():
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     run = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True, timeout=300)
     assert run.returncode == 0 and "ok" in run.stdout, run.stdout + run.stderr
+
+
+# Short sequences whose weights sit in L2 and whose batch gives every thread rows: the
+# choice between the stepwise path and the fused rows path (rnn_cpu.cpp choose_path).
+SHORT_CASES = {"T1-B8-H64": (1, 8, 64, 64), "T2-B6-I9-H33": (2, 6, 9, 33),
+               "T1-B16-I40-H100": (1, 16, 40, 100), "T3-B2-I5-H17": (3, 2, 5, 17)}
+
+
+@pytest.mark.parametrize("case", SHORT_CASES.values(), ids=SHORT_CASES.keys())
+@pytest.mark.parametrize("isa", ISAS)
+def test_short_sequences_choose_by_timed_steps(cpu_env, isa, case):
+    """A short sequence takes the stepwise path only where its call, timed at this size,
+    is faster than packing plus the fused steps, timed too (the library's GEMMs at a step's
+    size are far slower than its large-GEMM rate, which alone sent T = 1 at B = 8, H = 64
+    stepwise at twice the time). The expectation is rebuilt from the measured numbers the
+    choice reads (cached per process), for the forward and the backward; parity either way."""
+    cpu_env(isa, "auto", threads=2)
+    T, B, I, H = case
+    m = backends.cpu_machine()
+    threads = m["threads"]
+    assert B >= threads and (I + H) * H * 4 <= m["l2_bytes"] / 2  # the rows / stepwise choice
+    args = make_args(T, B, I, H)
+    y = torch.ops.fastrnn.rnn_forward(*args, None, False, "tanh")
+    forward_path = backends.last_cpu_plan()["path"]
+    torch.ops.fastrnn.rnn_backward(torch.ones_like(y), *args[:4], y, None, False, "tanh",
+                                   [True, True])
+    backward_path = backends.last_cpu_plan()["path"]
+    for backward, K, path in ((False, I + H, forward_path), (True, H, backward_path)):
+        pack_ns = K * H * m["pack_ns_per_element"]
+        step_ns = B * K * H / (m["madd_per_ns"] * threads)
+        saved = m["step_call_ns"] + max(0.0, m["own_gemm_speedup"] - 1) * step_ns
+        expect = "rows"
+        if T * saved < pack_ns:  # the estimate leaves stepwise in the running: timed
+            n = min(threads, B)
+            c = backends.cpu_step_costs(backward, -(-B // n), I, K, H)
+            s = backends.cpu_step_costs(backward, B, I, K, H)
+            fused = pack_ns + (m["parallel_ns"] if n > 1 else 0.0) + T * c["fused_step_ns"]
+            if s["stepwise_fixed_ns"] + T * s["stepwise_step_ns"] < fused:
+                expect = "stepwise"
+        assert path == expect, (backward, case, m, path)
+    check_parity(args)
+
+
+def test_step_costs_checks_its_arguments():
+    c = backends.cpu_step_costs(False, 3, 5, 12, 7)
+    assert all(math.isfinite(v) and v >= 0 for v in c.values()) and c["fused_step_ns"] > 0, c
+    with pytest.raises(RuntimeError, match="rows >= 1"):
+        torch.ops.fastrnn._cpu_step_costs(False, 0, 5, 12, 7)
+    with pytest.raises(RuntimeError, match="K >= H"):
+        torch.ops.fastrnn._cpu_step_costs(True, 2, 0, 3, 7)

@@ -3,6 +3,7 @@
 
 #include "batched_gemm.h"
 #include "spin_barrier.h"
+#include "stepwise.h"
 
 #ifdef _OPENMP
 #include <omp.h>
@@ -320,6 +321,40 @@ double rows_step_ns(Isa isa, bool backward, int64_t rows, int64_t K, int64_t H) 
                        [&] { return measure_rows_step(isa, backward, rows, K, H); });
 }
 
+StepwiseCost stepwise_cost(bool backward, int64_t B, int64_t I, int64_t H) {
+  static std::mutex mu;
+  static std::map<std::tuple<bool, int64_t, int64_t, int64_t, int>, StepwiseCost> cache;
+  const auto key = std::make_tuple(backward, B, backward ? int64_t(0) : I, H, at::get_num_threads());
+  return measured_once(mu, cache, key, [&] {
+    const auto zeros = [](at::IntArrayRef shape) { return at::zeros(shape, at::kFloat); };
+    // The wall time of a T-step call on zeroed scratch, best of 3 after a warm-up.
+    const auto call_ns = [&](int64_t T) {
+      at::Tensor w_hh = zeros({H, H}), y = zeros({T, B, H}), h = zeros({B, H});
+      std::function<void()> run;
+      if (backward) {
+        at::Tensor dy = zeros({T, B, H}), dz = zeros({T, B, H});
+        run = [=]() mutable {
+          backward_stepwise(w_hh, dy, y, dz, h, at::Tensor(), false, Activation::Tanh);
+        };
+      } else {
+        at::Tensor x = zeros({T, B, I}), w_ih = zeros({H, I}), bias = zeros({H});
+        run = [=]() mutable {
+          forward_stepwise(x, w_ih, w_hh, bias, h, y, at::Tensor(), false, Activation::Tanh);
+        };
+      }
+      run();
+      return best_of(3, [&] {
+        const double t0 = wall_ns();
+        run();
+        return wall_ns() - t0;
+      });
+    };
+    const double one = call_ns(1), five = call_ns(5);
+    const double step = std::max(0.0, (five - one) / 4);
+    return StepwiseCost{std::max(0.0, one - step), step};
+  });
+}
+
 FmaPeak fma_peak(Isa isa, double seconds, int64_t threads) {
   const int64_t n = std::max<int64_t>(1, threads);
   std::vector<double> flops(n, 0.0), cpu(n, 0.0);
@@ -384,6 +419,17 @@ double cpu_carry_stream(int64_t rows) {
   return carry_stream_bytes_per_ns(current_isa(), rows);
 }
 
+// (rows_step_ns on `rows` rows of M [K, H], stepwise_cost(B = rows) fixed, per step), what
+// the short-sequence path choice compares.
+std::tuple<double, double, double> cpu_step_costs(bool backward, int64_t rows, int64_t I, int64_t K,
+                                                  int64_t H) {
+  TORCH_CHECK(rows >= 1 && I >= 0 && K >= 1 && H >= 1 && K >= H,
+              "fastrnn._cpu_step_costs: expected rows >= 1, I >= 0, K >= H >= 1, got rows=", rows,
+              ", I=", I, ", K=", K, ", H=", H);
+  const StepwiseCost s = stepwise_cost(backward, rows, I, H);
+  return {rows_step_ns(current_isa(), backward, rows, K, H), s.fixed_ns, s.step_ns};
+}
+
 std::tuple<double, double> cpu_fma_peak(double seconds, int64_t threads) {
   TORCH_CHECK(seconds > 0 && seconds <= 60, "fastrnn._cpu_fma_peak: seconds must be in (0, 60], got ",
               seconds);
@@ -401,6 +447,8 @@ TORCH_LIBRARY_FRAGMENT(fastrnn, m) {
         &cpu_machine);
   m.def("_cpu_fma_peak(float seconds, int threads) -> (float, float)", &cpu_fma_peak);
   m.def("_cpu_carry_stream(int rows) -> float", &cpu_carry_stream);
+  m.def("_cpu_step_costs(bool backward, int rows, int I, int K, int H) -> (float, float, float)",
+        &cpu_step_costs);
 }
 
 }  // namespace fastrnn::cpu

@@ -62,6 +62,20 @@ double carry_stream_bytes_per_ns(Isa isa, int64_t rows);
 // epilogue, per-tile overheads), so rnn_cpu.cpp measures what a batch split saves.
 double rows_step_ns(Isa isa, bool backward, int64_t rows, int64_t K, int64_t H);
 
+// The stepwise path (stepwise.h: the library's GEMM and pointwise calls) on B rows, input
+// size I (the forward's projection; unused by the backward), H units, fp32: a T-step call
+// costs fixed_ns + T * step_ns (the forward's fixed part is mostly its projection call).
+// From forward_stepwise / backward_stepwise calls of 1 and 5 steps on zeroed scratch, wall
+// time on torch's threads (the library may split its GEMMs), best of 3 after a warm-up;
+// cached per (backward, B, I, H, threads). At a step's small size the library's GEMMs run
+// far below the rate of the large product own_gemm_speedup compares, and each call has
+// its fixed cost, so rnn_cpu.cpp times the stepwise path at the call's size before
+// choosing it.
+struct StepwiseCost {
+  double fixed_ns, step_ns;
+};
+StepwiseCost stepwise_cost(bool backward, int64_t B, int64_t I, int64_t H);
+
 // The FMA peak of `threads` threads running fma_loop for about `seconds` of wall time:
 // wall = all FLOPs / wall time; cpu = sum over threads of FLOPs / that thread's CPU time
 // (what the cores reach when the OS runs the threads; robust to other load).

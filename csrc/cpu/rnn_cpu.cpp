@@ -188,9 +188,11 @@ bool project_first(int64_t I, int64_t H, int64_t elem_size) {
 
 enum class Path { Stepwise, Rows, Columns, Gemv };
 
-// The path for a recurrence of T steps, B rows, K = rows of M, H columns:
+// The path for a recurrence of T steps, B rows, input size I (the forward's; 0 for the
+// backward), K = rows of M, H columns:
 //   Stepwise (stepwise.h): a sequence too short to pay for packing the weights (the time
-//     saved per fused step times T below the packing time, both from machine.h), or weights
+//     saved per fused step times T below the packing time, both from machine.h, and where a
+//     step is small, both steps timed at the call's size), or weights
 //     too large for the threads' L2s while the batch cannot be split by rows (each core
 //     would stream its weights at every step, where the BLAS splits each GEMM).
 //   Gemv: threads split the columns (each reads only its 1/n of the weights, in the layout
@@ -207,8 +209,8 @@ enum class Path { Stepwise, Rows, Columns, Gemv };
 //     reads each weight row in short pieces (measured: carry_stream_bytes_per_ns), takes it,
 //     where the model finds the packing pass cheaper than the slower reads.
 //   Rows: otherwise (every thread its own rows, no synchronisation).
-Path choose_path(cpu::Isa isa, bool backward, int64_t T, int64_t B, int64_t K, int64_t H,
-                 int64_t elem_size, int64_t P, int64_t* gemv_team) {
+Path choose_path(cpu::Isa isa, bool backward, int64_t T, int64_t B, int64_t I, int64_t K,
+                 int64_t H, int64_t elem_size, int64_t P, int64_t* gemv_team) {
   // FASTRNN_CPU_PATH=auto|fused|fused_inline|project_first|columns|gemv|stepwise (read at
   // every call) forces a path, so that the tests reach each at any size; `columns` needs an
   // OpenMP build (else it is `fused`); fused_inline / project_first are `fused` with the
@@ -297,7 +299,24 @@ Path choose_path(cpu::Isa isa, bool backward, int64_t T, int64_t B, int64_t K, i
   const double step_ns = double(B * packed_elements) / (cost.madd_per_ns * double(threads));
   const double saved_per_step =
       cost.step_call_ns + std::max(0.0, cost.own_gemm_speedup - 1.0) * step_ns;
-  if (double(T) * saved_per_step < pack_ns) return Path::Stepwise;
+  if (double(T) * saved_per_step < pack_ns) {
+    // That estimate gives the library its large-GEMM rate and one fixed cost per step; at a
+    // step's small size its GEMMs run far slower (Zen 3, one thread: [8 x 64] x [64 x 64]
+    // 6.1 us a stepwise step against 1.9 us fused, so T = 1 ran 22 us stepwise against 12
+    // fused). Where one step is cheap to time, both steps are timed at this size (machine.h,
+    // once per size) and the whole calls compared: the packing pass (and a project-first
+    // forward's projection) and T fused steps on the busiest thread's rows, plus the
+    // parallel region, against a stepwise call of T steps. Larger steps keep the estimate.
+    constexpr int64_t kTimedStepMadds = int64_t(1) << 22;
+    if (B * K * H > kTimedStepMadds) return Path::Stepwise;
+    const int64_t n = std::max<int64_t>(1, std::min(threads, B));
+    const double projection_ns =
+        !backward && K == H ? double(T * B * I * H) / (cost.madd_per_ns * double(n)) : 0.0;
+    const double fused_ns = pack_ns + projection_ns + (n > 1 ? cost.parallel_ns : 0.0) +
+                            double(T) * cpu::rows_step_ns(isa, backward, (B + n - 1) / n, K, H);
+    const cpu::StepwiseCost stepwise = cpu::stepwise_cost(backward, B, I, H);
+    if (stepwise.fixed_ns + double(T) * stepwise.step_ns < fused_ns) return Path::Stepwise;
+  }
   if (rows_for_every_thread) return Path::Rows;
   // Fewer rows than threads and a split that does not pay: one thread, whose packed
   // weights must fit its L2 (else the library's GEMM, split by the BLAS, does better).
@@ -398,7 +417,7 @@ void forward_recurrence(cpu::Isa isa, const at::Tensor& x, const at::Tensor& w_i
   const int64_t P = cpu::panel_cols(isa, std::is_same_v<Scalar, double>);
   int64_t team = 1;
   const Path path =
-      choose_path(isa, /*backward=*/false, T, B, pre ? H : I + H, H, sizeof(Scalar), P, &team);
+      choose_path(isa, /*backward=*/false, T, B, I, pre ? H : I + H, H, sizeof(Scalar), P, &team);
   // Batch blocks of the rows path (measured step times: only worth measuring for it).
   const int64_t chunks =
       path == Path::Rows ? batch_chunks(isa, /*backward=*/false, T, B, (pre ? 0 : I) + H, H) : 1;
@@ -480,7 +499,7 @@ void backward_recurrence(cpu::Isa isa, const at::Tensor& w_hh, const at::Tensor&
   const int64_t P = cpu::panel_cols(isa, std::is_same_v<T, double>);
   int64_t team = 1;
   const Path path =
-      choose_path(isa, /*backward=*/true, y.size(0), y.size(1), H, H, sizeof(T), P, &team);
+      choose_path(isa, /*backward=*/true, y.size(0), y.size(1), 0, H, H, sizeof(T), P, &team);
   const int64_t chunks =
       path == Path::Rows ? batch_chunks(isa, /*backward=*/true, y.size(0), y.size(1), H, H) : 1;
   const bool prefix = lengths_nonincreasing(lengths, y.size(0));
