@@ -99,6 +99,11 @@ TORCH_LIBRARY(fastrnn, m) {
   // Returns (grad_input [T,B,I], grad_hx [B,H], grad_weight_ih [H,I],
   //          grad_weight_hh [H,H], grad_bias [H]); grad_bias serves both biases.
   m.def(fastrnn::kRnnBackwardSchema);
+  // A stack of rnn_forward layers (weights: 4 per layer and direction, the biases None when
+  // absent; hx None: zeros) in one call, for calls autograd does not record: (output [T, B, D*H],
+  // h_n [L*D, B, H]). CPU only; not differentiable (cpu/stack_cpu.cpp).
+  m.def("_rnn_stack_inference(Tensor input, Tensor? hx, Tensor?[] weights, int num_layers, "
+        "bool bidirectional, Tensor? lengths, str nonlinearity) -> (Tensor, Tensor)");
 }
 
 // `import fastrnn._C` loads this library, which runs the registrations above.

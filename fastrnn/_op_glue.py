@@ -220,6 +220,15 @@ def _fast_eager(*tensors) -> bool:
     return not in_graph() and not torch._C._has_torch_function(tensors)
 
 
+def plain_inference(*tensors) -> bool:
+    """True for a plain eager call (``_fast_eager``) that autograd records nothing of: no
+    torch.func transform, no forward-mode tangent, and no gradient wanted (grad mode off,
+    or no argument requires one). None entries are skipped."""
+    return (_fast_eager(*tensors) and not torch._C._are_functorch_transforms_active()
+            and not _has_forward_tangent(*tensors)
+            and not (torch.is_grad_enabled() and torch._C._any_requires_grad(*tensors)))
+
+
 def in_graph() -> bool:
     """True while a graph is being recorded: torch.compile / torch.export (dynamo) or
     torch.jit.trace (the ONNX exporter's TorchScript path)."""

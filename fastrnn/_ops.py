@@ -31,6 +31,28 @@ def has_kernel(device_type: str) -> bool:
 torch.library.register_fake("fastrnn::rnn_forward")(_op_glue.fake_forward)
 torch.library.register_fake("fastrnn::rnn_backward")(_op_glue.fake_backward)
 
+rnn_stack_inference = torch.ops.fastrnn._rnn_stack_inference.default
+
+
+@torch.library.register_fake("fastrnn::_rnn_stack_inference")
+def _fake_stack_inference(input, hx, weights, num_layers, bidirectional, lengths, nonlinearity):
+    from .functional import run_layers  # functional imports this module
+
+    D = 2 if bidirectional else 1
+    if len(weights) != 4 * num_layers * D:
+        raise ValueError(f"fastrnn: weights must hold 4 entries per layer and direction, "
+                         f"{4 * num_layers * D} in all, got {len(weights)}")
+    if hx is None:
+        hx = input.new_zeros(num_layers * D, input.shape[1], weights[1].shape[0])  # [L * D, B, H]
+    torch._check(hx.dim() == 3 and hx.shape[0] == num_layers * D,
+                 lambda: f"fastrnn: hx must be [num_layers * num_directions = {num_layers * D}, B, H], "
+                         f"got shape {list(hx.shape)}")
+    groups = [weights[4 * k:4 * k + 4] for k in range(num_layers * D)]
+    return run_layers(_op_glue.fake_forward, input, hx, groups, num_layers=num_layers,
+                      bidirectional=bidirectional, nonlinearity=nonlinearity, dropout=0.0,
+                      training=False, lengths=lengths)
+
+
 # What functional.py calls: the op, differentiable under autograd and torch.func.
 differentiable_rnn_forward = _op_glue.register_autograd("fastrnn::rnn_forward", rnn_backward)
 _double_backward.forbid("fastrnn::rnn_backward")

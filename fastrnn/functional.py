@@ -102,7 +102,7 @@ def _layer_forward(backend: str, input: Tensor, weight_hh: Tensor) -> Callable[.
 
 def rnn(
     input: Tensor,  # [T, B, I], time-major, padded when lengths is given
-    hx: Tensor,  # [L * D, B, H]
+    hx: Tensor | None,  # [L * D, B, H]; None: zeros
     weights: Sequence[Sequence[Tensor | None]],  # per layer and direction: (w_ih, w_hh, b_ih, b_hh)
     *,
     num_layers: int,
@@ -115,6 +115,32 @@ def rnn(
 ) -> tuple[Tensor, Tensor]:  # output [T, B, D * H], h_n [L * D, B, H]
     """A stack of layers; dropout between layers in training mode, as in nn.RNN."""
     fwd = _layer_forward(backend, input, weights[0][1])
+    weights = [w if len(w) == 4 else (*w, None, None) for w in weights]  # biases optional
+    if (fwd is _ops.differentiable_rnn_forward and input.device.type == "cpu"
+            and not (dropout > 0 and training and num_layers > 1)):
+        flat = [w for group in weights for w in group]
+        if _op_glue.plain_inference(input, hx, *flat):
+            # Nothing needs the layers one at a time: the whole stack in one native call
+            # (csrc/cpu/stack_cpu.cpp), the same per-layer op without the Python around it.
+            return _ops.rnn_stack_inference(input, hx, flat, num_layers, bidirectional, lengths,
+                                            nonlinearity)
+    if hx is None:
+        hx = input.new_zeros(num_layers * (2 if bidirectional else 1), input.shape[1],
+                             weights[0][1].shape[0])  # [L * D, B, H]
+    output, h_n = run_layers(fwd, input, hx, weights, num_layers=num_layers,
+                             bidirectional=bidirectional, nonlinearity=nonlinearity,
+                             dropout=dropout, training=training, lengths=lengths)
+    # The last layer's output goes to the caller (h_n and a bidirectional cat are fresh).
+    return (output if bidirectional else _unshared(output)), h_n
+
+
+def run_layers(fwd: Callable[..., Tensor], input: Tensor, hx: Tensor,
+               weights: Sequence[Sequence[Tensor | None]], *, num_layers: int,
+               bidirectional: bool, nonlinearity: str, dropout: float, training: bool,
+               lengths: Tensor | None) -> tuple[Tensor, Tensor]:
+    """rnn's loop over layers and directions, each a call of ``fwd`` (an ``rnn_forward``;
+    weights: 4 per layer and direction). Also the shape function of the one-call stack
+    (``_ops``' fake kernel runs it over the per-layer fake kernel)."""
     D = 2 if bidirectional else 1
     layer_input = input
     h_n: list[Tensor] = []
@@ -123,15 +149,13 @@ def rnn(
         for direction in range(D):
             k = layer * D + direction
             reverse = direction == 1
-            w = weights[k] if len(weights[k]) == 4 else (*weights[k], None, None)  # biases optional
-            y = fwd(layer_input, hx[k], *w, lengths, reverse, nonlinearity)  # [T, B, H]
+            y = fwd(layer_input, hx[k], *weights[k], lengths, reverse, nonlinearity)  # [T, B, H]
             outs.append(y)
             h_n.append(y[0] if reverse else y[-1])
         layer_input = outs[0] if D == 1 else torch.cat(outs, dim=2)  # cat: a fresh tensor
         if dropout > 0 and training and layer < num_layers - 1:
             layer_input = F.dropout(layer_input, p=dropout, training=True)
-    # The last layer's output goes to the caller; h_n is a fresh tensor (stack).
-    return (_unshared(layer_input) if D == 1 else layer_input), torch.stack(h_n)
+    return layer_input, torch.stack(h_n)
 
 
 def packed_to_padded(data: Tensor, batch_sizes: Tensor) -> tuple[Tensor, Tensor, Tensor | None]:

@@ -297,10 +297,11 @@ class RNN(nn.Module):
         if x.shape[0] == 0:
             raise RuntimeError("Expected sequence length to be larger than 0 in RNN")
 
-    def _initial_state(self, x: Tensor, hx: Tensor | None, batch: int) -> Tensor:  # -> [L * D, B, H]
-        expected = (self.num_layers * self.num_directions, batch, self.hidden_size)
+    def _initial_state(self, x: Tensor, hx: Tensor | None, batch: int) -> Tensor | None:
+        """hx [L * D, B, H] checked, or None (zeros: functional.rnn makes them where needed)."""
         if hx is None:
-            return x.new_zeros(expected)
+            return None
+        expected = (self.num_layers * self.num_directions, batch, self.hidden_size)
         if tuple(hx.shape) != expected:
             raise RuntimeError(f"Expected hidden size {expected}, got {list(hx.shape)}")
         _check_hx_like(hx, x)
