@@ -38,10 +38,20 @@ rnn_stack_inference = torch.ops.fastrnn._rnn_stack_inference.default
 def _fake_stack_inference(input, hx, weights, num_layers, bidirectional, lengths, nonlinearity):
     from .functional import run_layers  # functional imports this module
 
+    # The C++ kernel's checks (csrc/cpu/stack_cpu.cpp), then the per-layer fake kernel's.
     D = 2 if bidirectional else 1
+    if num_layers < 1:
+        raise ValueError(f"fastrnn: num_layers must be >= 1, got {num_layers}")
     if len(weights) != 4 * num_layers * D:
-        raise ValueError(f"fastrnn: weights must hold 4 entries per layer and direction, "
-                         f"{4 * num_layers * D} in all, got {len(weights)}")
+        raise ValueError(f"fastrnn: weights must hold 4 entries (weight_ih, weight_hh, bias_ih, "
+                         f"bias_hh) per layer and direction, {4 * num_layers * D} in all, got "
+                         f"{len(weights)}")
+    for i, w in enumerate(weights):
+        if i % 4 < 2 and w is None:
+            raise ValueError(f"fastrnn: weights[{i}] ({('weight_ih', 'weight_hh')[i % 4]}) must be a tensor")
+    if input.dim() != 3:
+        raise RuntimeError(f"fastrnn: input must be 3-D [T, B, I], got {input.dim()}-D with "
+                           f"shape {tuple(input.shape)}")
     if hx is None:
         hx = input.new_zeros(num_layers * D, input.shape[1], weights[1].shape[0])  # [L * D, B, H]
     torch._check(hx.dim() == 3 and hx.shape[0] == num_layers * D,

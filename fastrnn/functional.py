@@ -114,19 +114,25 @@ def rnn(
     backend: str = "auto",
 ) -> tuple[Tensor, Tensor]:  # output [T, B, D * H], h_n [L * D, B, H]
     """A stack of layers; dropout between layers in training mode, as in nn.RNN."""
+    D = 2 if bidirectional else 1
+    if len(weights) != num_layers * D:
+        raise ValueError(f"fastrnn: weights must hold one group per layer and direction, "
+                         f"{num_layers * D} in all, got {len(weights)}")
     fwd = _layer_forward(backend, input, weights[0][1])
     weights = [w if len(w) == 4 else (*w, None, None) for w in weights]  # biases optional
-    if (fwd is _ops.differentiable_rnn_forward and input.device.type == "cpu"
+    if (fwd is _ops.differentiable_rnn_forward and input.is_cpu
             and not (dropout > 0 and training and num_layers > 1)):
         flat = [w for group in weights for w in group]
-        if _op_glue.plain_inference(input, hx, *flat):
+        # Every tensor on the CPU (else the op's dispatch would pick another device's key,
+        # which has no kernel, instead of the per-layer op's device error).
+        if (all(w is None or w.is_cpu for w in flat) and (hx is None or hx.is_cpu)
+                and _op_glue.plain_inference(input, hx, *flat)):
             # Nothing needs the layers one at a time: the whole stack in one native call
             # (csrc/cpu/stack_cpu.cpp), the same per-layer op without the Python around it.
             return _ops.rnn_stack_inference(input, hx, flat, num_layers, bidirectional, lengths,
                                             nonlinearity)
     if hx is None:
-        hx = input.new_zeros(num_layers * (2 if bidirectional else 1), input.shape[1],
-                             weights[0][1].shape[0])  # [L * D, B, H]
+        hx = input.new_zeros(num_layers * D, input.shape[1], weights[0][1].shape[0])  # [L * D, B, H]
     output, h_n = run_layers(fwd, input, hx, weights, num_layers=num_layers,
                              bidirectional=bidirectional, nonlinearity=nonlinearity,
                              dropout=dropout, training=training, lengths=lengths)

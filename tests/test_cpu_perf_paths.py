@@ -311,16 +311,30 @@ def test_short_sequences_choose_by_timed_steps(cpu_env, isa, case):
     torch.ops.fastrnn.rnn_backward(torch.ones_like(y), *args[:4], y, None, False, "tanh",
                                    [True, True])
     backward_path = backends.last_cpu_plan()["path"]
+    def rows_step(backward, rows, K):
+        return backends.cpu_step_costs(backward, rows, I, K, H)["fused_step_ns"]
+
+    def batch_chunks(backward, K):  # rnn_cpu.cpp batch_chunks
+        n = min(threads, B)
+        probe = B * K * H / m["madd_per_ns"]
+        if n <= 1 or T * probe < m["parallel_ns"]:
+            return 1
+        if probe >= m["parallel_ns"]:
+            return n if T * probe / 2 > m["parallel_ns"] else 1
+        saved = rows_step(backward, B, K) - rows_step(backward, -(-B // n), K)
+        return n if T * saved > m["parallel_ns"] else 1
+
     for backward, K, path in ((False, I + H, forward_path), (True, H, backward_path)):
+        inputs = 0 if backward else I
+        assert B * (inputs + H) * H <= 1 << 22 and B * (inputs + H) <= 1 << 18  # timed sizes
         pack_ns = K * H * m["pack_ns_per_element"]
         step_ns = B * K * H / (m["madd_per_ns"] * threads)
         saved = m["step_call_ns"] + max(0.0, m["own_gemm_speedup"] - 1) * step_ns
         expect = "rows"
         if T * saved < pack_ns:  # the estimate leaves stepwise in the running: timed
-            n = min(threads, B)
-            c = backends.cpu_step_costs(backward, -(-B // n), I, K, H)
-            s = backends.cpu_step_costs(backward, B, I, K, H)
-            fused = pack_ns + (m["parallel_ns"] if n > 1 else 0.0) + T * c["fused_step_ns"]
+            n = batch_chunks(backward, K)
+            fused = pack_ns + (m["parallel_ns"] if n > 1 else 0.0) + T * rows_step(backward, -(-B // n), K)
+            s = backends.cpu_step_costs(backward, B, inputs, K, H)
             if s["stepwise_fixed_ns"] + T * s["stepwise_step_ns"] < fused:
                 expect = "stepwise"
         assert path == expect, (backward, case, m, path)

@@ -121,6 +121,52 @@ def test_functional_rnn_takes_hx_none():
         assert torch.equal(a, b) and torch.equal(a, c.detach())
 
 
+def test_weight_groups_checked_on_both_routes():
+    """One group of weights per layer and direction, whichever route the call takes."""
+    _, ours = twin_rnn(3, 5, num_layers=2)
+    weights = ours._layer_weights()
+    x = torch.randn(4, 2, 3)  # [T, B, I]
+    for bad in (weights + weights[:1], weights[:1]):
+        for grad in (False, True):
+            with torch.set_grad_enabled(grad), pytest.raises(ValueError, match="one group per layer"):
+                functional.rnn(x, None, bad, num_layers=2, bidirectional=False)
+
+
+def test_calls_that_must_see_the_layers_skip_the_one_call(monkeypatch):
+    """Forward-mode AD and __torch_function__ modes take the per-layer route even under
+    no_grad; inference_mode takes the one call. Results as nn.RNN's."""
+    import torch.autograd.forward_ad as fwAD
+    from torch.overrides import TorchFunctionMode
+
+    ref, ours = twin_rnn(3, 5, num_layers=2)
+    x = torch.randn(4, 2, 3)  # [T, B, I]
+    calls = _count_calls(monkeypatch)
+    with torch.inference_mode():
+        out, _ = ours(x)
+        out_ref, _ = ref(x)
+    assert len(calls) == 1
+    assert_close(out, out_ref)
+
+    tangent = torch.randn_like(x)
+    results = []
+    for model in (ref, ours):
+        with torch.no_grad(), fwAD.dual_level():
+            out, _ = model(fwAD.make_dual(x, tangent))
+            results.append(fwAD.unpack_dual(out))
+    assert len(calls) == 1 and results[1].tangent is not None  # the tangent survived
+    assert_close(results[1].primal, results[0].primal)
+    assert_close(results[1].tangent, results[0].tangent)
+
+    class Seen(TorchFunctionMode):
+        def __torch_function__(self, func, types, args=(), kwargs=None):
+            return func(*args, **(kwargs or {}))
+
+    with torch.no_grad(), Seen():
+        out, _ = ours(x)
+    assert len(calls) == 1
+    assert_close(out, out_ref)
+
+
 def _stack_args(L=2, bi=True, bias=True, requires_grad=False):
     gen = torch.Generator().manual_seed(2)
     D = 2 if bi else 1
@@ -154,6 +200,10 @@ def test_a_gradient_through_the_op_is_refused():
         stack_op(x, hx, weights, 2, True, None, "tanh")
     with pytest.raises(RuntimeError, match="not differentiable"):
         stack_op(x.requires_grad_(), None, [w.detach() for w in weights], 2, True, None, "tanh")
+    import torch.autograd.forward_ad as fwAD
+
+    with torch.no_grad(), fwAD.dual_level(), pytest.raises(RuntimeError, match="forward-mode tangent"):
+        stack_op(fwAD.make_dual(x.detach(), torch.ones_like(x)), hx, weights, 2, True, None, "tanh")
     with torch.no_grad():
         out, h_n = stack_op(x, hx, weights, 2, True, None, "tanh")
     assert not out.requires_grad and h_n.shape == (4, 3, 7)

@@ -327,7 +327,11 @@ StepwiseCost stepwise_cost(bool backward, int64_t B, int64_t I, int64_t H) {
   const auto key = std::make_tuple(backward, B, backward ? int64_t(0) : I, H, at::get_num_threads());
   return measured_once(mu, cache, key, [&] {
     const auto zeros = [](at::IntArrayRef shape) { return at::zeros(shape, at::kFloat); };
-    // The wall time of a T-step call on zeroed scratch, best of 3 after a warm-up.
+    // The time of a T-step call on zeroed scratch, best of 3 after a warm-up: on the
+    // calling thread's CPU clock when torch has one thread (as rows_step_ns is timed, so a
+    // loaded machine inflates neither side), else wall time (the library may split).
+    const bool one = at::get_num_threads() == 1;
+    const auto clock = [one] { return one ? thread_ns() : wall_ns(); };
     const auto call_ns = [&](int64_t T) {
       at::Tensor w_hh = zeros({H, H}), y = zeros({T, B, H}), h = zeros({B, H});
       std::function<void()> run;
@@ -344,14 +348,14 @@ StepwiseCost stepwise_cost(bool backward, int64_t B, int64_t I, int64_t H) {
       }
       run();
       return best_of(3, [&] {
-        const double t0 = wall_ns();
+        const double t0 = clock();
         run();
-        return wall_ns() - t0;
+        return clock() - t0;
       });
     };
-    const double one = call_ns(1), five = call_ns(5);
-    const double step = std::max(0.0, (five - one) / 4);
-    return StepwiseCost{std::max(0.0, one - step), step};
+    const double t1 = call_ns(1), t5 = call_ns(5);
+    const double step = std::max(0.0, (t5 - t1) / 4);
+    return StepwiseCost{std::max(0.0, t1 - step), step};
   });
 }
 

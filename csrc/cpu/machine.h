@@ -63,12 +63,14 @@ double carry_stream_bytes_per_ns(Isa isa, int64_t rows);
 double rows_step_ns(Isa isa, bool backward, int64_t rows, int64_t K, int64_t H);
 
 // The stepwise path (stepwise.h: the library's GEMM and pointwise calls) on B rows, input
-// size I (the forward's projection; unused by the backward), H units, fp32: a T-step call
-// costs fixed_ns + T * step_ns (the forward's fixed part is mostly its projection call).
-// From forward_stepwise / backward_stepwise calls of 1 and 5 steps on zeroed scratch, wall
-// time on torch's threads (the library may split its GEMMs), best of 3 after a warm-up;
-// cached per (backward, B, I, H, threads). At a step's small size the library's GEMMs run
-// far below the rate of the large product own_gemm_speedup compares, and each call has
+// size I (the forward's projection; the backward passes 0), H units, fp32: a T-step call
+// costs fixed_ns (its calls' fixed costs and allocations) + T * step_ns (a step, with its
+// share of the projection's multiply-adds). From forward_stepwise / backward_stepwise calls
+// of 1 and 5 steps on zeroed scratch, best of 3 after a warm-up, on the calling thread's CPU
+// clock with one torch thread, else wall time (the library may split its GEMMs); cached per
+// (backward, B, I, H, threads), i.e. every new batch size pays one timing (~1 ms at small
+// sizes; rnn_cpu.cpp caps the sizes it times). At a step's small size the library's GEMMs
+// run far below the rate of the large product own_gemm_speedup compares, and each call has
 // its fixed cost, so rnn_cpu.cpp times the stepwise path at the call's size before
 // choosing it.
 struct StepwiseCost {

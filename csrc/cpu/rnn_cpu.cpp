@@ -301,22 +301,30 @@ Path choose_path(cpu::Isa isa, bool backward, int64_t T, int64_t B, int64_t I, i
   const double step_ns = double(B * packed_elements) / (cost.madd_per_ns * double(threads));
   const double saved_per_step =
       cost.step_call_ns + std::max(0.0, cost.own_gemm_speedup - 1.0) * step_ns;
-  if (double(T) * saved_per_step < pack_ns) {
+  // (Fewer rows than threads with packed weights beyond one core's L2 goes stepwise below,
+  // whatever the fused step's time: nothing to time then.)
+  const bool rows_possible = rows_for_every_thread || packed_elements * elem_size <= l2;
+  if (double(T) * saved_per_step < pack_ns && rows_possible) {
     // That estimate gives the library its large-GEMM rate and one fixed cost per step; at a
     // step's small size its GEMMs run far slower (Zen 3, one thread: [8 x 64] x [64 x 64]
     // 6.1 us a stepwise step against 1.9 us fused, so T = 1 ran 22 us stepwise against 12
-    // fused). Where one step is cheap to time, both steps are timed at this size (machine.h,
-    // once per size) and the whole calls compared: the packing pass (and a project-first
-    // forward's projection) and T fused steps on the busiest thread's rows, plus the
-    // parallel region, against a stepwise call of T steps. Larger steps keep the estimate.
-    constexpr int64_t kTimedStepMadds = int64_t(1) << 22;
-    if (B * K * H > kTimedStepMadds) return Path::Stepwise;
-    const int64_t n = std::max<int64_t>(1, std::min(threads, B));
+    // fused). Where a step, input projection included, is cheap to time (its multiply-adds
+    // and a step's input rows capped, so that the timing's scratch and time stay small),
+    // both paths are timed at this size (machine.h, once per size; fp32 timings serve
+    // fp64 calls too) and the whole calls compared: the packing pass (and a project-first
+    // forward's projection) plus T fused steps split as batch_chunks would split them,
+    // against a stepwise call of T steps. Larger steps keep the estimate.
+    constexpr int64_t kTimedStepMadds = int64_t(1) << 22, kTimedStepInputs = int64_t(1) << 18;
+    const int64_t in = backward ? 0 : I;
+    if (B * (in + H) * H > kTimedStepMadds || B * (in + H) > kTimedStepInputs) {
+      return Path::Stepwise;
+    }
+    const int64_t n = batch_chunks(isa, backward, T, B, K, H);
     const double projection_ns =
         !backward && K == H ? double(T * B * I * H) / (cost.madd_per_ns * double(n)) : 0.0;
     const double fused_ns = pack_ns + projection_ns + (n > 1 ? cost.parallel_ns : 0.0) +
                             double(T) * cpu::rows_step_ns(isa, backward, (B + n - 1) / n, K, H);
-    const cpu::StepwiseCost stepwise = cpu::stepwise_cost(backward, B, I, H);
+    const cpu::StepwiseCost stepwise = cpu::stepwise_cost(backward, B, in, H);
     if (stepwise.fixed_ns + double(T) * stepwise.step_ns < fused_ns) return Path::Stepwise;
   }
   if (rows_for_every_thread) return Path::Rows;

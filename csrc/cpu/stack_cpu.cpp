@@ -74,22 +74,26 @@ std::tuple<at::Tensor, at::Tensor> rnn_stack_inference_cpu(
 
 // The Autograd kernel: the op has no derivative, and autograd's generic fallback for that
 // does not look inside a Tensor?[] argument, so weights that require grad would get no
-// gradient without a word. Refused up front instead; otherwise the call goes below autograd.
+// gradient without a word (and a tangent would be dropped). Refused up front instead;
+// otherwise the call goes below autograd.
 std::tuple<at::Tensor, at::Tensor> rnn_stack_inference_autograd(
     const at::Tensor& input, const std::optional<at::Tensor>& hx,
     const c10::List<std::optional<at::Tensor>>& weights, int64_t num_layers, bool bidirectional,
     const std::optional<at::Tensor>& lengths, std::string_view nonlinearity) {
-  if (at::GradMode::is_enabled()) {
-    const auto wants = [](const std::optional<at::Tensor>& t) {
-      return t.has_value() && t->defined() && t->requires_grad();
-    };
-    bool any = input.requires_grad() || wants(hx);
-    for (const std::optional<at::Tensor>& w : weights) any = any || wants(w);
-    TORCH_CHECK(!any,
-                "fastrnn::_rnn_stack_inference is not differentiable (it serves calls that need "
-                "no gradient) but an argument requires grad: call fastrnn.functional.rnn, which "
-                "records the layers one at a time");
+  // A gradient wanted (grad mode on and an argument requiring one), or a forward-mode
+  // tangent on an argument (dual tensors: forward AD runs whatever grad mode says).
+  const bool grad_mode = at::GradMode::is_enabled();
+  const auto differentiated = [grad_mode](const at::Tensor& t) {
+    return t.defined() && ((grad_mode && t.requires_grad()) || t._fw_grad(/*level=*/0).defined());
+  };
+  bool any = differentiated(input) || (hx.has_value() && differentiated(*hx));
+  for (const std::optional<at::Tensor>& w : weights) {
+    any = any || (w.has_value() && differentiated(*w));
   }
+  TORCH_CHECK(!any,
+              "fastrnn::_rnn_stack_inference is not differentiable (it serves calls that need no "
+              "gradient) but an argument requires grad or carries a forward-mode tangent: call "
+              "fastrnn.functional.rnn, which records the layers one at a time");
   static const auto op =
       c10::Dispatcher::singleton()
           .findSchemaOrThrow("fastrnn::_rnn_stack_inference", "")
