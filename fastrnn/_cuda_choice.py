@@ -192,8 +192,7 @@ class LayerCall:
 
     @property
     def training(self) -> bool:
-        return torch.is_grad_enabled() and any(
-            t is not None and t.requires_grad for t in self.tensors())
+        return _op_glue.wants_grad(*self.tensors())
 
     def tensors(self) -> tuple:
         return (self.input, self.hx, self.weight_ih, self.weight_hh, self.bias_ih, self.bias_hh)

@@ -155,8 +155,7 @@ def register_autograd(forward_op, backward: BackwardCall) -> Callable[..., Tenso
             return function.apply(input, hx, weight_ih, weight_hh, bias_ih, bias_hh, lengths, reverse,
                                   nonlinearity)
         if _fast_eager(input, hx, weight_ih, weight_hh, bias_ih, bias_hh, lengths):
-            if torch.is_grad_enabled() and torch._C._any_requires_grad(
-                    input, hx, weight_ih, weight_hh, bias_ih, bias_hh):
+            if wants_grad(input, hx, weight_ih, weight_hh, bias_ih, bias_hh):
                 return eager.apply(input, hx, weight_ih, weight_hh, bias_ih, bias_hh, lengths, reverse,
                                    nonlinearity)
             return forward_below_autograd(input, hx, weight_ih, weight_hh, bias_ih, bias_hh, lengths,
@@ -226,7 +225,13 @@ def plain_inference(*tensors) -> bool:
     or no argument requires one). None entries are skipped."""
     return (_fast_eager(*tensors) and not torch._C._are_functorch_transforms_active()
             and not _has_forward_tangent(*tensors)
-            and not (torch.is_grad_enabled() and torch._C._any_requires_grad(*tensors)))
+            and not wants_grad(*tensors))
+
+
+def wants_grad(*tensors) -> bool:
+    """True when autograd would record a call on these tensors: grad mode on and one of them
+    requires grad (None entries are skipped)."""
+    return torch.is_grad_enabled() and torch._C._any_requires_grad(*tensors)
 
 
 def in_graph() -> bool:

@@ -320,8 +320,8 @@ Path choose_path(cpu::Isa isa, bool backward, int64_t T, int64_t B, int64_t I, i
       return Path::Stepwise;
     }
     const int64_t n = batch_chunks(isa, backward, T, B, K, H);
-    const double projection_ns =
-        !backward && K == H ? double(T * B * I * H) / (cost.madd_per_ns * double(n)) : 0.0;
+    const double projection_ns =  // one GEMM on torch's threads (batched_gemm.h)
+        !backward && K == H ? double(T * B * I * H) / (cost.madd_per_ns * double(threads)) : 0.0;
     const double fused_ns = pack_ns + projection_ns + (n > 1 ? cost.parallel_ns : 0.0) +
                             double(T) * cpu::rows_step_ns(isa, backward, (B + n - 1) / n, K, H);
     const cpu::StepwiseCost stepwise = cpu::stepwise_cost(backward, B, in, H);
