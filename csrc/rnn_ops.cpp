@@ -100,9 +100,9 @@ TORCH_LIBRARY(fastrnn, m) {
   //          grad_weight_hh [H,H], grad_bias [H]); grad_bias serves both biases.
   m.def(fastrnn::kRnnBackwardSchema);
   // A stack of rnn_forward layers (weights: 4 per layer and direction, the biases None when
-  // absent; hx None: zeros) in one call, for calls autograd does not record: (output [T, B, D*H],
-  // h_n [L*D, B, H]). CPU only; not differentiable (cpu/stack_cpu.cpp).
-  m.def("_rnn_stack_inference(Tensor input, Tensor? hx, Tensor?[] weights, int num_layers, "
+  // absent; hx None: zeros) in one call: (output [T, B, D*H], h_n [L*D, B, H]). CPU only;
+  // differentiable through a C++ autograd node (reverse mode only; stack_ops.cpp).
+  m.def("_rnn_stack(Tensor input, Tensor? hx, Tensor?[] weights, int num_layers, "
         "bool bidirectional, Tensor? lengths, str nonlinearity) -> (Tensor, Tensor)");
 }
 

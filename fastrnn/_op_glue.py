@@ -219,13 +219,11 @@ def _fast_eager(*tensors) -> bool:
     return not in_graph() and not torch._C._has_torch_function(tensors)
 
 
-def plain_inference(*tensors) -> bool:
-    """True for a plain eager call (``_fast_eager``) that autograd records nothing of: no
-    torch.func transform, no forward-mode tangent, and no gradient wanted (grad mode off,
-    or no argument requires one). None entries are skipped."""
+def plain_eager(*tensors) -> bool:
+    """True for a plain eager call (``_fast_eager``) that only reverse-mode autograd may
+    record: no torch.func transform and no forward-mode tangent. None entries are skipped."""
     return (_fast_eager(*tensors) and not torch._C._are_functorch_transforms_active()
-            and not _has_forward_tangent(*tensors)
-            and not wants_grad(*tensors))
+            and not _has_forward_tangent(*tensors))
 
 
 def wants_grad(*tensors) -> bool:

@@ -31,14 +31,14 @@ def has_kernel(device_type: str) -> bool:
 torch.library.register_fake("fastrnn::rnn_forward")(_op_glue.fake_forward)
 torch.library.register_fake("fastrnn::rnn_backward")(_op_glue.fake_backward)
 
-rnn_stack_inference = torch.ops.fastrnn._rnn_stack_inference.default
+rnn_stack = torch.ops.fastrnn._rnn_stack.default
 
 
-@torch.library.register_fake("fastrnn::_rnn_stack_inference")
-def _fake_stack_inference(input, hx, weights, num_layers, bidirectional, lengths, nonlinearity):
+@torch.library.register_fake("fastrnn::_rnn_stack")
+def _fake_stack(input, hx, weights, num_layers, bidirectional, lengths, nonlinearity):
     from .functional import run_layers  # functional imports this module
 
-    # The C++ kernel's checks (csrc/cpu/stack_cpu.cpp), then the per-layer fake kernel's.
+    # The C++ kernel's checks (csrc/stack_ops.cpp), then the per-layer fake kernel's.
     D = 2 if bidirectional else 1
     if num_layers < 1:
         raise ValueError(f"fastrnn: num_layers must be >= 1, got {num_layers}")

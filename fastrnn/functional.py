@@ -126,11 +126,11 @@ def rnn(
         # Every tensor on the CPU (else the op's dispatch would pick another device's key,
         # which has no kernel, instead of the per-layer op's device error).
         if (all(w is None or w.is_cpu for w in flat) and (hx is None or hx.is_cpu)
-                and _op_glue.plain_inference(input, hx, *flat)):
+                and _op_glue.plain_eager(input, hx, *flat)):
             # Nothing needs the layers one at a time: the whole stack in one native call
-            # (csrc/cpu/stack_cpu.cpp), the same per-layer op without the Python around it.
-            return _ops.rnn_stack_inference(input, hx, flat, num_layers, bidirectional, lengths,
-                                            nonlinearity)
+            # (csrc/stack_ops.cpp), the same per-layer ops without the Python around them;
+            # a gradient is recorded by one C++ autograd node for the whole stack.
+            return _ops.rnn_stack(input, hx, flat, num_layers, bidirectional, lengths, nonlinearity)
     if hx is None:
         hx = input.new_zeros(num_layers * D, input.shape[1], weights[0][1].shape[0])  # [L * D, B, H]
     output, h_n = run_layers(fwd, input, hx, weights, num_layers=num_layers,

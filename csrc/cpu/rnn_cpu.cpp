@@ -10,8 +10,6 @@
 // loop has no synchronisation at all. With fewer rows than threads (batch 1 inference),
 // an OpenMP build splits the columns instead: each thread owns a range of weight panels
 // for all rows and the team meets at a spin barrier once per step (see run_columns).
-#include "rnn_cpu.h"
-
 #include "../rnn.h"
 #include "batched_gemm.h"
 #include "kernels.h"
@@ -586,8 +584,6 @@ at::Tensor contiguous_lengths(const std::optional<at::Tensor>& lengths) {
   return lengths.has_value() ? lengths->contiguous() : at::Tensor();
 }
 
-}  // namespace
-
 at::Tensor rnn_forward_cpu(const at::Tensor& input, const at::Tensor& hx,
                            const at::Tensor& weight_ih, const at::Tensor& weight_hh,
                            const std::optional<at::Tensor>& bias_ih,
@@ -618,8 +614,6 @@ at::Tensor rnn_forward_cpu(const at::Tensor& input, const at::Tensor& hx,
   }
   return ct == input.scalar_type() ? y : y.to(input.scalar_type());
 }
-
-namespace {
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> rnn_backward_cpu(
     const at::Tensor& grad_output, const at::Tensor& input, const at::Tensor& hx,
