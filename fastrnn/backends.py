@@ -26,14 +26,17 @@ def last_cpu_plan() -> dict | None:
     ``project_first`` (the forward ran x W_ih^T + b as one GEMM before the steps), and
     ``active_rows`` (sorted lengths, e.g. a PackedSequence: each step computed only its
     active rows), and ``own_gemm`` (the batched GEMM of the call, the project-first
-    projection or the backward's dx, ran on fastrnn's packed kernel rather than at::mm).
+    projection or the backward's dx, ran on fastrnn's packed kernel rather than at::mm), and
+    ``own_weight_grads`` (backward: dW_ih, dW_hh and the bias gradient ran on fastrnn's
+    kernel, dz read in place, rather than at::mm).
     """
-    op, path, isa, threads, project_first, active_rows, own_gemm = \
+    op, path, isa, threads, project_first, active_rows, own_gemm, own_weight_grads = \
         torch.ops.fastrnn._cpu_last_plan()
     if not op:
         return None
     return {"op": op, "path": path, "isa": isa, "threads": threads,
-            "project_first": project_first, "active_rows": active_rows, "own_gemm": own_gemm}
+            "project_first": project_first, "active_rows": active_rows, "own_gemm": own_gemm,
+            "own_weight_grads": own_weight_grads}
 
 
 def cpu_machine() -> dict:
@@ -46,11 +49,14 @@ def cpu_machine() -> dict:
     stepwise step's library-call ns, a parallel region's and a spin barrier's ns, and how
     much faster fastrnn's packed GEMM ran than at::mm (> 1: the batched GEMMs use it), and
     the bytes per ns one core's gemv kernel streams a weight larger than its L2 at, and that
-    kernel's multiply-adds per ns where the weight is in L2 (its compute-bound rate).
+    kernel's multiply-adds per ns where the weight is in L2 (its compute-bound rate), and
+    how much faster fastrnn's weight-gradient kernel ran than at::mm (> 1: BPTT's dW_ih,
+    dW_hh and bias gradient use it).
     """
     keys = ("isa", "l1d_bytes", "l2_bytes", "l3_bytes", "cache_source", "threads", "panel_cols",
             "madd_per_ns", "pack_ns_per_element", "step_call_ns", "parallel_ns", "barrier_ns",
-            "own_gemm_speedup", "stream_bytes_per_ns", "gemv_madd_per_ns")
+            "own_gemm_speedup", "stream_bytes_per_ns", "gemv_madd_per_ns",
+            "own_weight_grads_speedup")
     return dict(zip(keys, torch.ops.fastrnn._cpu_machine()))
 
 

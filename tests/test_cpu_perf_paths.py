@@ -230,15 +230,21 @@ def test_backward_packs_streamed_weights_where_in_place_reads_are_slower(cpu_env
 @pytest.mark.parametrize("gemm", ["own", "library"])
 @pytest.mark.parametrize("isa", ISAS)
 def test_batched_gemm_choice(cpu_env, monkeypatch, isa, gemm):
-    """The project-first projection and BPTT's dx on fastrnn's packed GEMM or at::mm
-    (FASTRNN_CPU_GEMM), rows straddling the row blocks and register tiles."""
+    """The project-first projection, BPTT's dx (fastrnn's packed GEMM or at::mm) and its
+    weight gradients (fastrnn's gemm_tn or at::mm), as FASTRNN_CPU_GEMM says, rows and
+    columns straddling the row blocks and register tiles, T = 1 (no h_prev from y) and
+    both directions."""
     cpu_env(isa, "project_first")
     monkeypatch.setenv("FASTRNN_CPU_GEMM", gemm)
-    for T, B, I, H, dtype in ((3, 7, 5, 17, torch.float32), (9, 13, 70, 33, torch.float64),
-                              (2, 5, 1100, 20, torch.float32)):
+    for T, B, I, H, dtype, reverse in ((3, 7, 5, 17, torch.float32, False),
+                                       (9, 13, 70, 33, torch.float64, True),
+                                       (2, 5, 1100, 20, torch.float32, False),
+                                       (1, 3, 9, 7, torch.float32, True),
+                                       (40, 30, 3, 70, torch.float32, True)):
         args = make_args(T, B, I, H, dtype=dtype)
-        check_parity(args)
-        assert backends.last_cpu_plan()["own_gemm"] is (gemm == "own")  # the backward's dx
+        check_parity(args, None, reverse)
+        plan = backends.last_cpu_plan()
+        assert plan["own_gemm"] is plan["own_weight_grads"] is (gemm == "own"), plan  # the backward
         torch.ops.fastrnn.rnn_forward(*args, None, False, "tanh")
         plan = backends.last_cpu_plan()
         assert plan["project_first"] and plan["own_gemm"] is (gemm == "own"), plan

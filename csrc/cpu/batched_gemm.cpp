@@ -50,6 +50,40 @@ void run_typed(Isa isa, const at::Tensor& a, const at::Tensor& m, int64_t N,
   });
 }
 
+template <typename S>
+void weight_grads_typed(Isa isa, const at::Tensor& dz, const at::Tensor& x, const at::Tensor& y,
+                        const at::Tensor& h0, bool reverse, at::Tensor& dw_ih,
+                        at::Tensor& dw_hh, at::Tensor& db) {
+  const int64_t T = dz.size(0), B = dz.size(1), H = dz.size(2), I = x.size(2);
+  const S* dzp = dz.data_ptr<S>();  // [T*B, H]
+  const S* xp = x.data_ptr<S>();    // [T*B, I]
+  const S* yp = y.data_ptr<S>();    // [T*B, H]
+  const S* h0p = h0.data_ptr<S>();  // [B, H]
+  S* gi = dw_ih.data_ptr<S>();
+  S* gh = dw_hh.data_ptr<S>();
+  S* gb = db.data_ptr<S>();
+  const int64_t TB = T * B, rest = (T - 1) * B;
+  // A k block of one column panel of x (a tile's columns) fills half the L1d.
+  const int64_t panel_bytes = panel_cols(isa, std::is_same_v<S, double>) * int64_t(sizeof(S));
+  const int64_t k_block = std::max<int64_t>(16, caches().l1d_bytes / 2 / panel_bytes);
+  // The rows of a block of dz each tile broadcasts from take a quarter of the L2 (a row's
+  // elements lie H apart: each row of the block is its own cache lines).
+  const int64_t m_block = std::max<int64_t>(
+      8, caches().l2_bytes / 4 / (k_block * int64_t(sizeof(S))));
+  const int64_t grain = isa == Isa::Portable ? 4 : 6;  // a row tile (MBMAX)
+  at::parallel_for(0, H, grain, [&](int64_t r0, int64_t r1) {
+    gemm_tn(isa, dzp, H, xp, I, TB, gi, I, I, r0, r1, false, k_block, m_block);
+    // h_prev: forward, h0 for the first B rows then y shifted by one step; reverse, y shifted
+    // the other way for the first (T-1)*B rows, then h0.
+    const S* dz_h0 = dzp + (reverse ? rest * H : 0);
+    const S* dz_y = dzp + (reverse ? 0 : B * H);
+    const S* y_prev = yp + (reverse ? B * H : 0);
+    gemm_tn(isa, dz_h0, H, h0p, H, B, gh, H, H, r0, r1, false, k_block, m_block);
+    gemm_tn(isa, dz_y, H, y_prev, H, rest, gh, H, H, r0, r1, true, k_block, m_block);
+    column_sums(isa, dzp, H, TB, gb, r0, r1);
+  });
+}
+
 }  // namespace
 
 at::Tensor pack_for_gemm(Isa isa, const at::Tensor& w, bool transpose) {
@@ -72,15 +106,41 @@ void own_gemm(Isa isa, const at::Tensor& a, const at::Tensor& w, bool transpose,
               out);
 }
 
-bool prefer_own_gemm(Isa isa, int64_t R, int64_t K, int64_t N) {
-  const char* forced = std::getenv("FASTRNN_CPU_GEMM");
-  if (forced != nullptr && *forced != '\0') {
-    const std::string_view v(forced);
-    if (v == "own") return true;
-    if (v == "library") return false;
-    TORCH_CHECK(v == "auto", "fastrnn: FASTRNN_CPU_GEMM='", v,
-                "' is unknown; expected one of auto|own|library");
+void own_weight_grads(Isa isa, const at::Tensor& dz, const at::Tensor& x, const at::Tensor& y,
+                      const at::Tensor& h0, bool reverse, at::Tensor& dw_ih, at::Tensor& dw_hh,
+                      at::Tensor& db) {
+  if (dz.scalar_type() == at::kDouble) {
+    weight_grads_typed<double>(isa, dz, x, y, h0, reverse, dw_ih, dw_hh, db);
+  } else {
+    weight_grads_typed<float>(isa, dz, x, y, h0, reverse, dw_ih, dw_hh, db);
   }
+}
+
+namespace {
+
+// FASTRNN_CPU_GEMM (read at every call): 1 own, 0 library, -1 auto (unset or "auto").
+int forced_gemm() {
+  const char* forced = std::getenv("FASTRNN_CPU_GEMM");
+  if (forced == nullptr || *forced == '\0') return -1;
+  const std::string_view v(forced);
+  if (v == "own") return 1;
+  if (v == "library") return 0;
+  TORCH_CHECK(v == "auto", "fastrnn: FASTRNN_CPU_GEMM='", v,
+              "' is unknown; expected one of auto|own|library");
+  return -1;
+}
+
+}  // namespace
+
+bool prefer_own_weight_grads(Isa isa, int64_t K, int64_t I, int64_t H) {
+  const int forced = forced_gemm();
+  if (forced >= 0) return forced == 1;
+  return own_weight_grads_faster(isa, K, I, H);
+}
+
+bool prefer_own_gemm(Isa isa, int64_t R, int64_t K, int64_t N) {
+  const int forced = forced_gemm();
+  if (forced >= 0) return forced == 1;
   const Costs& c = costs(isa);
   // Both sides on torch's threads (the packing splits panels, the GEMM rows).
   const double threads = double(std::max(1, at::get_num_threads()));

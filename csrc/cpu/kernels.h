@@ -130,6 +130,25 @@ void gemm_packed(Isa isa, const double* a, int64_t lda, int64_t K, const double*
                  const double* bias, double* c, int64_t ldc, int64_t N, int64_t r0, int64_t r1,
                  int64_t row_block);
 
+// c [r, :N] = (accumulate ? c [r, :N] : 0) + sum_k a[k, r] x[k, :N] for rows r in [r0, r1):
+// c = a^T x with a [K, M] (row stride lda) and x [K, N] (row stride ldx) both read in place,
+// row-major over k. BPTT's weight gradients dW_ih = dz^T x and dW_hh = dz^T h_prev over the
+// T*B rows, with no transposed or packed copy. K goes k_block rows at a time (a block of a
+// column panel of x stays in L1), rows m_block at a time (their block of a stays in L2);
+// the caller sizes both. Every element of c sums its k in order, so results do not depend
+// on how threads split the rows.
+void gemm_tn(Isa isa, const float* a, int64_t lda, const float* x, int64_t ldx, int64_t K,
+             float* c, int64_t ldc, int64_t N, int64_t r0, int64_t r1, bool accumulate,
+             int64_t k_block, int64_t m_block);
+void gemm_tn(Isa isa, const double* a, int64_t lda, const double* x, int64_t ldx, int64_t K,
+             double* c, int64_t ldc, int64_t N, int64_t r0, int64_t r1, bool accumulate,
+             int64_t k_block, int64_t m_block);
+// out[r] = sum_k a[k, r] for r in [r0, r1) (a [K, M], row stride lda): the bias gradient.
+void column_sums(Isa isa, const float* a, int64_t lda, int64_t K, float* out, int64_t r0,
+                 int64_t r1);
+void column_sums(Isa isa, const double* a, int64_t lda, int64_t K, double* out, int64_t r0,
+                 int64_t r1);
+
 // The FMA-throughput probe: `iters` iterations of 12 independent chains of vector FMAs
 // (enough to cover the FMA latency x pipes of every x86 core); returns the FLOPs it did
 // (2 per lane per FMA). Its rate is the ISA's per-core peak the benchmarks compare with.
@@ -152,6 +171,12 @@ const char* isa_name(Isa isa);
   template <typename T>                                                                       \
   void gemm_packed(const T* a, int64_t lda, int64_t K, const T* m, const T* bias, T* c,       \
                    int64_t ldc, int64_t N, int64_t r0, int64_t r1, int64_t row_block);        \
+  template <typename T>                                                                       \
+  void gemm_tn(const T* a, int64_t lda, const T* x, int64_t ldx, int64_t K, T* c, int64_t ldc, \
+               int64_t N, int64_t r0, int64_t r1, bool accumulate, int64_t k_block,           \
+               int64_t m_block);                                                              \
+  template <typename T>                                                                       \
+  void column_sums(const T* a, int64_t lda, int64_t K, T* out, int64_t r0, int64_t r1);       \
   template <typename T>                                                                       \
   void gemm_nt(const T* a, int64_t lda, int64_t K, const T* w, int64_t ldw, const T* bias,    \
                T* c, int64_t ldc, int64_t N, int64_t r0, int64_t r1, int64_t row_block);      \

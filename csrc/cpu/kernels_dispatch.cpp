@@ -109,6 +109,21 @@ FASTRNN_GEMM_NT_ENTRY(float)
 FASTRNN_GEMM_NT_ENTRY(double)
 #undef FASTRNN_GEMM_NT_ENTRY
 
+#define FASTRNN_GEMM_TN_ENTRY(T)                                                              \
+  void gemm_tn(Isa isa, const T* a, int64_t lda, const T* x, int64_t ldx, int64_t K, T* c,     \
+               int64_t ldc, int64_t N, int64_t r0, int64_t r1, bool accumulate,               \
+               int64_t k_block, int64_t m_block) {                                            \
+    FASTRNN_ISA_DISPATCH(gemm_tn, a, lda, x, ldx, K, c, ldc, N, r0, r1, accumulate, k_block,  \
+                         m_block)                                                             \
+  }                                                                                           \
+  void column_sums(Isa isa, const T* a, int64_t lda, int64_t K, T* out, int64_t r0,           \
+                   int64_t r1) {                                                              \
+    FASTRNN_ISA_DISPATCH(column_sums, a, lda, K, out, r0, r1)                                 \
+  }
+FASTRNN_GEMM_TN_ENTRY(float)
+FASTRNN_GEMM_TN_ENTRY(double)
+#undef FASTRNN_GEMM_TN_ENTRY
+
 #define FASTRNN_PACK_ENTRY(T)                                                              \
   void pack(Isa isa, const T* w, bool transpose, int64_t K, int64_t N, int64_t Ktotal,     \
             int64_t k0, T* out, int64_t p0, int64_t p1) {                                  \

@@ -570,6 +570,104 @@ void backward_impl(const BackwardArgs<typename O::T>& a, int64_t b0, int64_t b1)
   }
 }
 
+// ---- The transposed form: BPTT's weight gradients, both operands read in place ---------
+// c [M, N] (+)= a^T x with a [K, M] and x [K, N] row-major over k: dW_ih = dz^T x and
+// dW_hh = dz^T h_prev, summed over the T*B rows. A tile's MB rows of c are MB consecutive
+// columns of a: at each k it broadcasts them from one row of a (one cache line) and loads
+// NV vectors of the same row of x, so neither operand needs a transposed or packed copy.
+
+// One tile: c [MB, ncols] (+)= a[0:K, 0:MB]^T x[0:K, 0:ncols], ncols in (NV-1)*W+1 .. NV*W;
+// Edge: the last vector is partial (masked loads of x: its row may end there).
+template <class O, int MB, int NV, bool Edge>
+void tile_tn(const typename O::T* a, int64_t lda, const typename O::T* x, int64_t ldx,
+             int64_t K, typename O::T* c, int64_t ldc, int64_t ncols, bool accumulate) {
+  using V = typename O::V;
+  constexpr int W = O::W;
+  V acc[MB][NV];
+#pragma GCC unroll 16
+  for (int r = 0; r < MB; ++r) {
+#pragma GCC unroll 16
+    for (int v = 0; v < NV; ++v) {
+      acc[r][v] = accumulate ? load_cols<O>(c + r * ldc + v * W, ncols - v * W) : O::zero();
+    }
+  }
+  const int64_t last = ncols - (NV - 1) * W;  // columns of the last vector
+  for (int64_t k = 0; k < K; ++k, a += lda, x += ldx) {
+    V w[NV];
+#pragma GCC unroll 16
+    for (int v = 0; v < NV; ++v) {
+      w[v] = Edge && v == NV - 1 ? O::load_n(x + v * W, static_cast<int>(last)) : O::load(x + v * W);
+      in_register<O, MB>(w[v]);
+    }
+#pragma GCC unroll 16
+    for (int r = 0; r < MB; ++r) {
+      const V av = O::set1(a[r]);
+#pragma GCC unroll 16
+      for (int v = 0; v < NV; ++v) acc[r][v] = O::fma(av, w[v], acc[r][v]);
+    }
+  }
+#pragma GCC unroll 16
+  for (int r = 0; r < MB; ++r) {
+#pragma GCC unroll 16
+    for (int v = 0; v < NV; ++v) store_cols<O>(c + r * ldc + v * W, acc[r][v], ncols - v * W);
+  }
+}
+
+template <class O>
+using TileTnFn = void (*)(const typename O::T*, int64_t, const typename O::T*, int64_t, int64_t,
+                          typename O::T*, int64_t, int64_t, bool);
+
+// TileTnTable<O, seq>::fns[((mb - 1) * NVMAX + (nv - 1)) * 2 + edge] = tile_tn<O, mb, nv, edge>
+template <class O, class Seq>
+struct TileTnTable;
+template <class O, int... I>
+struct TileTnTable<O, std::integer_sequence<int, I...>> {
+  static constexpr TileTnFn<O> fns[] = {
+      &tile_tn<O, I / 2 / O::NVMAX + 1, I / 2 % O::NVMAX + 1, (I % 2 == 1 && O::W > 1)>...};
+};
+
+// Rows [r0, r1) of c, all N columns: K in blocks of k_block (a block of a panel of x, k_block
+// x NVMAX*W elements, stays in L1 while the row tiles use it), rows in blocks of m_block
+// whose part of a (k_block rows of m_block elements, a row apart) stays in L2 while every
+// panel of x passes over it; within those, row tiles in balanced blocks of at most MBMAX
+// rows (as gemm_rows). Each c element sums its k in order, block after block.
+template <class O>
+void gemm_tn_rows(const typename O::T* a, int64_t lda, const typename O::T* x, int64_t ldx,
+                  int64_t K, typename O::T* c, int64_t ldc, int64_t N, int64_t r0, int64_t r1,
+                  bool accumulate, int64_t k_block, int64_t m_block) {
+  constexpr int W = O::W, MBMAX = O::MBMAX, NVMAX = O::NVMAX;
+  constexpr int64_t P = NVMAX * W;
+  const TileTnFn<O>* table = TileTnTable<O, std::make_integer_sequence<int, MBMAX * NVMAX * 2>>::fns;
+  if (r1 <= r0 || N <= 0) return;
+  if (K <= 0) {  // an empty sum: c = 0 unless accumulating
+    for (int64_t r = r0; r < r1 && !accumulate; ++r) {
+      for (int64_t n = 0; n < N; ++n) c[r * ldc + n] = 0;
+    }
+    return;
+  }
+  const int64_t kb = k_block < 1 ? K : k_block;
+  const int64_t mbk = m_block < MBMAX ? MBMAX : m_block;
+  for (int64_t k0 = 0; k0 < K; k0 += kb) {
+    const int64_t kk = min64(kb, K - k0);
+    for (int64_t m0 = r0; m0 < r1; m0 += mbk) {
+      const int64_t m1 = min64(m0 + mbk, r1);
+      const int64_t blocks = (m1 - m0 + MBMAX - 1) / MBMAX;
+      for (int64_t n0 = 0; n0 < N; n0 += P) {
+        const int64_t ncols = min64(P, N - n0);
+        const int64_t nv = (ncols + W - 1) / W;
+        const int edge = ncols % W != 0;
+        for (int64_t blk = 0, r = m0; blk < blocks; ++blk) {
+          const int64_t mb = (m1 - r) / (blocks - blk);
+          table[((mb - 1) * NVMAX + (nv - 1)) * 2 + edge](
+              a + k0 * lda + r, lda, x + k0 * ldx + n0, ldx, kk, c + r * ldc + n0, ldc, ncols,
+              accumulate || k0 > 0);
+          r += mb;
+        }
+      }
+    }
+  }
+}
+
 }  // namespace
 
 template <typename T>
@@ -602,6 +700,41 @@ template void gemm_packed<float>(const float*, int64_t, int64_t, const float*, c
                                  float*, int64_t, int64_t, int64_t, int64_t, int64_t);
 template void gemm_packed<double>(const double*, int64_t, int64_t, const double*, const double*,
                                   double*, int64_t, int64_t, int64_t, int64_t, int64_t);
+
+template <typename T>
+void gemm_tn(const T* a, int64_t lda, const T* x, int64_t ldx, int64_t K, T* c, int64_t ldc,
+             int64_t N, int64_t r0, int64_t r1, bool accumulate, int64_t k_block,
+             int64_t m_block) {
+  gemm_tn_rows<Ops<T>>(a, lda, x, ldx, K, c, ldc, N, r0, r1, accumulate, k_block, m_block);
+}
+template void gemm_tn<float>(const float*, int64_t, const float*, int64_t, int64_t, float*,
+                             int64_t, int64_t, int64_t, int64_t, bool, int64_t, int64_t);
+template void gemm_tn<double>(const double*, int64_t, const double*, int64_t, int64_t, double*,
+                              int64_t, int64_t, int64_t, int64_t, bool, int64_t, int64_t);
+
+template <typename T>
+void column_sums(const T* a, int64_t lda, int64_t K, T* out, int64_t r0, int64_t r1) {
+  using O = Ops<T>;
+  using V = typename O::V;
+  constexpr int W = O::W, NV = 4;  // 4 independent sums in flight per k
+  int64_t r = r0;
+  for (; r < r1; r += NV * W) {
+    const int64_t n = min64(NV * W, r1 - r);
+    V acc[NV];
+    for (int v = 0; v < NV; ++v) acc[v] = O::zero();
+    const T* p = a + r;
+    for (int64_t k = 0; k < K; ++k, p += lda) {
+      for (int v = 0; v < NV; ++v) {
+        if (v * W < n) acc[v] = O::add(acc[v], load_cols<O>(p + v * W, n - v * W));
+      }
+    }
+    for (int v = 0; v < NV; ++v) {
+      if (v * W < n) store_cols<O>(out + r + v * W, acc[v], n - v * W);
+    }
+  }
+}
+template void column_sums<float>(const float*, int64_t, int64_t, float*, int64_t, int64_t);
+template void column_sums<double>(const double*, int64_t, int64_t, double*, int64_t, int64_t);
 
 double fma_loop(int64_t iters) {
   using O = Ops<float>;

@@ -15,11 +15,13 @@ struct LastPlan {
   bool project_first = false;  // forward, fused paths: x W_ih^T + b ran first as one GEMM
   bool active_rows = false;    // fused paths, sorted lengths: only each step's active rows ran
   bool own_gemm = false;       // the batched GEMM (projection / dx) ran on batched_gemm.h's kernel
+  bool own_weight_grads = false;  // backward: dW_ih, dW_hh and the bias gradient ran on gemm_tn
 };
 
 // Records plan as this thread's last (a thread_local copy: concurrent callers do not mix).
 void record_plan(const LastPlan& plan);
-// Sets own_gemm of this thread's last record (the GEMMs run after the path is recorded).
-void note_own_gemm(bool own);
+// Sets own_gemm (and own_weight_grads) of this thread's last record (the GEMMs run after
+// the path is recorded).
+void note_own_gemm(bool own, bool own_weight_grads = false);
 
 }  // namespace fastrnn::cpu

@@ -117,6 +117,31 @@ double best_of(int runs, const Fn& fn) {
   return best;
 }
 
+// BPTT's weight gradients over K rows (I inputs, H units): the library's (rnn.h
+// backward_gemms) time / fastrnn's (batched_gemm.h own_weight_grads), alternating, best of
+// `rounds` each on torch's threads: the calling thread's CPU clock with one thread, else wall
+// time. Constant operands: the time does not depend on the values, and a random fill would
+// advance the user's default generator.
+double weight_grads_speedup(Isa isa, int64_t K, int64_t I, int64_t H, int rounds) {
+  const auto filled = [](at::IntArrayRef shape) { return at::full(shape, 0.01, at::kFloat); };
+  const at::Tensor dz = filled({K, 1, H}), x = filled({K, 1, I}), y = filled({K, 1, H}),
+                   h0 = filled({1, H}), w_ih = filled({H, I});
+  at::Tensor dw_ih = at::empty({H, I}, at::kFloat), dw_hh = at::empty({H, H}, at::kFloat),
+             db = at::empty({H}, at::kFloat);
+  const bool one = at::get_num_threads() == 1;
+  const auto clock = [one] { return one ? thread_ns() : wall_ns(); };
+  double lib = 1e300, own = 1e300;
+  for (int r = 0; r < rounds; ++r) {
+    double t0 = clock();
+    backward_gemms(dz, h0, x, h0, w_ih, y, false, {false, true});
+    lib = std::min(lib, clock() - t0);
+    t0 = clock();
+    own_weight_grads(isa, dz, x, y, h0, false, dw_ih, dw_hh, db);
+    own = std::min(own, clock() - t0);
+  }
+  return lib / std::max(own, 1.0);
+}
+
 Costs measure_costs(Isa isa) {
   Costs c{};
   // Per-core FMA rate: ~0.1 ms runs of the probe.
@@ -202,6 +227,8 @@ Costs measure_costs(Isa isa) {
     }
     c.own_gemm_speedup = lib / std::max(own, 1.0);
   }
+  // The weight gradients, at a size past where they are timed per call (own_weight_grads_faster).
+  c.own_weight_grads_speedup = weight_grads_speedup(isa, 1024, 256, 256, 3);
   // Streaming a weight from beyond L2 through the gemv kernel: [N, 1024] floats of twice
   // the L2, one pass to fault the pages in and fill the outer caches, then best of 3.
   {
@@ -321,6 +348,23 @@ double rows_step_ns(Isa isa, bool backward, int64_t rows, int64_t K, int64_t H) 
                        [&] { return measure_rows_step(isa, backward, rows, K, H); });
 }
 
+bool own_weight_grads_faster(Isa isa, int64_t K, int64_t I, int64_t H) {
+  int64_t bucket = 64;  // K rounded up to a power of two: variable lengths share timings
+  while (bucket < K) bucket *= 2;
+  // Timed at the call's size up to 2^25 multiply-adds (~0.5 ms a side here); beyond, the
+  // probe of a large problem (Costs) answers.
+  if (double(bucket) * double(I + H) * double(H) > double(1 << 25)) {
+    return costs(isa).own_weight_grads_speedup > 1.0;
+  }
+  static std::mutex mu;
+  static std::map<std::tuple<int, int64_t, int64_t, int64_t, int>, bool> cache;
+  const auto key = std::make_tuple(int(isa), bucket, I, H, at::get_num_threads());
+  return measured_once(mu, cache, key, [&] {
+    weight_grads_speedup(isa, bucket, I, H, 1);  // warm-up: page faults, the library's setup
+    return weight_grads_speedup(isa, bucket, I, H, 3) > 1.0;
+  });
+}
+
 StepwiseCost stepwise_cost(bool backward, int64_t B, int64_t I, int64_t H) {
   static std::mutex mu;
   static std::map<std::tuple<bool, int64_t, int64_t, int64_t, int>, StepwiseCost> cache;
@@ -405,9 +449,10 @@ namespace {
 
 // (isa, l1d, l2, l3, cache source, threads, panel columns,
 //  madd/ns per core, pack ns/element, step call ns, parallel region ns, barrier ns,
-//  own GEMM speedup over the library's, streaming bytes/ns, gemv madd/ns)
+//  own GEMM speedup over the library's, streaming bytes/ns, gemv madd/ns,
+//  own weight-gradient speedup over the library's)
 std::tuple<std::string, int64_t, int64_t, int64_t, std::string, int64_t, int64_t, double, double,
-           double, double, double, double, double, double>
+           double, double, double, double, double, double, double>
 cpu_machine() {
   const Isa isa = current_isa();
   const Caches& c = caches();
@@ -415,7 +460,7 @@ cpu_machine() {
   return {isa_name(isa), c.l1d_bytes, c.l2_bytes, c.l3_bytes, c.source, at::get_num_threads(),
           panel_cols(isa, false), k.madd_per_ns, k.pack_ns_per_element, k.step_call_ns,
           k.parallel_ns, k.barrier_ns, k.own_gemm_speedup, k.stream_bytes_per_ns,
-          k.gemv_madd_per_ns};
+          k.gemv_madd_per_ns, k.own_weight_grads_speedup};
 }
 
 double cpu_carry_stream(int64_t rows) {
@@ -447,7 +492,7 @@ std::tuple<double, double> cpu_fma_peak(double seconds, int64_t threads) {
 
 TORCH_LIBRARY_FRAGMENT(fastrnn, m) {
   m.def("_cpu_machine() -> (str, int, int, int, str, int, int, float, float, float, float, float, "
-        "float, float, float)",
+        "float, float, float, float)",
         &cpu_machine);
   m.def("_cpu_fma_peak(float seconds, int threads) -> (float, float)", &cpu_fma_peak);
   m.def("_cpu_carry_stream(int rows) -> float", &cpu_carry_stream);

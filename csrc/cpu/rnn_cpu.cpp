@@ -651,13 +651,28 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> rnn_backw
   const int64_t I = input.size(2);
   const bool own_dx = output_mask[0] && B > 0 && H > 0 && I > 0 &&
                       cpu::prefer_own_gemm(isa, T * B, H, I);
-  cpu::note_own_gemm(own_dx);
-  if (!own_dx) return backward_gemms(dz, carry, input, hx, weight_ih, y, reverse, output_mask);
-  auto grads = backward_gemms(dz, carry, input, hx, weight_ih, y, reverse, {false, output_mask[1]});
-  at::Tensor dx = new_buffer({T * B, I}, y);  // [T*B, I]
-  cpu::own_gemm(isa, dz.view({T * B, H}), as_compute(weight_ih, ct), /*transpose=*/false,
-                at::Tensor(), dx);
-  std::get<0>(grads) = (ct == input.scalar_type() ? dx : dx.to(input.scalar_type())).view({T, B, I});
+  // The weight gradients likewise, on gemm_tn (dz read in place as the transposed operand).
+  const bool own_dw = output_mask[1] && B > 0 && H > 0 && cpu::prefer_own_weight_grads(isa, T * B, I, H);
+  cpu::note_own_gemm(own_dx, own_dw);
+  auto grads = backward_gemms(dz, carry, input, hx, weight_ih, y, reverse,
+                              {output_mask[0] && !own_dx, output_mask[1] && !own_dw});
+  const auto back = [&](const at::Tensor& t) {
+    return ct == input.scalar_type() ? t : t.to(input.scalar_type());
+  };
+  if (own_dx) {
+    at::Tensor dx = new_buffer({T * B, I}, y);  // [T*B, I]
+    cpu::own_gemm(isa, dz.view({T * B, H}), as_compute(weight_ih, ct), /*transpose=*/false,
+                  at::Tensor(), dx);
+    std::get<0>(grads) = back(dx).view({T, B, I});
+  }
+  if (own_dw) {
+    at::Tensor dw_ih = new_buffer({H, I}, y), dw_hh = new_buffer({H, H}, y), db = new_buffer({H}, y);
+    cpu::own_weight_grads(isa, dz, as_compute(input, ct), y, as_compute(hx, ct), reverse, dw_ih,
+                          dw_hh, db);
+    std::get<2>(grads) = back(dw_ih);
+    std::get<3>(grads) = back(dw_hh);
+    std::get<4>(grads) = back(db);
+  }
   return grads;
 }
 
