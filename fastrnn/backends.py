@@ -49,14 +49,11 @@ def cpu_machine() -> dict:
     stepwise step's library-call ns, a parallel region's and a spin barrier's ns, and how
     much faster fastrnn's packed GEMM ran than at::mm (> 1: the batched GEMMs use it), and
     the bytes per ns one core's gemv kernel streams a weight larger than its L2 at, and that
-    kernel's multiply-adds per ns where the weight is in L2 (its compute-bound rate), and
-    how much faster fastrnn's weight-gradient kernel ran than at::mm (> 1: BPTT's dW_ih,
-    dW_hh and bias gradient use it).
+    kernel's multiply-adds per ns where the weight is in L2 (its compute-bound rate).
     """
     keys = ("isa", "l1d_bytes", "l2_bytes", "l3_bytes", "cache_source", "threads", "panel_cols",
             "madd_per_ns", "pack_ns_per_element", "step_call_ns", "parallel_ns", "barrier_ns",
-            "own_gemm_speedup", "stream_bytes_per_ns", "gemv_madd_per_ns",
-            "own_weight_grads_speedup")
+            "own_gemm_speedup", "stream_bytes_per_ns", "gemv_madd_per_ns")
     return dict(zip(keys, torch.ops.fastrnn._cpu_machine()))
 
 

@@ -66,8 +66,8 @@ void weight_grads_typed(Isa isa, const at::Tensor& dz, const at::Tensor& x, cons
   // A k block of one column panel of x (a tile's columns) fills half the L1d.
   const int64_t panel_bytes = panel_cols(isa, std::is_same_v<S, double>) * int64_t(sizeof(S));
   const int64_t k_block = std::max<int64_t>(16, caches().l1d_bytes / 2 / panel_bytes);
-  // The rows of a block of dz each tile broadcasts from take a quarter of the L2 (a row's
-  // elements lie H apart: each row of the block is its own cache lines).
+  // A block of dz (k_block of its rows, a row H elements apart, m_block contiguous columns
+  // each: its own cache lines per row) takes a quarter of the L2 while the panels of x pass.
   const int64_t m_block = std::max<int64_t>(
       8, caches().l2_bytes / 4 / (k_block * int64_t(sizeof(S))));
   const int64_t grain = isa == Isa::Portable ? 4 : 6;  // a row tile (MBMAX)

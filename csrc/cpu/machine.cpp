@@ -227,8 +227,6 @@ Costs measure_costs(Isa isa) {
     }
     c.own_gemm_speedup = lib / std::max(own, 1.0);
   }
-  // The weight gradients, at a size past where they are timed per call (own_weight_grads_faster).
-  c.own_weight_grads_speedup = weight_grads_speedup(isa, 1024, 256, 256, 3);
   // Streaming a weight from beyond L2 through the gemv kernel: [N, 1024] floats of twice
   // the L2, one pass to fault the pages in and fill the outer caches, then best of 3.
   {
@@ -353,12 +351,13 @@ bool own_weight_grads_faster(Isa isa, int64_t K, int64_t I, int64_t H) {
   while (bucket < K) bucket *= 2;
   // Timed at the call's size up to 2^25 multiply-adds (~0.5 ms a side here); beyond, the
   // probe of a large problem (Costs) answers.
-  if (double(bucket) * double(I + H) * double(H) > double(1 << 25)) {
-    return costs(isa).own_weight_grads_speedup > 1.0;
-  }
+  if (double(bucket) * double(I + H) * double(H) > double(1 << 25)) bucket = I = H = -1;
   static std::mutex mu;
   static std::map<std::tuple<int, int64_t, int64_t, int64_t, int>, bool> cache;
   const auto key = std::make_tuple(int(isa), bucket, I, H, at::get_num_threads());
+  if (bucket < 0) {  // the large-problem timing, once
+    return measured_once(mu, cache, key, [&] { return weight_grads_speedup(isa, 1024, 256, 256, 3) > 1.0; });
+  }
   return measured_once(mu, cache, key, [&] {
     weight_grads_speedup(isa, bucket, I, H, 1);  // warm-up: page faults, the library's setup
     return weight_grads_speedup(isa, bucket, I, H, 3) > 1.0;
@@ -449,10 +448,9 @@ namespace {
 
 // (isa, l1d, l2, l3, cache source, threads, panel columns,
 //  madd/ns per core, pack ns/element, step call ns, parallel region ns, barrier ns,
-//  own GEMM speedup over the library's, streaming bytes/ns, gemv madd/ns,
-//  own weight-gradient speedup over the library's)
+//  own GEMM speedup over the library's, streaming bytes/ns, gemv madd/ns)
 std::tuple<std::string, int64_t, int64_t, int64_t, std::string, int64_t, int64_t, double, double,
-           double, double, double, double, double, double, double>
+           double, double, double, double, double, double>
 cpu_machine() {
   const Isa isa = current_isa();
   const Caches& c = caches();
@@ -460,7 +458,7 @@ cpu_machine() {
   return {isa_name(isa), c.l1d_bytes, c.l2_bytes, c.l3_bytes, c.source, at::get_num_threads(),
           panel_cols(isa, false), k.madd_per_ns, k.pack_ns_per_element, k.step_call_ns,
           k.parallel_ns, k.barrier_ns, k.own_gemm_speedup, k.stream_bytes_per_ns,
-          k.gemv_madd_per_ns, k.own_weight_grads_speedup};
+          k.gemv_madd_per_ns};
 }
 
 double cpu_carry_stream(int64_t rows) {
@@ -492,7 +490,7 @@ std::tuple<double, double> cpu_fma_peak(double seconds, int64_t threads) {
 
 TORCH_LIBRARY_FRAGMENT(fastrnn, m) {
   m.def("_cpu_machine() -> (str, int, int, int, str, int, int, float, float, float, float, float, "
-        "float, float, float, float)",
+        "float, float, float)",
         &cpu_machine);
   m.def("_cpu_fma_peak(float seconds, int threads) -> (float, float)", &cpu_fma_peak);
   m.def("_cpu_carry_stream(int rows) -> float", &cpu_carry_stream);

@@ -34,10 +34,6 @@ struct Costs {
   // at::mm time / packed_gemm time (batched_gemm.h) of a [256 x 512] x [512 x 512] product
   // on torch's threads, the weight pre-packed: > 1 when fastrnn's kernel is faster here.
   double own_gemm_speedup;
-  // The library's time / fastrnn's (batched_gemm.h own_weight_grads) for BPTT's weight
-  // gradients (dW_ih, dW_hh, the bias gradient) over 1024 rows at I = H = 256, on torch's
-  // threads: > 1 when fastrnn's kernel is faster at a size past own_weight_grads_faster's.
-  double own_weight_grads_speedup;
   // Bytes per ns one core's gemv kernel (kernels.h gemm_nt, one row) reads a weight twice the
   // size of its L2 at, i.e. from L3 or memory: the rate of a step whose weights do not fit.
   double stream_bytes_per_ns;
@@ -88,7 +84,9 @@ StepwiseCost stepwise_cost(bool backward, int64_t B, int64_t I, int64_t H);
 // rounded up to a power of two) once per (isa, K bucket, I, H, threads) and cached: the two
 // sides' rates cross over with the shape (Zen 3, 2 threads: fastrnn's 70 multiply-adds per
 // ns against the library's 48 at K = 1024, I = H = 64; 65 against 81 at I = H = 256).
-// Larger problems take Costs::own_weight_grads_speedup.
+// Larger problems take one timing at 1024 rows, I = H = 256 (per isa and threads, at the
+// first such call: ~10 ms). The timing uses float32 and one row per step (B = 1), so it
+// approximates a call's shape class, not its exact GEMMs.
 bool own_weight_grads_faster(Isa isa, int64_t K, int64_t I, int64_t H);
 
 // The FMA peak of `threads` threads running fma_loop for about `seconds` of wall time:

@@ -644,14 +644,13 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> rnn_backw
     dz.zero_();
   }
   // dx = dz W_ih on fastrnn's packed GEMM where batched_gemm.h finds it the faster one,
-  // its packing pass over W_ih included; the weight gradients stay with the library (their
-  // reduction runs over T*B; fastrnn's kernel, tried for them, measured slower at T*B = 32
-  // on one thread). (W_ih read in place, as the gemv recurrence reads W_hh, measured slower
-  // for dx at T*B = 32: its panels' rows lie a weight row apart.)
+  // its packing pass over W_ih included. (W_ih read in place, as the gemv recurrence reads
+  // W_hh, measured slower for dx at T*B = 32: its panels' rows lie a weight row apart.)
   const int64_t I = input.size(2);
   const bool own_dx = output_mask[0] && B > 0 && H > 0 && I > 0 &&
                       cpu::prefer_own_gemm(isa, T * B, H, I);
-  // The weight gradients likewise, on gemm_tn (dz read in place as the transposed operand).
+  // The weight gradients likewise, on gemm_tn (dz read in place as the transposed operand),
+  // where it is timed faster at this size (the library's GEMMs win at large H here).
   const bool own_dw = output_mask[1] && B > 0 && H > 0 && cpu::prefer_own_weight_grads(isa, T * B, I, H);
   cpu::note_own_gemm(own_dx, own_dw);
   auto grads = backward_gemms(dz, carry, input, hx, weight_ih, y, reverse,
