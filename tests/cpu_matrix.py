@@ -18,7 +18,9 @@ import torch
 
 import fastrnn.backends
 
-ISAS = ("portable", "avx2", "avx512")
+# avx512sim: the AVX-512 build's geometry (panels, tiles, edge masks) on AVX2 instructions
+# (csrc/cpu/kernels_avx512sim.cpp), so that an AVX2 machine tests the AVX-512 tiling too.
+ISAS = ("portable", "avx2", "avx512", "avx512sim")
 # FASTRNN_CPU_PATH value -> the path last_cpu_plan() must record for it
 PATHS = {"fused": "rows", "columns": "columns", "stepwise": "stepwise",
          # the fused rows path with the input projection forced inside each step / first
@@ -37,14 +39,16 @@ PANEL_COLS = {  # (isa, dtype) -> columns per weight panel
     ("portable", torch.float32): 4, ("portable", torch.float64): 4,
     ("avx2", torch.float32): 16, ("avx2", torch.float64): 8,
     ("avx512", torch.float32): 64, ("avx512", torch.float64): 32,
+    ("avx512sim", torch.float32): 64, ("avx512sim", torch.float64): 32,
 }
-ROW_TILE = {"portable": 4, "avx2": 6, "avx512": 6}
+ROW_TILE = {"portable": 4, "avx2": 6, "avx512": 6, "avx512sim": 6}
 # Lanes of one vector (Ops<T>::W), and the widest tile in vectors (kernels_impl.h
 # kTileVectorsMax): with few rows a tile spans up to that many vectors, across panels.
 VECTOR_LANES = {
     ("portable", torch.float32): 1, ("portable", torch.float64): 1,
     ("avx2", torch.float32): 8, ("avx2", torch.float64): 4,
     ("avx512", torch.float32): 16, ("avx512", torch.float64): 8,
+    ("avx512sim", torch.float32): 16, ("avx512sim", torch.float64): 8,
 }
 TILE_VECTORS_MAX = 6
 # Weights larger than this take the project-first forward on any machine: rnn_cpu.cpp switches
@@ -75,13 +79,16 @@ def split_steps(B: int, H: int) -> int:
 #   "project_first": the weights (I + H) * H * 4 bytes exceed PROJECT_FIRST_BYTES, so the
 #              fused forward runs x W_ih^T + b as one GEMM first.
 # Sizes are small (each runs under every parametrization) but reach: 1 and 2+ panels with a
-# remainder on every ISA (H 17, 65, 129), row-tile remainders (B 7, 13), one row (B 1).
+# remainder on every ISA (H 17, 65, 129), an edge vector more than half full (H 45: 13 of 16
+# float lanes, 5 of 8 double lanes; in avx512sim the masked lanes lie in the upper half),
+# row-tile remainders (B 7, 13), one row (B 1).
 SHAPES = {
     "T3-B1-I1-H1": (3, 1, 1, 1, ()),
     "T5-B3-I3-H3": (5, 3, 3, 3, ()),
     "T4-B7-I5-H17": (4, 7, 5, 17, ()),
     "T2-B13-I3-H65": (2, 13, 3, 65, ()),
     "T3-B1-I2-H129": (3, 1, 2, 129, ()),
+    "T3-B5-I13-H45": (3, 5, 13, 45, ()),
     "T261-B12-I5-H64-threads": (split_steps(12, 64), 12, 5, 64, ("threads",)),
     "T3-B7-I300-H600-project-first": (3, 7, 300, 600, ("project_first",)),
 }
@@ -106,19 +113,20 @@ def isa_unsupported_reason(isa: str) -> str | None:
         return None
     if platform.machine().lower() not in ("x86_64", "amd64"):
         return f"{isa} is an x86-64 ISA; this CPU is {platform.machine()}"
-    need = {"avx2": {"avx2", "fma"}, "avx512": {"avx512f", "avx512bw", "avx512dq", "avx512vl", "fma"}}[isa]
+    need = {"avx2": {"avx2", "fma"}, "avx512sim": {"avx2", "fma"},
+            "avx512": {"avx512f", "avx512bw", "avx512dq", "avx512vl", "fma"}}[isa]
     flags = _cpu_flags()
     if flags is None:  # no /proc: torch's own detection (DEFAULT, AVX2, AVX512)
         capability = torch.backends.cpu.get_cpu_capability()
-        ok = capability == "AVX512" or (isa == "avx2" and capability == "AVX2")
+        ok = capability == "AVX512" or (isa in ("avx2", "avx512sim") and capability == "AVX2")
         return None if ok else f"this CPU has no {isa} (torch reports {capability})"
     missing = sorted(need - flags)
     return f"this CPU has no {isa} (missing {', '.join(missing)} in /proc/cpuinfo)" if missing else None
 
 
 def default_isa() -> str:
-    """The ISA FASTRNN_CPU_ISA=auto picks: the widest this CPU supports."""
-    return next(isa for isa in reversed(ISAS) if isa_unsupported_reason(isa) is None)
+    """The ISA FASTRNN_CPU_ISA=auto picks: the widest this CPU supports (never the simulation)."""
+    return next(isa for isa in ("avx512", "avx2", "portable") if isa_unsupported_reason(isa) is None)
 
 
 def _combos():

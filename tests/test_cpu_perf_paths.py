@@ -142,7 +142,7 @@ def test_machine_reports_the_isa_in_use(monkeypatch, isa):
     monkeypatch.setenv("FASTRNN_CPU_ISA", isa)
     m = backends.cpu_machine()
     assert m["isa"] == isa
-    assert m["panel_cols"] == {"portable": 4, "avx2": 16, "avx512": 64}[isa]
+    assert m["panel_cols"] == {"portable": 4, "avx2": 16, "avx512": 64, "avx512sim": 64}[isa]
 
 
 def test_fma_peak_probe():

@@ -20,7 +20,9 @@
 
 namespace fastrnn::cpu {
 
-enum class Isa { Portable = 0, Avx2 = 1, Avx512 = 2 };
+// Avx512Sim: the AVX-512 kernels' geometry on AVX2 instructions (kernels_avx512sim.cpp), for
+// testing the AVX-512 build's tiling on machines without AVX-512; auto never picks it.
+enum class Isa { Portable = 0, Avx2 = 1, Avx512 = 2, Avx512Sim = 3 };
 enum class Act { Tanh = 0, Relu = 1 };
 
 template <typename T>
@@ -155,8 +157,8 @@ void column_sums(Isa isa, const double* a, int64_t lda, int64_t K, double* out, 
 double fma_loop(Isa isa, int64_t iters);
 
 bool isa_supported(Isa isa);
-// The ISA to use: FASTRNN_CPU_ISA=auto|portable|avx2|avx512 (read at every call) if set,
-// else the best one the CPU supports. Asking for an unsupported ISA is an error
+// The ISA to use: FASTRNN_CPU_ISA=auto|portable|avx2|avx512|avx512sim (read at every call) if
+// set, else the best one the CPU supports (never avx512sim). Asking for an unsupported ISA is an error
 // (the caller reports it); returns false then and leaves *isa untouched.
 bool select_isa(Isa* isa, const char** requested);
 const char* isa_name(Isa isa);
@@ -206,6 +208,7 @@ const char* isa_name(Isa isa);
 FASTRNN_DECLARE_ISA_ENTRY_POINTS(portable)
 FASTRNN_DECLARE_ISA_ENTRY_POINTS(avx2)
 FASTRNN_DECLARE_ISA_ENTRY_POINTS(avx512)
+FASTRNN_DECLARE_ISA_ENTRY_POINTS(avx512sim)
 #undef FASTRNN_DECLARE_ISA_ENTRY_POINTS
 
 }  // namespace fastrnn::cpu

@@ -1,5 +1,6 @@
 // The kernels of kernels.h compiled for AVX-512 (F, BW, DQ, VL) + FMA. Only called after
 // isa_supported(Isa::Avx512) said the CPU has these instructions.
+#include "avx512_geometry.h"
 #include "kernels.h"
 
 #include <cmath>
@@ -53,7 +54,9 @@ template <>
 struct Ops<float> {
   using T = float;
   using V = __m512;
-  static constexpr int W = 16, NVMAX = 4, MBMAX = 6, REGS = 32;  // 24 accumulators
+  static constexpr int W = Avx512Geometry<T>::W, NVMAX = Avx512Geometry<T>::NVMAX,
+                       MBMAX = Avx512Geometry<T>::MBMAX, REGS = Avx512Geometry<T>::REGS;
+  static_assert(W == 16);
   static __mmask16 mask(int n) { return static_cast<__mmask16>((1u << n) - 1); }
   static V zero() { return _mm512_setzero_ps(); }
   static V set1(T x) { return _mm512_set1_ps(x); }
@@ -77,7 +80,9 @@ template <>
 struct Ops<double> {
   using T = double;
   using V = __m512d;
-  static constexpr int W = 8, NVMAX = 4, MBMAX = 6, REGS = 32;
+  static constexpr int W = Avx512Geometry<T>::W, NVMAX = Avx512Geometry<T>::NVMAX,
+                       MBMAX = Avx512Geometry<T>::MBMAX, REGS = Avx512Geometry<T>::REGS;
+  static_assert(W == 8);
   static __mmask8 mask(int n) { return static_cast<__mmask8>((1u << n) - 1); }
   static V zero() { return _mm512_setzero_pd(); }
   static V set1(T x) { return _mm512_set1_pd(x); }

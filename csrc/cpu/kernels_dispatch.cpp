@@ -16,6 +16,8 @@ bool isa_supported(Isa isa) {
 #if defined(__x86_64__) || defined(_M_X64)
     case Isa::Avx2:
       return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+    case Isa::Avx512Sim:  // the AVX-512 geometry on AVX2 instructions
+      return isa_supported(Isa::Avx2);
     case Isa::Avx512:
       return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
              __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vl") &&
@@ -29,6 +31,7 @@ bool isa_supported(Isa isa) {
 const char* isa_name(Isa isa) {
   switch (isa) {
     case Isa::Avx512: return "avx512";
+    case Isa::Avx512Sim: return "avx512sim";
     case Isa::Avx2: return "avx2";
     default: return "portable";
   }
@@ -43,7 +46,7 @@ bool select_isa(Isa* isa, const char** requested) {
                                       : Isa::Portable;
     return true;
   }
-  for (Isa cand : {Isa::Portable, Isa::Avx2, Isa::Avx512}) {
+  for (Isa cand : {Isa::Portable, Isa::Avx2, Isa::Avx512, Isa::Avx512Sim}) {
     if (std::strcmp(env, isa_name(cand)) == 0) {
       if (!isa_supported(cand)) return false;
       *isa = cand;
@@ -57,6 +60,7 @@ int64_t panel_cols(Isa isa, bool is_double) {
   switch (isa) {
 #if defined(__x86_64__) || defined(_M_X64)
     case Isa::Avx512: return avx512::panel_cols(is_double);
+    case Isa::Avx512Sim: return avx512sim::panel_cols(is_double);
     case Isa::Avx2: return avx2::panel_cols(is_double);
 #endif
     default: return portable::panel_cols(is_double);
@@ -73,6 +77,7 @@ int64_t packed_size(Isa isa, int64_t K, int64_t N, bool is_double) {
 #define FASTRNN_ISA_DISPATCH(fn, ...)                              \
   switch (isa) {                                                   \
     case Isa::Avx512: avx512::fn(__VA_ARGS__); return;             \
+    case Isa::Avx512Sim: avx512sim::fn(__VA_ARGS__); return;       \
     case Isa::Avx2: avx2::fn(__VA_ARGS__); return;                 \
     default: portable::fn(__VA_ARGS__); return;                    \
   }
@@ -84,6 +89,7 @@ double fma_loop(Isa isa, int64_t iters) {
   switch (isa) {
 #if defined(__x86_64__) || defined(_M_X64)
     case Isa::Avx512: return avx512::fma_loop(iters);
+    case Isa::Avx512Sim: return avx512sim::fma_loop(iters);
     case Isa::Avx2: return avx2::fma_loop(iters);
 #endif
     default: return portable::fma_loop(iters);

@@ -45,10 +45,11 @@ struct Operand {
 // loads a cycle a core serves alongside its two FMAs (measured: 2-row steps 8-11% faster
 // with the loads kept in registers; results bitwise unchanged). An empty asm that claims to
 // modify v makes it a value only a register holds ("v": any SSE/AVX/AVX-512 register).
+// A simulated vector (kernels_avx512sim.cpp: a pair of O::Half vectors) is not one register.
 template <class O, int MB>
 inline void in_register(typename O::V& v) {
 #if defined(__GNUC__)
-  if constexpr (O::W > 1 && MB > 1) asm("" : "+v"(v));
+  if constexpr (O::W > 1 && MB > 1 && !requires { typename O::Half; }) asm("" : "+v"(v));
 #endif
 }
 

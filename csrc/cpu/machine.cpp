@@ -438,7 +438,7 @@ Isa current_isa() {
   const char* requested = nullptr;
   TORCH_CHECK(select_isa(&isa, &requested), "fastrnn: FASTRNN_CPU_ISA='",
               requested ? requested : "", "' is unknown or not supported by this CPU; expected "
-              "one of auto|portable|avx2|avx512 (avx2: ",
+              "one of auto|portable|avx2|avx512|avx512sim (avx2 and avx512sim: ",
               isa_supported(Isa::Avx2) ? "supported" : "unsupported", ", avx512: ",
               isa_supported(Isa::Avx512) ? "supported" : "unsupported", ")");
   return isa;
