@@ -181,7 +181,8 @@ def test_auto_reads_streaming_weights_in_place_on_one_thread(cpu_env, isa):
     H = math.isqrt(half_l2 // 4) + 1  # H * H * 4 > half the L2 (the recurrence's W_hh)
     read_ns = H * H * 4 / m["stream_bytes_per_ns"]
     batches = [B for B in (1, 5) if B * H * H / m["gemv_madd_per_ns"] < read_ns]
-    assert 1 in batches or isa == "portable", m  # the SIMD kernels read-bound at batch 1
+    # the SIMD kernels read-bound at batch 1 (not a claim about avx512sim, whose vectors spill)
+    assert 1 in batches or isa in ("portable", "avx512sim"), m
     for B in batches:
         check_parity(make_args(3, B, 7, H), torch.tensor([3, 1, 2, 3, 0][:B]))
         assert backends.last_cpu_plan()["path"] == "gemv", (H, half_l2)

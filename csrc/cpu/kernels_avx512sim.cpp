@@ -7,8 +7,9 @@
 // 32 registers) and a 16-lane vector made of two AVX2 vectors. So on a machine without
 // AVX-512 every packing, tiling, threading and edge path of the AVX-512 build runs, and the
 // test suite checks its results, with the same summation order per lane. What it cannot
-// check: the ~25 one-line AVX-512 intrinsic wrappers of kernels_avx512.cpp (its Ops and
-// TanhOps) and their speed. Never chosen by auto; it exists for the tests.
+// check: the one-line AVX-512 intrinsic wrappers of kernels_avx512.cpp (its Ops and TanhOps)
+// and their speed. Its 16-lane vectors spill (16 ymm registers hold 8 of them): timings
+// taken under it say nothing about either ISA. Never chosen by auto; it exists for the tests.
 #include "avx512_geometry.h"
 #include "kernels.h"
 

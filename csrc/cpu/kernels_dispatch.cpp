@@ -1,5 +1,5 @@
 // Run-time choice of the kernels' ISA (kernels.h): the CPU's own features, or the
-// FASTRNN_CPU_ISA environment variable (portable|avx2|avx512) read at every call, so
+// FASTRNN_CPU_ISA environment variable (portable|avx2|avx512|avx512sim) read at every call, so
 // tests can run each variant in one process.
 #include "kernels.h"
 

@@ -1,4 +1,4 @@
-// tanh for a SIMD vector of floats, written once over an ISA's vector ops (kernels_avx2.cpp,
+// tanh for a SIMD vector of floats, written once over an ISA's vector ops (ops_avx2.h,
 // kernels_avx512.cpp). < 2 ulp: an odd polynomial below 0.55 (fitted, max 0.8 ulp),
 // 1 - 2 / (exp(2|x|) + 1) above, with exp from a Cody-Waite reduction and a degree-7
 // Taylor polynomial on |r| <= ln2/2. NaN propagates. Included by each ISA's file after it
