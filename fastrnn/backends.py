@@ -23,8 +23,8 @@ def last_cpu_plan() -> dict | None:
     "gemv": threads split the output columns, reading the weights unpacked, and meet once per
     step; "columns": the same split on packed weight panels (forced only); "stepwise": ATen
     GEMMs one step at a time), ``isa`` ("portable" | "avx2" | "avx512" | "avx512sim"),
-    ``threads``, and ``project_first`` (the forward ran x W_ih^T + b as one GEMM before the steps), and
-    ``active_rows`` (sorted lengths, e.g. a PackedSequence: each step computed only its
+    ``threads``, and ``project_first`` (the forward ran x W_ih^T + b as one GEMM before the
+    steps), and ``active_rows`` (sorted lengths, e.g. a PackedSequence: each step computed only its
     active rows), and ``own_gemm`` (the batched GEMM of the call, the project-first
     projection or the backward's dx, ran on fastrnn's packed kernel rather than at::mm), and
     ``own_weight_grads`` (backward: dW_ih, dW_hh and the bias gradient ran on fastrnn's

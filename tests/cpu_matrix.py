@@ -126,7 +126,8 @@ def isa_unsupported_reason(isa: str) -> str | None:
 
 def default_isa() -> str:
     """The ISA FASTRNN_CPU_ISA=auto picks: the widest this CPU supports (never the simulation)."""
-    return next(isa for isa in ("avx512", "avx2", "portable") if isa_unsupported_reason(isa) is None)
+    widest_first = ("avx512", "avx2", "portable")
+    return next(isa for isa in widest_first if isa_unsupported_reason(isa) is None)
 
 
 def _combos():

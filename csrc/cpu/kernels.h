@@ -158,8 +158,8 @@ double fma_loop(Isa isa, int64_t iters);
 
 bool isa_supported(Isa isa);
 // The ISA to use: FASTRNN_CPU_ISA=auto|portable|avx2|avx512|avx512sim (read at every call) if
-// set, else the best one the CPU supports (never avx512sim). Asking for an unsupported ISA is an error
-// (the caller reports it); returns false then and leaves *isa untouched.
+// set, else the best one the CPU supports (never avx512sim). Asking for an unsupported ISA is
+// an error (the caller reports it); returns false then and leaves *isa untouched.
 bool select_isa(Isa* isa, const char** requested);
 const char* isa_name(Isa isa);
 

@@ -63,7 +63,9 @@ struct Ops {
   static V one_minus_sq(V y) { return {Half::one_minus_sq(y.lo), Half::one_minus_sq(y.hi)}; }
   static V tanh(V x) { return {Half::tanh(x.lo), Half::tanh(x.hi)}; }
   static V relu(V x) { return {Half::relu(x.lo), Half::relu(x.hi)}; }
-  static V relu_grad(V g, V y) { return {Half::relu_grad(g.lo, y.lo), Half::relu_grad(g.hi, y.hi)}; }
+  static V relu_grad(V g, V y) {
+    return {Half::relu_grad(g.lo, y.lo), Half::relu_grad(g.hi, y.hi)};
+  }
   // 16 -> 8 lanes, then AVX2's 8 -> 1: the lane pairing of GCC's _mm512_reduce_add_ps.
   static T reduce_add(V v) { return Half::reduce_add(Half::add(v.lo, v.hi)); }
 };
