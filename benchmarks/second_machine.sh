@@ -33,7 +33,8 @@ unset FASTRNN_CPU_ISA FASTRNN_CPU_PATH FASTRNN_CPU_GEMM
 export PYTHONUNBUFFERED=1
 exec > >(tee -a "$out_dir/second_machine_${stage}.log") 2>&1
 tee_pid=$!
-trap 'status=$?; [ $status = 0 ] || echo "+ failed (exit $status)"; exec >&- 2>&-; wait $tee_pid' EXIT
+trap 'status=$?; [ $status = 0 ] || echo "+ failed (exit $status)"
+      exec >&- 2>&-; wait $tee_pid' EXIT
 
 cpu_model=$(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)
 slug=$(echo "${cpu_model:-unknown}" | tr 'A-Z' 'a-z' | tr -c 'a-z0-9\n' '_' | tr -s '_' |
@@ -45,8 +46,8 @@ echo
 
 # Always: ninja makes an up-to-date build cheap, and a warm machine's old .so must not stay.
 echo "+ building the CPU extension in place (MAX_JOBS=$jobs)"
-FASTRNN_BUILD_CUDA=0 MAX_JOBS="$jobs" "$py" setup.py build_ext --inplace >"$out_dir/build.log" 2>&1 ||
-  { tail -30 "$out_dir/build.log"; exit 1; }
+FASTRNN_BUILD_CUDA=0 MAX_JOBS="$jobs" "$py" setup.py build_ext --inplace \
+  >"$out_dir/build.log" 2>&1 || { tail -30 "$out_dir/build.log"; exit 1; }
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
 
 # The ISAs this CPU runs, as the extension decides (isa_supported), widest first; a probe
@@ -105,7 +106,8 @@ if [ "$stage" != test ]; then
       --json "$out_dir/cpu_run_${slug}_avx2_standin_2threads.json"
   fi
   if [ $quick = 0 ]; then
-    "$py" benchmarks/onednn/run.py --threads 2 --runs 11 --out "$out_dir/onednn_${slug}_2threads.json"
+    "$py" benchmarks/onednn/run.py --threads 2 --runs 11 \
+      --out "$out_dir/onednn_${slug}_2threads.json"
   fi
 fi
 
